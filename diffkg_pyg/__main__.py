@@ -1,0 +1,5 @@
+import sys
+
+from diffkg_pyg.cli import main
+
+sys.exit(main())

@@ -1,0 +1,163 @@
+r"""The ``diffkg-pyg`` command line.
+
+::
+
+    diffkg-pyg                       # train on the embedded synthetic data
+    diffkg-pyg stats DATA [--json]
+    diffkg-pyg train [DATA] --model lightgcn --epochs N --seed S
+                     [--max-batches B] [--output results.json]
+
+``DATA`` is a dataset folder (KGAT or DiffKG authors' layout), the name of a
+built-in dataset, or ``synthetic`` (the default).
+"""
+import argparse
+import json
+import os
+import sys
+from typing import List, Optional
+
+__all__ = ['main']
+
+MODELS = ['lightgcn']
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        '--data-root', default='data',
+        help='folder of named datasets (default: %(default)s)')
+    parser.add_argument(
+        '--val-ratio', type=float, default=0.1,
+        help="fraction of every user's train items held out for "
+        'validation (default: %(default)s)')
+    parser.add_argument('--split-seed', type=int, default=0,
+                        help='seed of the validation hold-out '
+                        '(default: %(default)s)')
+    parser.add_argument('--cache-dir', default=None,
+                        help='where processed graphs are cached')
+    parser.add_argument('--debug', action='store_true',
+                        help='show Python tracebacks on errors')
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog='diffkg-pyg',
+        description='DiffKG knowledge-graph diffusion for recommendation '
+        '(PyTorch Geometric). Without a command, trains on the embedded '
+        'synthetic dataset.')
+    commands = parser.add_subparsers(dest='command')
+
+    stats = commands.add_parser('stats', help='print dataset statistics')
+    stats.add_argument('data', metavar='DATA',
+                       help='dataset folder or built-in name')
+    stats.add_argument('--json', action='store_true',
+                       help='print one JSON object')
+    _common(stats)
+
+    train = commands.add_parser('train', help='train and evaluate a model')
+    train.add_argument('data', metavar='DATA', nargs='?', default='synthetic',
+                       help='dataset folder or built-in name '
+                       '(default: %(default)s)')
+    train.add_argument('--model', choices=MODELS, default='lightgcn',
+                       help='model to train (default: %(default)s)')
+    train.add_argument('--epochs', type=int, default=200,
+                       help='epoch cap (default: %(default)s)')
+    train.add_argument('--patience', type=int, default=10,
+                       help='early-stopping patience in epochs '
+                       '(default: %(default)s)')
+    train.add_argument('--seed', type=int, default=0,
+                       help='seed of initialisation and sampling '
+                       '(default: %(default)s)')
+    train.add_argument('--max-batches', type=int, default=None,
+                       help='cap on the training batches per epoch')
+    train.add_argument('--lr', type=float, default=1e-3,
+                       help='learning rate (default: %(default)s)')
+    train.add_argument('--batch-size', type=int, default=1024,
+                       help='training batch size (default: %(default)s)')
+    train.add_argument('--embedding-dim', type=int, default=64,
+                       help='embedding size (default: %(default)s)')
+    train.add_argument('--num-layers', type=int, default=2,
+                       help='propagation layers (default: %(default)s)')
+    train.add_argument('--reg', type=float, default=1e-4,
+                       help='L2 regularisation (default: %(default)s)')
+    train.add_argument('--threads', type=int, default=None,
+                       help='CPU threads for torch')
+    train.add_argument('--device', default='cpu',
+                       help='torch device (default: %(default)s)')
+    train.add_argument('--output', default=None,
+                       help='write the results as one JSON object here')
+    _common(train)
+    return parser
+
+
+def _positive(name: str, value: Optional[int]) -> None:
+    if value is not None and value < 1:
+        raise ValueError(f'--{name} must be >= 1 (got {value})')
+
+
+def _train(args: argparse.Namespace) -> int:
+    import torch
+
+    from diffkg_pyg.data import load_dataset
+    from diffkg_pyg.training import train_lightgcn
+
+    for name in ('epochs', 'patience', 'max_batches', 'batch_size',
+                 'embedding_dim', 'threads'):
+        _positive(name.replace('_', '-'), getattr(args, name))
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    data = load_dataset(args.data, args.data_root, args.val_ratio,
+                        args.split_seed, args.cache_dir)
+    result = train_lightgcn(
+        data, embedding_dim=args.embedding_dim, num_layers=args.num_layers,
+        lr=args.lr, batch_size=args.batch_size, lambda_reg=args.reg,
+        epochs=args.epochs, patience=args.patience, seed=args.seed,
+        max_batches=args.max_batches, device=torch.device(args.device))
+    print(f'{args.model} on {args.data}: best epoch {result.best_epoch} of '
+          f'{result.epochs_run}, {result.seconds:.1f} s')
+    for split in ('valid', 'test'):
+        metrics = getattr(result, split)
+        print(f'{split:5s} recall@20 {metrics["recall@20"]:.4f}  '
+              f'ndcg@20 {metrics["ndcg@20"]:.4f}')
+    if args.output:
+        record = {'model': args.model, 'dataset': args.data,
+                  'seed': args.seed, **result.to_dict()}
+        directory = os.path.dirname(os.path.abspath(args.output))
+        os.makedirs(directory, exist_ok=True)
+        temporary = f'{args.output}.tmp'
+        with open(temporary, 'w') as f:
+            json.dump(record, f, indent=2)
+        os.replace(temporary, args.output)
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from diffkg_pyg.data import format_statistics, load_dataset, statistics
+
+    data = load_dataset(args.data, args.data_root, args.val_ratio,
+                        args.split_seed, args.cache_dir, log=False)
+    stats = statistics(data)
+    if args.json:
+        print(json.dumps(stats))
+    else:
+        print(format_statistics(stats, str(args.data)))
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    r"""Runs the command line; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    if not argv or argv[0] not in ('stats', 'train', '-h', '--help'):
+        argv = ['train'] + argv
+    args = parser.parse_args(argv)
+    try:
+        return _stats(args) if args.command == 'stats' else _train(args)
+    except (ValueError, OSError) as error:  # Bad input: one paragraph.
+        if args.debug:
+            raise
+        print(f'diffkg-pyg: error: {error}', file=sys.stderr)
+        return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main())

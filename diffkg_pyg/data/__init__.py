@@ -1,0 +1,61 @@
+from diffkg_pyg.data.io import (
+    DataError,
+    DataFormatError,
+    MissingFileError,
+    InteractionFile,
+    TripletFile,
+    read_interaction_file,
+    read_interaction_matrix,
+    read_triplet_file,
+)
+from diffkg_pyg.data.split import validation_mask
+from diffkg_pyg.data.graph import (
+    USER_ITEM,
+    ITEM_USER,
+    KG,
+    KnowledgeGraph,
+    build_knowledge_graph,
+    build_hetero_data,
+    statistics,
+    format_statistics,
+)
+from diffkg_pyg.data.synthetic import synthetic_dataset
+from diffkg_pyg.data.datasets import (
+    detect_format,
+    read_folder,
+    KGRecDataset,
+    LastFM,
+    MIND,
+    AlibabaIFashion,
+    DATASETS,
+    load_dataset,
+)
+
+__all__ = [
+    'DataError',
+    'DataFormatError',
+    'MissingFileError',
+    'InteractionFile',
+    'TripletFile',
+    'read_interaction_file',
+    'read_interaction_matrix',
+    'read_triplet_file',
+    'validation_mask',
+    'USER_ITEM',
+    'ITEM_USER',
+    'KG',
+    'KnowledgeGraph',
+    'build_knowledge_graph',
+    'build_hetero_data',
+    'statistics',
+    'format_statistics',
+    'synthetic_dataset',
+    'detect_format',
+    'read_folder',
+    'KGRecDataset',
+    'LastFM',
+    'MIND',
+    'AlibabaIFashion',
+    'DATASETS',
+    'load_dataset',
+]

@@ -1,0 +1,233 @@
+r"""Building the :class:`~torch_geometric.data.HeteroData` graph of a
+knowledge-aware recommendation dataset.
+
+The layout, shared by every dataset of the package (real or synthetic):
+
+* node types ``'user'``, ``'item'`` and ``'entity'``; items are the first
+  :obj:`num_items` entities, so item :obj:`i` and entity :obj:`i` are the
+  same object;
+* ``('user', 'interacts', 'item')`` with ``edge_index`` (train interactions
+  after the validation hold-out), ``val_edge_index`` and ``test_edge_index``,
+  each sorted by user, and its reverse ``('item', 'rev_interacts', 'user')``
+  with the train interactions only;
+* ``('entity', 'relation', 'entity')`` with ``edge_index`` and
+  ``edge_type``: the knowledge graph as ordered head-tail pairs (inverse
+  relations added, one relation per pair), sorted by head, plus
+  ``num_relations`` and ``num_triplets``.
+"""
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+from torch_geometric.data import HeteroData
+
+from diffkg_pyg.data.io import DataFormatError, InteractionFile, TripletFile
+from diffkg_pyg.data.split import validation_mask
+
+__all__ = [
+    'USER_ITEM',
+    'ITEM_USER',
+    'KG',
+    'KnowledgeGraph',
+    'build_knowledge_graph',
+    'build_hetero_data',
+    'statistics',
+    'format_statistics',
+]
+
+USER_ITEM = ('user', 'interacts', 'item')
+ITEM_USER = ('item', 'rev_interacts', 'user')
+KG = ('entity', 'relation', 'entity')
+
+
+class KnowledgeGraph:
+    r"""The knowledge graph as the DiffKG method sees it.
+
+    Exact duplicate triplets are dropped, the inverse :math:`(t, r + R_0, h)`
+    of every triplet is added (:math:`R_0 = \max r + 1`), and only the first
+    relation seen for every ordered pair :math:`(h, t)` is kept, triplets
+    being visited in sorted order and before their inverses (as in the
+    authors' code).
+
+    Attributes:
+        edge_index (torch.Tensor): Head and tail of every pair, sorted by
+            head then tail, shape :obj:`[2, num_edges]`.
+        edge_type (torch.Tensor): The relation of every pair,
+            shape :obj:`[num_edges]`.
+        num_entities (int): :math:`\max(h, t) + 1` over all triplets, and at
+            least :obj:`num_items`.
+        num_relations (int): :math:`2 R_0`.
+        num_triplets (int): The number of unique input triplets.
+        triplet_index (torch.Tensor): For every pair, the index of the unique
+            input triplet it comes from (an inverse pair points to the
+            triplet it inverts), shape :obj:`[num_edges]`.
+    """
+    def __init__(self, edge_index, edge_type, num_entities, num_relations,
+                 num_triplets, triplet_index):
+        self.edge_index = edge_index
+        self.edge_type = edge_type
+        self.num_entities = num_entities
+        self.num_relations = num_relations
+        self.num_triplets = num_triplets
+        self.triplet_index = triplet_index
+
+
+def build_knowledge_graph(head: np.ndarray, relation: np.ndarray,
+                          tail: np.ndarray,
+                          num_items: int = 0) -> KnowledgeGraph:
+    r"""Processes raw triplets into a :class:`KnowledgeGraph`.
+
+    Args:
+        head (numpy.ndarray): Head ids, shape :obj:`[num_raw_triplets]`.
+        relation (numpy.ndarray): Relation ids, same shape.
+        tail (numpy.ndarray): Tail ids, same shape.
+        num_items (int, optional): The entity count is at least this.
+            (default: :obj:`0`)
+    """
+    triplets = np.stack([head, relation, tail], axis=1).astype(np.int64)
+    triplets = np.unique(triplets, axis=0)  # Sorted, as the authors do.
+    num_triplets = triplets.shape[0]
+    num_base_relations = int(triplets[:, 1].max()) + 1
+    num_entities = max(int(triplets[:, [0, 2]].max()) + 1, num_items)
+
+    src = np.concatenate([triplets[:, 0], triplets[:, 2]])
+    dst = np.concatenate([triplets[:, 2], triplets[:, 0]])
+    rel = np.concatenate([triplets[:, 1],
+                          triplets[:, 1] + num_base_relations])
+    origin = np.concatenate([np.arange(num_triplets)] * 2)
+    # `np.unique` returns the first occurrence of each key, sorted by key:
+    _, first = np.unique(src * num_entities + dst, return_index=True)
+    edge_index = torch.from_numpy(np.stack([src[first], dst[first]]))
+    return KnowledgeGraph(
+        edge_index=edge_index,
+        edge_type=torch.from_numpy(rel[first]),
+        num_entities=num_entities,
+        num_relations=2 * num_base_relations,
+        num_triplets=num_triplets,
+        triplet_index=torch.from_numpy(origin[first]),
+    )
+
+
+def _unique_pairs(user: np.ndarray, item: np.ndarray,
+                  num_items: int) -> np.ndarray:
+    key = np.unique(user * num_items + item)
+    return np.stack([key // num_items, key % num_items])
+
+
+def _check_items(interactions: InteractionFile, num_entities: int,
+                 kg_path: str) -> None:
+    beyond = np.flatnonzero(interactions.item >= num_entities)
+    if beyond.size > 0:
+        k = int(beyond[0])
+        raise DataFormatError(
+            interactions.path, interactions.locate(k),
+            f'item id {int(interactions.item[k])} (user '
+            f'{int(interactions.user[k])}) is beyond the entity range of the '
+            f'knowledge graph {kg_path} (ids 0..{num_entities - 1}); items '
+            f'must be the first entities of the knowledge graph')
+
+
+def build_hetero_data(
+    train: InteractionFile,
+    test: InteractionFile,
+    kg: TripletFile,
+    val_ratio: float = 0.1,
+    seed: int = 0,
+    name: Optional[str] = None,
+) -> HeteroData:
+    r"""Builds the :class:`~torch_geometric.data.HeteroData` graph of a
+    dataset (layout in the module docstring) from its raw files.
+
+    Args:
+        train (InteractionFile): The train interactions.
+        test (InteractionFile): The test interactions.
+        kg (TripletFile): The knowledge-graph triplets.
+        val_ratio (float, optional): The fraction of every user's train
+            interactions held out for validation (see
+            :func:`~diffkg_pyg.data.validation_mask`). (default: :obj:`0.1`)
+        seed (int, optional): Seed of the validation hold-out.
+            (default: :obj:`0`)
+        name (str, optional): The dataset's name, stored as ``data.name``.
+
+    Raises:
+        DataFormatError: If an item id lies beyond the knowledge graph's
+            entity range.
+    """
+    num_users = max(int(train.user.max(initial=-1)),
+                    int(test.user.max(initial=-1))) + 1
+    num_items = max(int(train.item.max(initial=-1)),
+                    int(test.item.max(initial=-1))) + 1
+    for part in (train, test):
+        if part.shape is not None:
+            num_users = max(num_users, part.shape[0])
+            num_items = max(num_items, part.shape[1])
+
+    knowledge_graph = build_knowledge_graph(kg.head, kg.relation, kg.tail)
+    for part in (train, test):
+        _check_items(part, knowledge_graph.num_entities, kg.path)
+
+    train_pairs = _unique_pairs(train.user, train.item, num_items)
+    test_pairs = _unique_pairs(test.user, test.item, num_items)
+    is_val = validation_mask(train_pairs[0], val_ratio, seed)
+
+    data = HeteroData()
+    data['user'].num_nodes = num_users
+    data['item'].num_nodes = num_items
+    data['entity'].num_nodes = knowledge_graph.num_entities
+    store = data[USER_ITEM]
+    store.edge_index = torch.from_numpy(train_pairs[:, ~is_val])
+    store.val_edge_index = torch.from_numpy(train_pairs[:, is_val])
+    store.test_edge_index = torch.from_numpy(test_pairs)
+    data[ITEM_USER].edge_index = store.edge_index.flip(0)
+    store = data[KG]
+    store.edge_index = knowledge_graph.edge_index
+    store.edge_type = knowledge_graph.edge_type
+    store.num_relations = knowledge_graph.num_relations
+    store.num_triplets = knowledge_graph.num_triplets
+    if name is not None:
+        data.name = name
+    return data
+
+
+def statistics(data: HeteroData) -> Dict[str, int]:
+    r"""Returns the statistics of a dataset built by
+    :func:`build_hetero_data`: :obj:`num_users`, :obj:`num_items`,
+    :obj:`num_entities`, :obj:`num_relations`, :obj:`num_train`,
+    :obj:`num_val`, :obj:`num_test`, :obj:`num_triplets` (unique input
+    triplets) and :obj:`num_kg_edges` (ordered head-tail pairs after adding
+    inverses)."""
+    interactions, kg = data[USER_ITEM], data[KG]
+    return {
+        'num_users': int(data['user'].num_nodes),
+        'num_items': int(data['item'].num_nodes),
+        'num_entities': int(data['entity'].num_nodes),
+        'num_relations': int(kg.num_relations),
+        'num_train': int(interactions.edge_index.size(1)),
+        'num_val': int(interactions.val_edge_index.size(1)),
+        'num_test': int(interactions.test_edge_index.size(1)),
+        'num_triplets': int(kg.num_triplets),
+        'num_kg_edges': int(kg.edge_index.size(1)),
+    }
+
+
+_LABELS = {
+    'num_users': 'users',
+    'num_items': 'items',
+    'num_entities': 'entities',
+    'num_relations': 'relation types (with inverses)',
+    'num_train': 'train interactions',
+    'num_val': 'validation interactions',
+    'num_test': 'test interactions',
+    'num_triplets': 'unique triplets',
+    'num_kg_edges': 'KG edges (ordered pairs, with inverses)',
+}
+
+
+def format_statistics(stats: Dict[str, int], title: str = 'dataset') -> str:
+    r"""Formats :func:`statistics` as a Markdown table."""
+    width = max(len(label) for label in _LABELS.values())
+    lines = [f'| {title:<{width}} | {"count":>11} |',
+             f'|{"-" * (width + 2)}|{"-" * 12}:|']
+    for key, label in _LABELS.items():
+        lines.append(f'| {label:<{width}} | {stats[key]:>11,} |')
+    return '\n'.join(lines)

@@ -1,0 +1,146 @@
+r"""Full-ranking evaluation of recommenders: Recall@K and NDCG@K over all
+items, with the items a user already has masked out."""
+from typing import Callable, Dict, Sequence, Tuple
+
+import torch
+from torch import Tensor
+from torch_geometric.metrics import (
+    LinkPredMetricCollection,
+    LinkPredNDCG,
+    LinkPredRecall,
+)
+
+__all__ = ['to_csr', 'gather_rows', 'RankingEvaluator']
+
+
+def to_csr(edge_index: Tensor, num_rows: int) -> Tuple[Tensor, Tensor]:
+    r"""Returns the row pointer :obj:`[num_rows + 1]` and the columns
+    (sorted by row, stable) of :obj:`edge_index` :obj:`[2, num_edges]`."""
+    row, col = edge_index
+    perm = torch.argsort(row, stable=True)
+    count = torch.bincount(row, minlength=num_rows)
+    ptr = torch.zeros(num_rows + 1, dtype=torch.long, device=row.device)
+    torch.cumsum(count, dim=0, out=ptr[1:])
+    return ptr, col[perm]
+
+
+def gather_rows(ptr: Tensor, col: Tensor, rows: Tensor) -> Tuple[Tensor,
+                                                                  Tensor]:
+    r"""Gathers CSR rows :obj:`rows` :obj:`[batch_size]` without a Python
+    loop.
+
+    Returns:
+        :obj:`(local_row, col)`: for every gathered entry, the position of
+        its row in :obj:`rows` and its column.
+    """
+    start, count = ptr[rows], ptr[rows + 1] - ptr[rows]
+    local_row = torch.repeat_interleave(
+        torch.arange(rows.numel(), device=rows.device), count)
+    offset = torch.cumsum(count, dim=0) - count
+    position = (torch.arange(local_row.numel(), device=rows.device) -
+                offset[local_row] + start[local_row])
+    return local_row, col[position]
+
+
+class RankingEvaluator:
+    r"""Full-ranking Recall@K and NDCG@K of a recommender against held-out
+    interactions, as defined in the DiffKG paper (and used by LightGCN, KGAT
+    and KGIN): for every user :math:`u` with held-out items :math:`T_u`, all
+    items are ranked except those in the user's excluded (already known)
+    interactions, and with :math:`\mathrm{top}_K(u)` the :math:`K` best,
+
+    .. math::
+        \mathrm{Recall@}K(u) &= \frac{|\mathrm{top}_K(u) \cap T_u|}{|T_u|}
+
+        \mathrm{NDCG@}K(u) &= \frac{\sum_{r=1}^{K}
+        \mathbb{1}[\mathrm{top}_K(u)_r \in T_u] / \log_2(r + 1)}
+        {\sum_{r=1}^{\min(|T_u|, K)} 1 / \log_2(r + 1)},
+
+    both averaged over the users with :math:`|T_u| > 0`.
+
+    The counting is done by :class:`torch_geometric.metrics.LinkPredRecall`
+    and :class:`~torch_geometric.metrics.LinkPredNDCG`, which compute exactly
+    these definitions (the ideal DCG over :math:`\min(|T_u|, K)` positions;
+    checked against a brute-force implementation in the tests); this class
+    adds the masking and the batching over users.
+
+    Args:
+        target_edge_index (torch.Tensor): The held-out user-item pairs,
+            shape :obj:`[2, num_targets]`.
+        exclude_edge_index (torch.Tensor or list of torch.Tensor): The
+            user-item pairs to mask out of the ranking (train interactions,
+            and on test also the validation ones), each :obj:`[2, *]`.
+        num_users (int): The number of users.
+        num_items (int): The number of items.
+        ks (list of int, optional): The cut-offs :math:`K`.
+            (default: :obj:`(10, 20, 40)`)
+        batch_size (int, optional): Users scored at once.
+            (default: :obj:`1024`)
+    """
+    def __init__(
+        self,
+        target_edge_index: Tensor,
+        exclude_edge_index: Sequence[Tensor],
+        num_users: int,
+        num_items: int,
+        ks: Sequence[int] = (10, 20, 40),
+        batch_size: int = 1024,
+    ) -> None:
+        if len(ks) == 0 or min(ks) < 1:
+            raise ValueError(f"'ks' must be positive cut-offs (got {ks})")
+        if max(ks) > num_items:
+            raise ValueError(f'cut-off K={max(ks)} exceeds the number of '
+                             f'items ({num_items})')
+        if batch_size < 1:
+            raise ValueError(f"'batch_size' must be >= 1 (got {batch_size})")
+        if isinstance(exclude_edge_index, Tensor):
+            exclude_edge_index = [exclude_edge_index]
+        self.ks = sorted(set(int(k) for k in ks))
+        self.batch_size = batch_size
+        self.num_users = num_users
+        self.num_items = num_items
+        self.target_ptr, self.target_col = to_csr(target_edge_index,
+                                                  num_users)
+        self.exclude_ptr, self.exclude_col = to_csr(
+            torch.cat(list(exclude_edge_index), dim=1), num_users)
+        self.users = torch.unique(target_edge_index[0])
+
+    @torch.no_grad()
+    def __call__(self, score_users: Callable[[Tensor],
+                                             Tensor]) -> Dict[str, float]:
+        r"""Evaluates a recommender.
+
+        Args:
+            score_users (callable): Maps user indices :obj:`[batch_size]` to
+                the scores of all items, :obj:`[batch_size, num_items]`.
+
+        Returns:
+            A dictionary mapping :obj:`'recall@K'` and :obj:`'ndcg@K'` to
+            floats.
+        """
+        metrics = LinkPredMetricCollection(
+            [LinkPredRecall(k) for k in self.ks] +
+            [LinkPredNDCG(k) for k in self.ks])
+        for start in range(0, self.users.numel(), self.batch_size):
+            users = self.users[start:start + self.batch_size]
+            scores = score_users(users)
+            device = scores.device
+            metrics = metrics.to(device)
+            if scores.shape != (users.numel(), self.num_items):
+                raise ValueError(
+                    f'expected scores of shape {(users.numel(), self.num_items)}'
+                    f', got {tuple(scores.shape)}')
+            scores = scores.float().clone()
+            row, col = gather_rows(self.exclude_ptr, self.exclude_col, users)
+            scores[row.to(device), col.to(device)] = float('-inf')
+            top = scores.topk(max(self.ks), dim=1).indices
+            row, col = gather_rows(self.target_ptr, self.target_col, users)
+            metrics.update(top, torch.stack([row, col]).to(device))
+        out = metrics.compute()
+        return {(f'recall@{metric.k}' if isinstance(metric, LinkPredRecall)
+                 else f'ndcg@{metric.k}'): float(out[name])
+                for name, metric in metrics.items()}
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(num_users={self.users.numel()}, '
+                f'num_items={self.num_items}, ks={self.ks})')
