@@ -56,7 +56,8 @@ class RankingEvaluator:
         \mathbb{1}[\mathrm{top}_K(u)_r \in T_u] / \log_2(r + 1)}
         {\sum_{r=1}^{\min(|T_u|, K)} 1 / \log_2(r + 1)},
 
-    both averaged over the users with :math:`|T_u| > 0`.
+    both averaged over the users with :math:`|T_u| > 0` (a cut-off larger
+    than the number of items ranks them all).
 
     The counting is done by :class:`torch_geometric.metrics.LinkPredRecall`
     and :class:`~torch_geometric.metrics.LinkPredNDCG`, which compute exactly
@@ -88,9 +89,6 @@ class RankingEvaluator:
     ) -> None:
         if len(ks) == 0 or min(ks) < 1:
             raise ValueError(f"'ks' must be positive cut-offs (got {ks})")
-        if max(ks) > num_items:
-            raise ValueError(f'cut-off K={max(ks)} exceeds the number of '
-                             f'items ({num_items})')
         if batch_size < 1:
             raise ValueError(f"'batch_size' must be >= 1 (got {batch_size})")
         if isinstance(exclude_edge_index, Tensor):
@@ -126,14 +124,16 @@ class RankingEvaluator:
             scores = score_users(users)
             device = scores.device
             metrics = metrics.to(device)
-            if scores.shape != (users.numel(), self.num_items):
-                raise ValueError(
-                    f'expected scores of shape {(users.numel(), self.num_items)}'
-                    f', got {tuple(scores.shape)}')
+            shape = (users.numel(), self.num_items)
+            if scores.shape != shape:
+                raise ValueError(f'expected scores of shape {shape}, got '
+                                 f'{tuple(scores.shape)}')
             scores = scores.float().clone()
             row, col = gather_rows(self.exclude_ptr, self.exclude_col, users)
             scores[row.to(device), col.to(device)] = float('-inf')
-            top = scores.topk(max(self.ks), dim=1).indices
+            # A cut-off beyond the item count ranks every item:
+            k = min(max(self.ks), self.num_items)
+            top = scores.topk(k, dim=1).indices
             row, col = gather_rows(self.target_ptr, self.target_col, users)
             metrics.update(top, torch.stack([row, col]).to(device))
         out = metrics.compute()

@@ -1,35 +1,35 @@
+from diffkg_pyg.data.datasets import (
+    DATASETS,
+    MIND,
+    AlibabaIFashion,
+    KGRecDataset,
+    LastFM,
+    detect_format,
+    load_dataset,
+    read_folder,
+)
+from diffkg_pyg.data.graph import (
+    ITEM_USER,
+    KG,
+    USER_ITEM,
+    KnowledgeGraph,
+    build_hetero_data,
+    build_knowledge_graph,
+    format_statistics,
+    statistics,
+)
 from diffkg_pyg.data.io import (
     DataError,
     DataFormatError,
-    MissingFileError,
     InteractionFile,
+    MissingFileError,
     TripletFile,
     read_interaction_file,
     read_interaction_matrix,
     read_triplet_file,
 )
 from diffkg_pyg.data.split import validation_mask
-from diffkg_pyg.data.graph import (
-    USER_ITEM,
-    ITEM_USER,
-    KG,
-    KnowledgeGraph,
-    build_knowledge_graph,
-    build_hetero_data,
-    statistics,
-    format_statistics,
-)
 from diffkg_pyg.data.synthetic import synthetic_dataset
-from diffkg_pyg.data.datasets import (
-    detect_format,
-    read_folder,
-    KGRecDataset,
-    LastFM,
-    MIND,
-    AlibabaIFashion,
-    DATASETS,
-    load_dataset,
-)
 
 __all__ = [
     'DataError',

@@ -9,8 +9,11 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from torch_geometric.data import HeteroData, InMemoryDataset, download_url
 
-from diffkg_pyg.data.graph import build_hetero_data, format_statistics
-from diffkg_pyg.data.graph import statistics
+from diffkg_pyg.data.graph import (
+    build_hetero_data,
+    format_statistics,
+    statistics,
+)
 from diffkg_pyg.data.io import (
     DataError,
     InteractionFile,

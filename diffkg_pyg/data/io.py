@@ -127,8 +127,8 @@ def _token_error(path: str, data: bytes, position: int, newlines: np.ndarray,
     offset = position - start
     # Widen `offset` to the whitespace-separated token that contains it:
     left = max(text.rfind(b' ', 0, offset), text.rfind(b'\t', 0, offset)) + 1
-    right = min((i for i in (text.find(b' ', offset), text.find(
-        b'\t', offset), text.find(b'\r', offset), len(text)) if i >= 0))
+    right = min(i for i in (text.find(b' ', offset), text.find(
+        b'\t', offset), text.find(b'\r', offset), len(text)) if i >= 0)
     token = text[left:right].decode('utf-8', errors='replace')
     return DataFormatError(path, line + 1, reason or _describe_token(token))
 

@@ -18,7 +18,8 @@ def test_synthetic_dataset_is_deterministic():
 
 @pytest.mark.parametrize('noise_ratio', [0.0, 0.2, 0.4])
 def test_synthetic_noise_is_recorded(noise_ratio):
-    data = synthetic_dataset(num_users=50, num_items=200, noise_ratio=noise_ratio)
+    data = synthetic_dataset(num_users=50, num_items=200,
+                             noise_ratio=noise_ratio)
     kg = data[KG]
     assert kg.is_noise.shape == kg.edge_type.shape
     assert kg.is_noise.dtype == torch.bool
@@ -26,7 +27,8 @@ def test_synthetic_noise_is_recorded(noise_ratio):
     # and the exact one is recorded:
     assert abs(kg.noise_ratio - noise_ratio) < 0.05
     # Every noise triplet appears as two edges (itself and its inverse):
-    assert int(kg.is_noise.sum()) == round(kg.noise_ratio * kg.num_triplets) * 2
+    num_noise = round(kg.noise_ratio * kg.num_triplets)
+    assert int(kg.is_noise.sum()) == 2 * num_noise
     # Planted irrelevant edges link an item to another cluster's attribute:
     num_items = data['item'].num_nodes
     cluster = data['item'].cluster

@@ -1,0 +1,122 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from diffkg_pyg.evaluation import RankingEvaluator, gather_rows, to_csr
+
+
+def brute_force(scores, target, exclude, ks):
+    r"""Per-user reference implementation of Recall@K and NDCG@K."""
+    scores = scores.numpy().astype(np.float64)
+    targets, excluded = {}, {}
+    for u, i in target.t().tolist():
+        targets.setdefault(u, set()).add(i)
+    for u, i in exclude.t().tolist():
+        excluded.setdefault(u, set()).add(i)
+    out = {f'{m}@{k}': [] for m in ('recall', 'ndcg') for k in ks}
+    for u, relevant in targets.items():
+        row = scores[u].copy()
+        for i in excluded.get(u, ()):
+            row[i] = -np.inf
+        ranking = np.argsort(-row, kind='stable')
+        for k in ks:
+            hits = [int(i) in relevant for i in ranking[:k]]
+            dcg = sum(h / math.log2(r + 2) for r, h in enumerate(hits))
+            idcg = sum(1 / math.log2(r + 2)
+                       for r in range(min(len(relevant), k)))
+            out[f'recall@{k}'].append(sum(hits) / len(relevant))
+            out[f'ndcg@{k}'].append(dcg / idcg)
+    return {key: float(np.mean(value)) for key, value in out.items()}
+
+
+@pytest.mark.parametrize('seed', [0, 1, 2])
+@pytest.mark.parametrize('batch_size', [1, 7, 1024])
+def test_evaluator_matches_brute_force(seed, batch_size):
+    gen = torch.Generator().manual_seed(seed)
+    num_users, num_items = 40, 60
+    target = torch.stack([torch.randint(num_users, (150, ), generator=gen),
+                          torch.randint(num_items, (150, ), generator=gen)])
+    target = torch.unique(target, dim=1)
+    exclude = torch.stack([torch.randint(num_users, (400, ), generator=gen),
+                           torch.randint(num_items, (400, ), generator=gen)])
+    exclude = torch.unique(exclude, dim=1)
+    # Held-out pairs are never known ones (as in a proper split):
+    known = set(map(tuple, exclude.t().tolist()))
+    keep = [tuple(p) not in known for p in target.t().tolist()]
+    target = target[:, torch.tensor(keep)]
+    scores = torch.randn(num_users, num_items, generator=gen)
+    ks = (5, 10, 20)
+    evaluator = RankingEvaluator(target, [exclude], num_users, num_items, ks,
+                                 batch_size)
+    out = evaluator(lambda users: scores[users])
+    expected = brute_force(scores, target, exclude, ks)
+    assert out.keys() == expected.keys()
+    for key in expected:
+        assert out[key] == pytest.approx(expected[key], abs=1e-6), key
+
+
+def test_evaluator_hand_computed():
+    # User 0: test items {1, 3}; item 0 is a train item (masked).
+    # Ranking of the unmasked items by score: 2, 3, 4, 1.
+    scores = torch.tensor([[9.0, 1.0, 8.0, 7.0, 6.0],
+                           [0.0, 1.0, 2.0, 3.0, 4.0]])
+    target = torch.tensor([[0, 0, 1], [1, 3, 4]])
+    exclude = torch.tensor([[0], [0]])
+    evaluator = RankingEvaluator(target, exclude, 2, 5, ks=(1, 2, 4))
+    out = evaluator(lambda users: scores[users])
+    # User 0: hits at ranks 2 and 4. User 1: item 4 at rank 1.
+    assert out['recall@1'] == pytest.approx((0 + 1) / 2)
+    assert out['recall@2'] == pytest.approx((0.5 + 1) / 2)
+    assert out['recall@4'] == pytest.approx((1 + 1) / 2)
+    ndcg2_user0 = (1 / math.log2(3)) / (1 + 1 / math.log2(3))
+    assert out['ndcg@2'] == pytest.approx((ndcg2_user0 + 1) / 2)
+    ndcg4_user0 = ((1 / math.log2(3) + 1 / math.log2(5)) /
+                   (1 + 1 / math.log2(3)))
+    assert out['ndcg@4'] == pytest.approx((ndcg4_user0 + 1) / 2)
+    assert out['ndcg@1'] == pytest.approx(0.5)
+
+
+def test_evaluator_ignores_users_without_targets():
+    scores = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    target = torch.tensor([[2], [1]])
+    evaluator = RankingEvaluator(target, torch.empty(2, 0, dtype=torch.long),
+                                 3, 2, ks=(1, ))
+    out = evaluator(lambda users: scores[users])
+    assert out == {'recall@1': 1.0, 'ndcg@1': 1.0}
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(ks=(0, )), 'positive cut-offs'),
+    (dict(ks=(5, ), batch_size=0), "'batch_size' must be >= 1"),
+])
+def test_evaluator_bad_arguments(kwargs, match):
+    edge_index = torch.tensor([[0], [1]])
+    with pytest.raises(ValueError, match=match):
+        RankingEvaluator(edge_index, edge_index, 2, 10, **kwargs)
+
+
+def test_evaluator_cut_off_beyond_items():
+    scores = torch.tensor([[0.0, 1.0, 2.0]])
+    target = torch.tensor([[0, 0], [0, 1]])
+    out = RankingEvaluator(target, torch.tensor([[0], [2]]), 1, 3,
+                           ks=(2, 50))(lambda users: scores[users])
+    assert out['recall@50'] == out['recall@2'] == 1.0
+    assert out['ndcg@50'] == out['ndcg@2'] == 1.0
+
+
+def test_evaluator_checks_score_shape():
+    edge_index = torch.tensor([[0], [1]])
+    evaluator = RankingEvaluator(edge_index, edge_index, 2, 10, ks=(1, ))
+    with pytest.raises(ValueError, match='expected scores of shape'):
+        evaluator(lambda users: torch.zeros(users.numel(), 9))
+
+
+def test_csr_gather():
+    edge_index = torch.tensor([[2, 0, 2, 1, 2], [5, 6, 7, 8, 9]])
+    ptr, col = to_csr(edge_index, 4)
+    assert ptr.tolist() == [0, 1, 2, 5, 5]
+    row, out = gather_rows(ptr, col, torch.tensor([2, 3, 0]))
+    assert row.tolist() == [0, 0, 0, 2]
+    assert out.tolist() == [5, 7, 9, 6]
