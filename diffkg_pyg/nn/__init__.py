@@ -1,0 +1,4 @@
+from diffkg_pyg.nn.diffusion import GaussianDiffusion
+from diffkg_pyg.nn.kg_attention import KGAttentionConv, KGEncoder
+
+__all__ = ['KGAttentionConv', 'KGEncoder', 'GaussianDiffusion']
