@@ -75,20 +75,20 @@ def read_folder(
             read_triplet_file(osp.join(folder, 'kg.txt')))
 
 
-def _file_digest(path: str) -> str:
-    digest = hashlib.sha256()
+def _hash_file(path: str, digest) -> str:
     with open(path, 'rb') as f:
         for chunk in iter(lambda: f.read(1 << 20), b''):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _file_digest(path: str) -> str:
+    return _hash_file(path, hashlib.sha256())
 
 
 def _git_blob_id(path: str) -> str:
-    digest = hashlib.sha1(f'blob {osp.getsize(path)}\0'.encode())
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
+    header = f'blob {osp.getsize(path)}\0'.encode()
+    return _hash_file(path, hashlib.sha1(header))
 
 
 def _read_only(path: str) -> bool:

@@ -6,7 +6,15 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.utils import scatter
 
-__all__ = ['SparseDenoiser', 'timestep_embedding']
+__all__ = ['SparseDenoiser', 'timestep_embedding', 'rows_of']
+
+
+def rows_of(ptr: Tensor, num_entries: int) -> Tensor:
+    r"""Returns the row of every entry of a CSR-grouped array given its row
+    pointer :obj:`ptr` :obj:`[num_rows + 1]`."""
+    return torch.repeat_interleave(
+        torch.arange(ptr.numel() - 1, device=ptr.device), ptr[1:] - ptr[:-1],
+        output_size=num_entries)
 
 
 def timestep_embedding(t: Tensor, channels: int,
@@ -131,9 +139,7 @@ class SparseDenoiser(torch.nn.Module):
             :obj:`[num_support]`.
         """
         batch_size = t.numel()
-        row = torch.repeat_interleave(
-            torch.arange(batch_size, device=x.device), ptr[1:] - ptr[:-1],
-            output_size=x.numel())
+        row = rows_of(ptr, x.numel())
         if self.norm:
             length = scatter(x * x, row, 0, dim_size=batch_size).sqrt()
             x = x / length.clamp(min=1e-12)[row]

@@ -8,7 +8,7 @@ from torch import Tensor
 from torch_geometric.utils import scatter
 
 from diffkg_pyg.evaluation import gather_rows
-from diffkg_pyg.nn.denoiser import SparseDenoiser
+from diffkg_pyg.nn.denoiser import SparseDenoiser, rows_of
 from diffkg_pyg.nn.diffusion import GaussianDiffusion
 
 __all__ = ['Support', 'sample_support', 'denoiser_loss', 'rebuild_kg']
@@ -31,12 +31,6 @@ class Support(NamedTuple):
     index: Tensor
     target: Tensor
     weight: Tensor
-
-
-def _row_of(ptr: Tensor) -> Tensor:
-    count = ptr[1:] - ptr[:-1]
-    return torch.repeat_interleave(
-        torch.arange(count.numel(), device=ptr.device), count)
 
 
 def sample_support(kg_ptr: Tensor, kg_col: Tensor, heads: Tensor,
@@ -128,7 +122,7 @@ def denoiser_loss(denoiser: SparseDenoiser, diffusion: GaussianDiffusion,
     Returns:
         The objective, the diffusion term and the CKGC term.
     """
-    row = _row_of(support.ptr)
+    row = rows_of(support.ptr, support.index.numel())
     batch_size = t.numel()
     if noise is None:
         noise = torch.randn_like(support.target)
