@@ -273,7 +273,11 @@ class KGRecDataset(InMemoryDataset):
             data = self.pre_transform(data)
         for stale in glob.glob(osp.join(self.processed_dir, 'data_*.pt')):
             os.remove(stale)
-        self.save([data], self.processed_paths[0])
+        # Write aside, then rename: an interrupted run leaves no partial
+        # cache that a later load would take for a complete one.
+        path = self.processed_paths[0]
+        self.save([data], f'{path}.tmp')
+        os.replace(f'{path}.tmp', path)
 
     def __repr__(self) -> str:
         return f'{self.__class__.__name__}({self.name})'

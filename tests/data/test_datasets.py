@@ -47,7 +47,9 @@ def test_processed_cache_reused_and_rebuilt(kgat_folder, tmp_path,
     data = KGRecDataset(str(kgat_folder), processed_dir=cache, log=False)[0]
     assert calls == [1]  # Rebuilt after the raw change.
     assert data[USER_ITEM].test_edge_index.size(1) == 3
-    assert len(os.listdir(cache)) == 3  # One graph + PyG's two records.
+    # One graph (no temporary left) + PyG's two records:
+    assert len(os.listdir(cache)) == 3
+    assert not any(name.endswith('.tmp') for name in os.listdir(cache))
     KGRecDataset(str(kgat_folder), val_ratio=0.2, processed_dir=cache,
                  log=False)
     assert calls == [1, 1]  # Other split settings: another cache entry.
