@@ -9,6 +9,7 @@ from torch_geometric.metrics import (
     LinkPredNDCG,
     LinkPredRecall,
 )
+from torch_geometric.utils import cumsum
 
 __all__ = ['to_csr', 'gather_rows', 'RankingEvaluator']
 
@@ -19,9 +20,7 @@ def to_csr(edge_index: Tensor, num_rows: int) -> Tuple[Tensor, Tensor]:
     row, col = edge_index
     perm = torch.argsort(row, stable=True)
     count = torch.bincount(row, minlength=num_rows)
-    ptr = torch.zeros(num_rows + 1, dtype=torch.long, device=row.device)
-    torch.cumsum(count, dim=0, out=ptr[1:])
-    return ptr, col[perm]
+    return cumsum(count), col[perm]
 
 
 def gather_rows(ptr: Tensor, col: Tensor, rows: Tensor) -> Tuple[Tensor,

@@ -5,7 +5,7 @@ from typing import NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
-from torch_geometric.utils import scatter
+from torch_geometric.utils import cumsum, scatter
 
 from diffkg_pyg.evaluation import gather_rows
 from diffkg_pyg.nn.denoiser import SparseDenoiser, rows_of
@@ -64,9 +64,7 @@ def sample_support(kg_ptr: Tensor, kg_col: Tensor, heads: Tensor,
     # N + 1 so that they do not mix).
     rank = (torch.rand(neg_row.numel(), generator=generator, device=device)
             * num_free[neg_row]).long()
-    edge_ptr = torch.zeros(heads.numel() + 1, dtype=torch.long,
-                           device=device)
-    torch.cumsum(degree, 0, out=edge_ptr[1:])
+    edge_ptr = cumsum(degree)
     local = torch.arange(edge_col.numel(), device=device) - edge_ptr[edge_row]
     shift = edge_col - local + edge_row * (num_entities + 1)
     query = rank + neg_row * (num_entities + 1)
@@ -76,7 +74,7 @@ def sample_support(kg_ptr: Tensor, kg_col: Tensor, heads: Tensor,
     weight = (num_free.float() / num_neg.clamp(min=1).float())[neg_row]
     row = torch.cat([edge_row, neg_row])
     perm = torch.argsort(row, stable=True)
-    ptr = edge_ptr + torch.cat([num_neg.new_zeros(1), num_neg.cumsum(0)])
+    ptr = cumsum(degree + num_neg)
     return Support(
         ptr=ptr,
         index=torch.cat([edge_col, neg_col])[perm],
@@ -196,9 +194,7 @@ def rebuild_kg(denoiser: SparseDenoiser, diffusion: GaussianDiffusion,
     head, tail = edge_index
     device = head.device
     heads, degree = torch.unique_consecutive(head, return_counts=True)
-    edge_ptr = torch.zeros(heads.numel() + 1, dtype=torch.long,
-                           device=device)
-    torch.cumsum(degree, 0, out=edge_ptr[1:])
+    edge_ptr = cumsum(degree)
     score = torch.empty(head.numel(), device=device)
     for start in range(0, heads.numel(), batch_size):
         end = min(start + batch_size, heads.numel())
