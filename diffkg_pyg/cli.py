@@ -2,10 +2,11 @@ r"""The ``diffkg-pyg`` command line.
 
 ::
 
-    diffkg-pyg                       # train on the embedded synthetic data
+    diffkg-pyg                       # train DiffKG on the embedded data
     diffkg-pyg stats DATA [--json]
-    diffkg-pyg train [DATA] --model lightgcn --epochs N --seed S
-                     [--max-batches B] [--output results.json]
+    diffkg-pyg train [DATA] [--model diffkg|lightgcn] [--preset NAME]
+                     [--epochs N] [--seed S] [--keep-rate 0.5 ...]
+                     [--output results.json]
 
 ``DATA`` is a dataset folder (KGAT or DiffKG authors' layout), the name of a
 built-in dataset, or ``synthetic`` (the default).
@@ -18,7 +19,35 @@ from typing import List, Optional
 
 __all__ = ['main']
 
-MODELS = ['lightgcn']
+MODELS = ['diffkg', 'lightgcn']
+PRESET_NAMES = ['default', 'lastfm', 'mind', 'alibaba']
+
+# DiffKG's hyper-parameters exposed as --kebab-case flags (the defaults are
+# the model's, shown by --help; None means "the preset's or the default").
+DIFFKG_FLAGS = [
+    ('layer_num_kg', int, 'relation-aware attention hops'),
+    ('mess_dropout', float, 'dropout after every attention hop'),
+    ('res_lambda', float, 'residual weight of the KG encoder'),
+    ('triplet_num', int, 'KG edges sampled per head for the original '
+     'view (-1: all)'),
+    ('ssl_reg', float, 'weight of the InfoNCE terms'),
+    ('temp', float, 'InfoNCE temperature'),
+    ('cl_pattern', int, '0: the denoised KG feeds the main view; 1: the '
+     'sampled original KG does'),
+    ('denoiser_hidden', int, 'hidden size of the denoiser'),
+    ('time_channels', int, 'size of the diffusion-step embedding'),
+    ('denoiser_dropout', float, 'input dropout of the denoiser'),
+    ('steps', int, 'diffusion steps'),
+    ('noise_scale', float, 'noise scale of the schedule'),
+    ('noise_min', float, 'lower noise bound of the schedule'),
+    ('noise_max', float, 'upper noise bound of the schedule'),
+    ('sampling_steps', int, 'noise steps before the rebuild'),
+    ('e_loss', float, 'weight of the CKGC loss'),
+    ('rebuild_k', int, 'edges kept per head by the rebuild'),
+    ('keep_rate', float, 'keep probability of every rebuilt edge'),
+    ('num_negatives', int, 'sampled non-edges per KG edge in the '
+     "denoiser's support"),
+]
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -57,8 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument('data', metavar='DATA', nargs='?', default='synthetic',
                        help='dataset folder or built-in name '
                        '(default: %(default)s)')
-    train.add_argument('--model', choices=MODELS, default='lightgcn',
+    train.add_argument('--model', choices=MODELS, default='diffkg',
                        help='model to train (default: %(default)s)')
+    train.add_argument('--preset', choices=PRESET_NAMES, default='default',
+                       help="DiffKG: the authors' per-dataset settings "
+                       '(default: %(default)s)')
     train.add_argument('--epochs', type=int, default=200,
                        help='epoch cap (default: %(default)s)')
     train.add_argument('--patience', type=int, default=10,
@@ -77,16 +109,52 @@ def build_parser() -> argparse.ArgumentParser:
                        help='embedding size (default: %(default)s)')
     train.add_argument('--num-layers', type=int, default=2,
                        help='propagation layers (default: %(default)s)')
-    train.add_argument('--reg', type=float, default=1e-4,
-                       help='L2 regularisation (default: %(default)s)')
+    train.add_argument('--reg', type=float, default=None,
+                       help='L2 regularisation (default: 1e-7 for DiffKG '
+                       'or its preset, 1e-4 for LightGCN)')
     train.add_argument('--threads', type=int, default=None,
                        help='CPU threads for torch')
     train.add_argument('--device', default='cpu',
                        help='torch device (default: %(default)s)')
     train.add_argument('--output', default=None,
                        help='write the results as one JSON object here')
+    diffkg = train.add_argument_group('DiffKG hyper-parameters (override '
+                                      'the preset)')
+    defaults = _diffkg_defaults()
+    for name, kind, text in DIFFKG_FLAGS:
+        diffkg.add_argument(f'--{name.replace("_", "-")}', type=kind,
+                            default=None,
+                            help=f'{text} (default: {defaults[name]})')
+    diffkg.add_argument('--norm', action=argparse.BooleanOptionalAction,
+                        default=None, help="L2-normalise the denoiser's "
+                        'input rows (default: on)')
+    diffkg.add_argument('--compile', action=argparse.BooleanOptionalAction,
+                        default=True, help="torch.compile the denoiser's "
+                        'hot path (default: on)')
     _common(train)
     return parser
+
+
+def _diffkg_defaults():
+    import inspect
+
+    from diffkg_pyg.nn.models import DiffKG
+    parameters = inspect.signature(DiffKG).parameters
+    return {name: p.default for name, p in parameters.items()}
+
+
+def _diffkg_hyperparameters(args: argparse.Namespace) -> dict:
+    from diffkg_pyg.nn.models import PRESETS
+    hyperparameters = dict(PRESETS[args.preset])
+    for name in [flag[0] for flag in DIFFKG_FLAGS] + ['norm']:
+        if getattr(args, name) is not None:
+            hyperparameters[name] = getattr(args, name)
+    if args.reg is not None:
+        hyperparameters['reg'] = args.reg
+    hyperparameters.update(embedding_dim=args.embedding_dim,
+                           num_layers=args.num_layers,
+                           use_compile=args.compile)
+    return hyperparameters
 
 
 def _positive(name: str, value: Optional[int]) -> None:
@@ -98,20 +166,38 @@ def _train(args: argparse.Namespace) -> int:
     import torch
 
     from diffkg_pyg.data import load_dataset
-    from diffkg_pyg.training import train_lightgcn
+    from diffkg_pyg.training import train_diffkg, train_lightgcn
 
     for name in ('epochs', 'patience', 'max_batches', 'batch_size',
                  'embedding_dim', 'threads'):
         _positive(name.replace('_', '-'), getattr(args, name))
+    if args.model != 'diffkg':
+        given = [f'--{name.replace("_", "-")}' for name in
+                 [flag[0] for flag in DIFFKG_FLAGS] + ['norm']
+                 if getattr(args, name) is not None]
+        if args.preset != 'default':
+            given.insert(0, '--preset')
+        if given:
+            raise ValueError(f'{", ".join(given)} only apply to --model '
+                             f'diffkg (got --model {args.model})')
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     data = load_dataset(args.data, args.data_root, args.val_ratio,
                         args.split_seed, args.cache_dir)
-    result = train_lightgcn(
-        data, embedding_dim=args.embedding_dim, num_layers=args.num_layers,
-        lr=args.lr, batch_size=args.batch_size, lambda_reg=args.reg,
-        epochs=args.epochs, patience=args.patience, seed=args.seed,
-        max_batches=args.max_batches, device=torch.device(args.device))
+    common = dict(lr=args.lr, batch_size=args.batch_size,
+                  epochs=args.epochs, patience=args.patience, seed=args.seed,
+                  max_batches=args.max_batches,
+                  device=torch.device(args.device))
+    record = {'model': args.model, 'dataset': args.data, 'seed': args.seed}
+    if args.model == 'diffkg':
+        hyperparameters = _diffkg_hyperparameters(args)
+        record.update(preset=args.preset, hyperparameters=hyperparameters)
+        result = train_diffkg(data, **common, **hyperparameters)
+    else:
+        result = train_lightgcn(
+            data, embedding_dim=args.embedding_dim,
+            num_layers=args.num_layers,
+            lambda_reg=1e-4 if args.reg is None else args.reg, **common)
     print(f'{args.model} on {args.data}: best epoch {result.best_epoch} of '
           f'{result.epochs_run}, {result.seconds:.1f} s')
     for split in ('valid', 'test'):
@@ -119,8 +205,7 @@ def _train(args: argparse.Namespace) -> int:
         print(f'{split:5s} recall@20 {metrics["recall@20"]:.4f}  '
               f'ndcg@20 {metrics["ndcg@20"]:.4f}')
     if args.output:
-        record = {'model': args.model, 'dataset': args.data,
-                  'seed': args.seed, **result.to_dict()}
+        record.update(result.to_dict())
         directory = os.path.dirname(os.path.abspath(args.output))
         os.makedirs(directory, exist_ok=True)
         temporary = f'{args.output}.tmp'

@@ -7,26 +7,26 @@ The models own their maths; this module only drives them.
 """
 import copy
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 from torch_geometric.nn.models import LightGCN
-from torch_geometric.utils import to_torch_csr_tensor
 from tqdm.auto import tqdm
 
-from diffkg_pyg.data.graph import USER_ITEM
-from diffkg_pyg.evaluation import RankingEvaluator
+from diffkg_pyg.data.graph import KG, USER_ITEM, bipartite_adjacency
+from diffkg_pyg.evaluation import RankingEvaluator, to_csr
+from diffkg_pyg.nn.models import DiffKG
 
 __all__ = [
     'sample_negative_items',
-    'bipartite_adjacency',
     'FitResult',
     'fit',
     'train_lightgcn',
+    'DiffKGTrainer',
+    'train_diffkg',
 ]
 
 
@@ -64,55 +64,36 @@ def sample_negative_items(user: Tensor, train_edge_index: Tensor,
                      f'rounds: some users interacted with (almost) every item')
 
 
-def bipartite_adjacency(edge_index: Tensor, num_users: int, num_items: int,
-                        add_self_loops: bool = False) -> Tensor:
-    r"""Returns the symmetrically normalised adjacency matrix
-    :math:`\mathbf{D}^{-1/2} \mathbf{A} \mathbf{D}^{-1/2}` of the user-item
-    graph (users first, then items), optionally with self-loops added to
-    :math:`\mathbf{A}`, as a sparse CSR tensor of shape
-    :obj:`[num_users + num_items, num_users + num_items]`.
-
-    Args:
-        edge_index (torch.Tensor): User-item pairs :obj:`[2, num_pairs]`.
-        num_users (int): The number of users.
-        num_items (int): The number of items.
-        add_self_loops (bool, optional): Add :math:`\mathbf{I}` to
-            :math:`\mathbf{A}`. (default: :obj:`False`)
-    """
-    num_nodes = num_users + num_items
-    user, item = edge_index[0], edge_index[1] + num_users
-    row, col = torch.cat([user, item]), torch.cat([item, user])
-    if add_self_loops:
-        loop = torch.arange(num_nodes, device=edge_index.device)
-        row, col = torch.cat([row, loop]), torch.cat([col, loop])
-    degree = torch.bincount(row, minlength=num_nodes).float()
-    norm = degree.pow(-0.5).masked_fill(degree == 0, 0.0)
-    weight = norm[row] * norm[col]
-    with warnings.catch_warnings():  # CSR tensors are labelled 'beta'.
-        warnings.simplefilter('ignore', UserWarning)
-        return to_torch_csr_tensor(torch.stack([row, col]), weight,
-                                   size=(num_nodes, num_nodes))
-
-
 @dataclass
 class FitResult:
     r"""The outcome of :func:`fit`: the number of epochs run, the best epoch
     (by validation :obj:`metric`), the wall time, the validation metrics of
     the best epoch, the test metrics of the restored best model, and one
-    record per epoch."""
+    record per epoch; :obj:`extra` holds model-specific summaries, written
+    at the top level by :meth:`to_dict`."""
     epochs_run: int
     best_epoch: int
     seconds: float
     valid: Dict[str, float]
     test: Dict[str, float]
     history: List[Dict[str, float]] = field(default_factory=list)
+    extra: Dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> Dict:
-        return asdict(self)
+        record = asdict(self)
+        record.update(record.pop('extra'))
+        return record
+
+
+def _format(value: float) -> str:
+    if isinstance(value, int):
+        return str(value)
+    return f'{value:.4f}' if abs(value) >= 1e-3 or value == 0 else \
+        f'{value:.3e}'
 
 
 def fit(
-    model: torch.nn.Module,
+    model: Any,
     train_epoch: Callable[[int], Dict[str, float]],
     score_users: Callable[[], Callable[[Tensor], Tensor]],
     valid_evaluator: RankingEvaluator,
@@ -125,8 +106,10 @@ def fit(
     r"""Trains with validation early stopping, then tests the best epoch.
 
     Args:
-        model (torch.nn.Module): The model; its :obj:`state_dict` is kept for
-            the best epoch and restored before testing.
+        model (torch.nn.Module or trainer): What is trained: anything with
+            :obj:`train()`, :obj:`eval()`, :obj:`state_dict()` and
+            :obj:`load_state_dict()`. Its state is kept for the best epoch
+            and restored before testing.
         train_epoch (callable): Runs one training epoch given its 1-based
             number and returns the numbers to log (losses, timings).
         score_users (callable): Called in evaluation mode once per
@@ -157,7 +140,9 @@ def fit(
         record = {'epoch': epoch, **train_epoch(epoch)}
         record['train_seconds'] = time.perf_counter() - epoch_start
         model.eval()
+        eval_start = time.perf_counter()
         valid = valid_evaluator(score_users())
+        record['eval_seconds'] = time.perf_counter() - eval_start
         if metric not in valid:
             raise ValueError(f"unknown validation metric '{metric}' "
                              f"(available: {sorted(valid)})")
@@ -169,7 +154,7 @@ def fit(
             best_state = copy.deepcopy(model.state_dict())
         log(' | '.join(
             [f'epoch {epoch:3d}'] +
-            [f'{k} {v:.4f}' for k, v in record.items()
+            [f'{k} {_format(v)}' for k, v in record.items()
              if k != 'epoch' and not k.startswith('valid_')] +
             [f'valid recall@20 {valid.get("recall@20", float("nan")):.4f}',
              f'ndcg@20 {valid.get("ndcg@20", float("nan")):.4f}'] +
@@ -290,3 +275,216 @@ def train_lightgcn(
 
     return fit(model, train_epoch, score_users, valid_evaluator,
                test_evaluator, epochs, patience, log=log)
+
+
+class DiffKGTrainer:
+    r"""Trains a :class:`~diffkg_pyg.DiffKG` model on a dataset graph under
+    the package's protocol (see :func:`fit`).
+
+    Every epoch runs, in order (the method notes, section 4):
+
+    1. **diffusion**: one pass of denoiser steps over every KG head that has
+       edges (shuffled, :obj:`batch_size` heads per step), with its own
+       optimisers (:class:`torch.optim.Adam` for the dense parameters,
+       :class:`torch.optim.SparseAdam` for the entity tables, so a step
+       touches only the rows of its support);
+    2. **rebuild**: the denoised KG (:meth:`DiffKG.rebuild_kg`);
+    3. **recommendation**: one negative item per train interaction, then
+       :meth:`DiffKG.loss` steps with :class:`torch.optim.Adam` over the
+       recommender's parameters, the two views given by
+       :meth:`DiffKG.views` from the sampled original KG (drawn once) and
+       the denoised KG.
+
+    Evaluation encodes with the main view's KG. The best epoch's state
+    (model and denoised KG) is restored before the test evaluation.
+
+    Args:
+        model (DiffKG): The model (moved to :obj:`device`).
+        data (HeteroData): A dataset graph (see
+            :func:`~diffkg_pyg.data.build_hetero_data`).
+        lr (float, optional): Learning rate of both optimisations.
+            (default: :obj:`1e-3`)
+        batch_size (int, optional): Triples per recommendation step, heads
+            per denoiser step and per rebuild chunk. (default: :obj:`1024`)
+        seed (int, optional): Seed of all sampling. (default: :obj:`0`)
+        max_batches (int, optional): Cap on the steps of every phase per
+            epoch (smoke runs).
+        ks (list of int, optional): Metric cut-offs.
+            (default: :obj:`(10, 20, 40)`)
+        eval_batch_size (int, optional): Users scored at once.
+            (default: :obj:`1024`)
+        device (torch.device, optional): Where to train. (default: CPU)
+    """
+    def __init__(self, model, data: HeteroData, lr: float = 1e-3,
+                 batch_size: int = 1024, seed: int = 0,
+                 max_batches: Optional[int] = None,
+                 ks: Sequence[int] = (10, 20, 40),
+                 eval_batch_size: int = 1024,
+                 device: Optional[torch.device] = None) -> None:
+        if lr <= 0:
+            raise ValueError(f"'lr' must be > 0 (got {lr})")
+        if batch_size < 1:
+            raise ValueError(f"'batch_size' must be >= 1 (got {batch_size})")
+        if max_batches is not None and max_batches < 1:
+            raise ValueError(
+                f"'max_batches' must be >= 1 (got {max_batches})")
+        if (data['user'].num_nodes != model.num_users
+                or data['entity'].num_nodes != model.num_entities):
+            raise ValueError(
+                f'the model ({model.num_users} users, {model.num_entities} '
+                f'entities) does not fit the data '
+                f"({data['user'].num_nodes} users, "
+                f"{data['entity'].num_nodes} entities)")
+        self.device = torch.device(device or 'cpu')
+        self.model = model.to(self.device)
+        self.batch_size = batch_size
+        self.max_batches = max_batches
+        self.valid_evaluator, self.test_evaluator = _evaluators(
+            data, ks, eval_batch_size, self.device)
+        self.generator = torch.Generator(self.device).manual_seed(seed)
+
+        self.train_edge_index = data[USER_ITEM].edge_index.to(self.device)
+        self.adj = model.build_adjacency(self.train_edge_index)
+        kg = data[KG]
+        self.kg = (kg.edge_index.to(self.device),
+                   kg.edge_type.to(self.device))
+        self.kg_ptr, self.kg_col = to_csr(self.kg[0], model.num_entities)
+        degree = self.kg_ptr[1:] - self.kg_ptr[:-1]
+        self.heads = torch.nonzero(degree > 0).view(-1)
+        self.sampled_kg = model.sample_kg(*self.kg, generator=self.generator)
+        self.denoised_kg = self.sampled_kg  # Until the first rebuild.
+
+        self.optimizer = torch.optim.Adam(model.recommender_parameters(),
+                                          lr=lr)
+        self.denoiser_optimizer = torch.optim.Adam(
+            model.denoiser.dense_parameters(), lr=lr)
+        self.denoiser_sparse_optimizer = torch.optim.SparseAdam(
+            model.denoiser.sparse_parameters(), lr=lr)
+
+    def train(self) -> None:
+        self.model.train()
+
+    def eval(self) -> None:
+        self.model.eval()
+
+    def state_dict(self) -> Dict[str, Any]:
+        r"""What evaluation needs: the model and the denoised KG."""
+        return {'model': self.model.state_dict(),
+                'denoised_kg': self.denoised_kg}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.model.load_state_dict(state['model'])
+        self.denoised_kg = state['denoised_kg']
+
+    def _batches(self, index: Tensor) -> List[Tensor]:
+        return list(torch.split(index, self.batch_size))[:self.max_batches]
+
+    def train_diffusion(self, epoch: int) -> Dict[str, float]:
+        r"""Phase 1: one pass of denoiser steps."""
+        model = self.model
+        item_user_emb = model.item_user_embedding(self.train_edge_index)
+        perm = torch.randperm(self.heads.numel(), generator=self.generator,
+                              device=self.device)
+        total = torch.zeros(3, device=self.device)
+        batches = self._batches(self.heads[perm])
+        for heads in tqdm(batches, desc=f'epoch {epoch} diffusion',
+                          leave=False, disable=None):
+            loss, diff, ckgc = model.diffusion_loss(
+                self.kg_ptr, self.kg_col, heads, item_user_emb,
+                self.generator)
+            self.denoiser_optimizer.zero_grad()
+            self.denoiser_sparse_optimizer.zero_grad()
+            loss.backward()
+            self.denoiser_optimizer.step()
+            self.denoiser_sparse_optimizer.step()
+            total += torch.stack([loss, diff, ckgc]).detach()
+        total = (total / max(1, len(batches))).tolist()
+        return dict(zip(('denoiser_loss', 'diff', 'ckgc'), total))
+
+    def train_recommendation(self, epoch: int) -> Dict[str, float]:
+        r"""Phase 3: one pass of recommendation steps."""
+        model, num_items = self.model, self.model.num_items
+        user, positive = self.train_edge_index
+        negative = sample_negative_items(user, self.train_edge_index,
+                                         num_items, self.generator)
+        perm = torch.randperm(user.numel(), generator=self.generator,
+                              device=self.device)
+        main_kg, second_kg = model.views(self.sampled_kg, self.denoised_kg)
+        total = torch.zeros(4, device=self.device)
+        batches = self._batches(perm)
+        for batch in tqdm(batches, desc=f'epoch {epoch} recommendation',
+                          leave=False, disable=None):
+            loss, terms = model.loss(self.adj, main_kg, second_kg,
+                                     user[batch], positive[batch],
+                                     negative[batch], self.batch_size)
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            total += torch.stack([loss.detach(), terms['bpr'], terms['reg'],
+                                  terms['ssl']])
+        total = (total / max(1, len(batches))).tolist()
+        return dict(zip(('loss', 'bpr', 'reg', 'ssl'), total))
+
+    def train_epoch(self, epoch: int) -> Dict[str, float]:
+        r"""Runs the three phases; returns every loss term, the number of
+        KG edges kept and the seconds of every phase."""
+        start = time.perf_counter()
+        record = self.train_diffusion(epoch)
+        diffusion_end = time.perf_counter()
+        self.denoised_kg = self.model.rebuild_kg(
+            *self.kg, batch_size=self.batch_size, generator=self.generator)
+        rebuild_end = time.perf_counter()
+        record = {**self.train_recommendation(epoch), **record,
+                  'kg_edges_kept': int(self.denoised_kg[0].size(1))}
+        record['diffusion_seconds'] = diffusion_end - start
+        record['rebuild_seconds'] = rebuild_end - diffusion_end
+        record['recommendation_seconds'] = time.perf_counter() - rebuild_end
+        return record
+
+    def score_users(self) -> Callable[[Tensor], Tensor]:
+        r"""The scoring function of the current model (main-view KG)."""
+        main_kg, _ = self.model.views(self.sampled_kg, self.denoised_kg)
+        with torch.no_grad():
+            user_emb, item_emb = self.model.get_embedding(self.adj, *main_kg)
+        return lambda users: user_emb[users.to(self.device)] @ item_emb.t()
+
+    def fit(self, epochs: int, patience: int = 10,
+            log: Optional[Callable[[str], None]] = None) -> FitResult:
+        r"""Trains with early stopping (see :func:`fit`). The result's
+        :obj:`extra` holds :obj:`kg_edges_kept` (the restored denoised KG)
+        and :obj:`phase_seconds` (totals over the epochs run)."""
+        result = fit(self, self.train_epoch, self.score_users,
+                     self.valid_evaluator, self.test_evaluator, epochs,
+                     patience, log=log)
+        phases = ('diffusion', 'rebuild', 'recommendation', 'eval')
+        result.extra = {
+            'kg_edges_kept': int(self.denoised_kg[0].size(1)),
+            'phase_seconds': {
+                phase: sum(r[f'{phase}_seconds'] for r in result.history)
+                for phase in phases
+            },
+        }
+        return result
+
+
+def train_diffkg(
+    data: HeteroData,
+    lr: float = 1e-3,
+    batch_size: int = 1024,
+    epochs: int = 200,
+    patience: int = 10,
+    seed: int = 0,
+    max_batches: Optional[int] = None,
+    ks: Sequence[int] = (10, 20, 40),
+    eval_batch_size: int = 1024,
+    device: Optional[torch.device] = None,
+    log: Optional[Callable[[str], None]] = None,
+    **kwargs,
+) -> FitResult:
+    r"""Creates :obj:`DiffKG.from_data(data, **kwargs)` (seeded) and trains
+    it with :class:`DiffKGTrainer` (see there for the arguments)."""
+    torch.manual_seed(seed)
+    model = DiffKG.from_data(data, **kwargs)
+    trainer = DiffKGTrainer(model, data, lr, batch_size, seed, max_batches,
+                            ks, eval_batch_size, device)
+    return trainer.fit(epochs, patience, log)

@@ -42,10 +42,35 @@ def test_train_output(kgat_folder, tmp_path, capsys):
     assert {'recall@20', 'ndcg@20'} <= set(result['test'])
 
 
+def test_train_diffkg_output(kgat_folder, tmp_path, capsys):
+    output = tmp_path / 'results.json'
+    argv = ['train', str(kgat_folder), '--epochs', '2', '--max-batches', '1',
+            '--val-ratio', '0.3', '--preset', 'lastfm', '--keep-rate', '0.7',
+            '--denoiser-hidden', '8', '--embedding-dim', '4', '--no-compile',
+            '--output', str(output)]
+    assert main(argv) == 0
+    assert 'diffkg on' in capsys.readouterr().out
+    result = json.loads(output.read_text())
+    assert result['model'] == 'diffkg' and result['preset'] == 'lastfm'
+    hyperparameters = result['hyperparameters']
+    assert hyperparameters['keep_rate'] == 0.7  # The flag beats the preset,
+    assert hyperparameters['e_loss'] == 0.01  # which beats the default.
+    assert hyperparameters['use_compile'] is False
+    assert result['kg_edges_kept'] >= 0
+    assert set(result['phase_seconds']) == {'diffusion', 'rebuild',
+                                            'recommendation', 'eval'}
+    assert all('kg_edges_kept' in record for record in result['history'])
+
+
 @pytest.mark.parametrize('argv,message', [
     (['stats', 'nowhere'], 'neither a dataset folder nor a built-in'),
     (['train', '--epochs', '0'], '--epochs must be >= 1'),
     (['train', '--max-batches', '-1'], '--max-batches must be >= 1'),
+    (['train', '--keep-rate', '0'], "'keep_rate' must be in (0, 1]"),
+    (['train', '--model', 'lightgcn', '--keep-rate', '0.2'],
+     '--keep-rate only apply to --model diffkg'),
+    (['train', '--model', 'lightgcn', '--preset', 'mind'],
+     '--preset only apply to --model diffkg'),
 ])
 def test_bad_arguments(argv, message, capsys):
     assert main(argv) == 2
@@ -69,6 +94,7 @@ def test_no_arguments_trains_on_synthetic_default():
     result = subprocess.run([sys.executable, '-m', 'diffkg_pyg'],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    assert 'lightgcn on synthetic' in result.stdout
+    assert 'diffkg on synthetic' in result.stdout
+    assert 'kg_edges_kept' in result.stdout
     assert 'valid recall@20' in result.stdout
     assert 'test  recall@20' in result.stdout

@@ -15,11 +15,14 @@ The layout, shared by every dataset of the package (real or synthetic):
   relations added, one relation per pair), sorted by head, plus
   ``num_relations`` and ``num_triplets``.
 """
+import warnings
 from typing import Dict, Optional
 
 import numpy as np
 import torch
+from torch import Tensor
 from torch_geometric.data import HeteroData
+from torch_geometric.utils import to_torch_csr_tensor
 
 from diffkg_pyg.data.io import DataFormatError, InteractionFile, TripletFile
 from diffkg_pyg.data.split import validation_mask
@@ -31,6 +34,7 @@ __all__ = [
     'KnowledgeGraph',
     'build_knowledge_graph',
     'build_hetero_data',
+    'bipartite_adjacency',
     'statistics',
     'format_statistics',
 ]
@@ -187,6 +191,36 @@ def build_hetero_data(
     if name is not None:
         data.name = name
     return data
+
+
+def bipartite_adjacency(edge_index: Tensor, num_users: int, num_items: int,
+                        add_self_loops: bool = False) -> Tensor:
+    r"""Returns the symmetrically normalised adjacency matrix
+    :math:`\mathbf{D}^{-1/2} \mathbf{A} \mathbf{D}^{-1/2}` of the user-item
+    graph (users first, then items), optionally with self-loops added to
+    :math:`\mathbf{A}`, as a sparse CSR tensor of shape
+    :obj:`[num_users + num_items, num_users + num_items]`.
+
+    Args:
+        edge_index (torch.Tensor): User-item pairs :obj:`[2, num_pairs]`.
+        num_users (int): The number of users.
+        num_items (int): The number of items.
+        add_self_loops (bool, optional): Add :math:`\mathbf{I}` to
+            :math:`\mathbf{A}`. (default: :obj:`False`)
+    """
+    num_nodes = num_users + num_items
+    user, item = edge_index[0], edge_index[1] + num_users
+    row, col = torch.cat([user, item]), torch.cat([item, user])
+    if add_self_loops:
+        loop = torch.arange(num_nodes, device=edge_index.device)
+        row, col = torch.cat([row, loop]), torch.cat([col, loop])
+    degree = torch.bincount(row, minlength=num_nodes).float()
+    norm = degree.pow(-0.5).masked_fill(degree == 0, 0.0)
+    weight = norm[row] * norm[col]
+    with warnings.catch_warnings():  # CSR tensors are labelled 'beta'.
+        warnings.simplefilter('ignore', UserWarning)
+        return to_torch_csr_tensor(torch.stack([row, col]), weight,
+                                   size=(num_nodes, num_nodes))
 
 
 def statistics(data: HeteroData) -> Dict[str, int]:

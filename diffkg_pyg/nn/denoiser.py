@@ -1,12 +1,17 @@
 r"""The sparse, edge-level knowledge-graph denoiser of DiffKG."""
+import logging
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.utils import scatter
 
-__all__ = ['SparseDenoiser', 'timestep_embedding', 'rows_of']
+__all__ = ['SparseDenoiser', 'CompiledOrEager', 'timestep_embedding',
+           'rows_of']
+
+logger = logging.getLogger(__name__)
 
 
 def rows_of(ptr: Tensor, num_entries: int) -> Tensor:
@@ -28,6 +33,47 @@ def timestep_embedding(t: Tensor, channels: int,
                       / half)
     args = t.float()[:, None] * freqs[None]
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+def _support_output(hidden: Tensor, time: Tensor, output_rows: Tensor,
+                    output_bias: Tensor, row: Tensor) -> Tensor:
+    # The hot path: [num_support, H] gathers and products, fused when
+    # compiled.
+    hidden = torch.tanh(hidden + time)
+    return (hidden[row] * output_rows).sum(dim=-1) + output_bias
+
+
+class CompiledOrEager:
+    r"""Calls :obj:`torch.compile(function, dynamic=True)` and, when
+    compilation fails on the first call (no C compiler, an unsupported
+    platform), logs it once and runs :obj:`function` eagerly from then on.
+    Errors after a successful first call are not masked.
+
+    Args:
+        function (callable): The function to compile.
+    """
+    def __init__(self, function: Callable) -> None:
+        self.function = function
+        self.compiled = torch.compile(function, dynamic=True)
+        self.checked = False
+
+    def __call__(self, *args, **kwargs):
+        if self.compiled is None:
+            return self.function(*args, **kwargs)
+        if self.checked:
+            return self.compiled(*args, **kwargs)
+        try:
+            out = self.compiled(*args, **kwargs)
+        except Exception as error:  # Any compiler failure: fall back once.
+            logger.warning(
+                'torch.compile is unavailable here (%s: %s); running %s '
+                'eagerly', type(error).__name__,
+                str(error).splitlines()[0] if str(error) else '',
+                getattr(self.function, '__name__', 'the function'))
+            self.compiled = None
+            return self.function(*args, **kwargs)
+        self.checked = True
+        return out
 
 
 def _normal_(tensor: Tensor, fan_in: int, fan_out: int) -> None:
@@ -71,10 +117,14 @@ class SparseDenoiser(torch.nn.Module):
             (default: :obj:`True`)
         dropout (float, optional): Input dropout in training.
             (default: :obj:`0.5`)
+        use_compile (bool, optional): Apply :func:`torch.compile` to the
+            support-level output computation (the hot path), falling back to
+            eager execution, with one log message, where compilation fails.
+            (default: :obj:`False`)
     """
     def __init__(self, num_entities: int, hidden_channels: int = 1000,
                  time_channels: int = 10, norm: bool = True,
-                 dropout: float = 0.5) -> None:
+                 dropout: float = 0.5, use_compile: bool = False) -> None:
         super().__init__()
         if time_channels < 2 or time_channels % 2:
             raise ValueError(f"'time_channels' must be even and >= 2 (got "
@@ -86,6 +136,9 @@ class SparseDenoiser(torch.nn.Module):
         self.time_channels = time_channels
         self.norm = norm
         self.dropout = dropout
+        self.use_compile = use_compile
+        self._support_output = (CompiledOrEager(_support_output)
+                                if use_compile else _support_output)
         self.time_layer = torch.nn.Linear(time_channels, time_channels)
         # Input layer Linear(N + d_t, H), split into its entity columns
         # (sparse) and its time columns and bias (dense):
@@ -146,9 +199,11 @@ class SparseDenoiser(torch.nn.Module):
         x = F.dropout(x, self.dropout, self.training)
         time = self.time_layer(timestep_embedding(t, self.time_channels))
         hidden = self.input_emb(index, ptr[:-1], per_sample_weights=x)
-        hidden = torch.tanh(hidden + self.input_time(time))
-        out = (hidden[row] * self.output_emb(index)).sum(dim=-1)
-        return out + self.output_bias(index).view(-1)
+        # The entity tables are gathered eagerly (their sparse gradients do
+        # not compile); the rest may be compiled:
+        return self._support_output(hidden, self.input_time(time),
+                                    self.output_emb(index),
+                                    self.output_bias(index).view(-1), row)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.num_entities}, '

@@ -11,7 +11,8 @@ from diffkg_pyg.evaluation import gather_rows
 from diffkg_pyg.nn.denoiser import SparseDenoiser, rows_of
 from diffkg_pyg.nn.diffusion import GaussianDiffusion
 
-__all__ = ['Support', 'sample_support', 'denoiser_loss', 'rebuild_kg']
+__all__ = ['Support', 'sample_support', 'denoiser_loss', 'segment_top_k',
+           'rebuild_kg']
 
 
 class Support(NamedTuple):
@@ -138,8 +139,16 @@ def denoiser_loss(denoiser: SparseDenoiser, diffusion: GaussianDiffusion,
     return (1.0 - e_loss) * diff + e_loss * ckgc, diff, ckgc
 
 
-def _segment_top_k(score: Tensor, row: Tensor, k: int) -> Tensor:
-    r"""A mask of the :obj:`k` highest scores of every row segment."""
+def segment_top_k(score: Tensor, row: Tensor, k: int) -> Tensor:
+    r"""Returns the mask of the :obj:`k` highest :obj:`score` entries of
+    every group of entries sharing a :obj:`row` (ties broken by position),
+    by two stable sorts, without a loop over groups.
+
+    Args:
+        score (torch.Tensor): Scores :obj:`[num_entries]`.
+        row (torch.Tensor): Group of every entry :obj:`[num_entries]`.
+        k (int): Entries kept per group.
+    """
     order = torch.argsort(score, descending=True, stable=True)
     order = order[torch.argsort(row[order], stable=True)]
     sorted_row = row[order]
@@ -154,18 +163,26 @@ def _segment_top_k(score: Tensor, row: Tensor, k: int) -> Tensor:
 def rebuild_kg(denoiser: SparseDenoiser, diffusion: GaussianDiffusion,
                edge_index: Tensor, edge_type: Tensor, num_entities: int,
                rebuild_k: int = 1, keep_rate: float = 0.5,
-               batch_size: int = 1024,
+               sampling_steps: int = 0, batch_size: int = 1024,
                generator: Optional[torch.Generator] = None
                ) -> Tuple[Tensor, Tensor]:
     r"""Rebuilds the denoised knowledge graph.
 
-    Every head's row of edges starts from :math:`\mathbf{x}_0` and goes
+    Every head's row starts from :math:`\mathbf{x}_0` (or from
+    :math:`q(\mathbf{x}_s | \mathbf{x}_0)` with :math:`s =`
+    :obj:`sampling_steps - 1` when :obj:`sampling_steps > 0`) and goes
     through the deterministic reverse process :math:`\mathbf{x} \leftarrow
     c_{1,i}\,\mathrm{denoiser}(\mathbf{x}, i) + c_{2,i}\,\mathbf{x}` for
     :math:`i = T-1, \dots, 0`; the :obj:`rebuild_k` best-scored edges of
     every head are kept, the reverse of every kept pair is added (once),
     every pair carries its relation from the input KG, and finally every
     edge is kept with probability :obj:`keep_rate`.
+
+    Only the entries of a head's existing edges are carried through the
+    reverse process (they are the only candidates kept); the published code
+    carries all :math:`N` entries of the row, whose non-edge values enter
+    the next step's input normalisation. At the first step, started from
+    :math:`\mathbf{x}_0`, both agree exactly.
 
     Args:
         denoiser (SparseDenoiser): The trained denoiser.
@@ -178,9 +195,13 @@ def rebuild_kg(denoiser: SparseDenoiser, diffusion: GaussianDiffusion,
         rebuild_k (int, optional): Edges kept per head. (default: :obj:`1`)
         keep_rate (float, optional): Final keep probability, in
             :obj:`(0, 1]`. (default: :obj:`0.5`)
+        sampling_steps (int, optional): Noise the start to this step first
+            (:obj:`0`: start from :math:`\mathbf{x}_0`).
+            (default: :obj:`0`)
         batch_size (int, optional): Heads denoised at once.
             (default: :obj:`1024`)
-        generator (torch.Generator, optional): For the keep mask.
+        generator (torch.Generator, optional): For the keep mask (and the
+            start noise).
 
     Returns:
         The denoised :obj:`(edge_index, edge_type)`, sorted by head.
@@ -189,6 +210,9 @@ def rebuild_kg(denoiser: SparseDenoiser, diffusion: GaussianDiffusion,
         raise ValueError(f"'rebuild_k' must be >= 1 (got {rebuild_k})")
     if not 0.0 < keep_rate <= 1.0:
         raise ValueError(f"'keep_rate' must lie in (0, 1] (got {keep_rate})")
+    if not 0 <= sampling_steps <= diffusion.steps:
+        raise ValueError(f"'sampling_steps' must lie in [0, "
+                         f"{diffusion.steps}] (got {sampling_steps})")
     was_training = denoiser.training
     denoiser.eval()
     head, tail = edge_index
@@ -201,6 +225,10 @@ def rebuild_kg(denoiser: SparseDenoiser, diffusion: GaussianDiffusion,
         lo, hi = int(edge_ptr[start]), int(edge_ptr[end])
         ptr = edge_ptr[start:end + 1] - lo
         x = torch.ones(hi - lo, device=device)
+        if sampling_steps > 0:
+            step = torch.full_like(tail[lo:hi], sampling_steps - 1)
+            noise = torch.randn(hi - lo, generator=generator, device=device)
+            x = diffusion.q_sample(x, step, noise)
         for i in reversed(range(diffusion.steps)):
             t = torch.full((end - start, ), i, dtype=torch.long,
                            device=device)
@@ -209,7 +237,7 @@ def rebuild_kg(denoiser: SparseDenoiser, diffusion: GaussianDiffusion,
         score[lo:hi] = x
     denoiser.train(was_training)
 
-    keep = _segment_top_k(score, head, rebuild_k)
+    keep = segment_top_k(score, head, rebuild_k)
     kept = edge_index[:, keep]
     pairs = torch.cat([kept, kept.flip(0)], dim=1)
     key = torch.unique(pairs[0] * num_entities + pairs[1])

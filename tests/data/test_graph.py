@@ -7,6 +7,7 @@ from diffkg_pyg.data import (
     KG,
     USER_ITEM,
     DataFormatError,
+    bipartite_adjacency,
     build_hetero_data,
     build_knowledge_graph,
     format_statistics,
@@ -82,3 +83,17 @@ def test_item_beyond_entity_range(kgat_folder, file_name):
         build_hetero_data(train, test, kg)
     assert info.value.path.endswith(file_name)
     assert info.value.line == 4
+
+
+@pytest.mark.parametrize('add_self_loops', [False, True])
+def test_bipartite_adjacency(add_self_loops):
+    edge_index = torch.tensor([[0, 0, 1], [0, 1, 1]])
+    adj = bipartite_adjacency(edge_index, 3, 2, add_self_loops).to_dense()
+    dense = torch.zeros(5, 5)
+    dense[edge_index[0], edge_index[1] + 3] = 1
+    dense = dense + dense.t()
+    if add_self_loops:
+        dense = dense + torch.eye(5)
+    degree = dense.sum(1)
+    norm = degree.pow(-0.5).masked_fill(degree == 0, 0)
+    assert torch.allclose(adj, norm[:, None] * dense * norm[None, :])

@@ -1,0 +1,291 @@
+import logging
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from diffkg_pyg import PRESETS, DiffKG
+from diffkg_pyg.data import KG, USER_ITEM, synthetic_dataset
+from diffkg_pyg.evaluation import to_csr
+from diffkg_pyg.nn import SparseDenoiser
+from diffkg_pyg.nn.denoiser import CompiledOrEager
+from diffkg_pyg.nn.kg_diffusion import sample_support
+from tests.nn.test_kg_diffusion import random_kg
+
+
+@pytest.fixture(scope='module')
+def data():
+    return synthetic_dataset(num_users=30, num_items=40, num_clusters=4,
+                             attributes_per_cluster=3,
+                             interactions_per_user=6, seed=0)
+
+
+def make_model(data, **kwargs):
+    torch.manual_seed(0)
+    kwargs = {'denoiser_hidden': 16, 'embedding_dim': 8,
+              'use_compile': False, **kwargs}
+    return DiffKG.from_data(data, **kwargs)
+
+
+def kg_of(data):
+    return data[KG].edge_index, data[KG].edge_type
+
+
+def test_from_data_and_repr(data):
+    model = make_model(data)
+    assert model.num_users == data['user'].num_nodes == 30
+    assert model.num_items == 40
+    assert model.num_entities == data['entity'].num_nodes
+    assert model.num_relations == data[KG].num_relations
+    assert model.user_emb.shape == (30, 8)
+    assert model.relation_emb.shape == (data[KG].num_relations, 8)
+    assert repr(model) == (f'DiffKG(30, 40, num_entities='
+                           f'{model.num_entities}, num_relations='
+                           f'{model.num_relations}, embedding_dim=8)')
+    denoiser_ids = {id(p) for p in model.denoiser.parameters()}
+    assert not denoiser_ids & {id(p) for p in model.recommender_parameters()}
+    assert len(model.recommender_parameters()) + len(denoiser_ids) == \
+        len(list(model.parameters()))
+
+
+@pytest.mark.parametrize('num_layers', [0, 1, 2])
+def test_get_embedding_is_sum_of_layers(data, num_layers):
+    model = make_model(data, num_layers=num_layers).eval()
+    train = data[USER_ITEM].edge_index
+    adj = model.build_adjacency(train)
+    user, item = model.get_embedding(adj, *kg_of(data))
+    assert user.shape == (30, 8) and item.shape == (40, 8)
+
+    # Dense transcription of the spec: A = D^-1/2 (B + I) D^-1/2.
+    n = 30 + 40
+    dense = torch.eye(n)
+    dense[train[0], 30 + train[1]] = 1
+    dense[30 + train[1], train[0]] = 1
+    norm = dense.sum(1).pow(-0.5)
+    dense = norm[:, None] * dense * norm[None, :]
+    entity = model.kg_encoder(model.entity_emb, model.relation_emb,
+                              *kg_of(data))
+    x = torch.cat([model.user_emb, entity[:40]])
+    expected = sum(torch.linalg.matrix_power(dense, layer) @ x
+                   for layer in range(num_layers + 1))
+    assert torch.allclose(torch.cat([user, item]), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize('triplet_num', [-1, 1, 3])
+def test_sample_kg(data, triplet_num):
+    model = make_model(data, triplet_num=triplet_num)
+    edge_index, edge_type = kg_of(data)
+    gen = torch.Generator().manual_seed(0)
+    sampled, sampled_type = model.sample_kg(edge_index, edge_type, gen)
+    count = torch.bincount(sampled[0], minlength=model.num_entities)
+    degree = torch.bincount(edge_index[0], minlength=model.num_entities)
+    if triplet_num == -1:
+        assert torch.equal(sampled, edge_index)
+    else:
+        assert torch.equal(count, degree.clamp(max=triplet_num))
+    key = edge_index[0] * model.num_entities + edge_index[1]
+    position = torch.searchsorted(
+        key, sampled[0] * model.num_entities + sampled[1])
+    assert torch.equal(key[position],
+                       sampled[0] * model.num_entities + sampled[1])
+    assert torch.equal(edge_type[position], sampled_type)
+
+
+@pytest.mark.parametrize('cl_pattern', [0, 1])
+def test_views(data, cl_pattern):
+    model = make_model(data, cl_pattern=cl_pattern)
+    sampled, denoised = ('s', 's'), ('d', 'd')
+    main, second = model.views(sampled, denoised)
+    assert (main, second) == ((denoised, sampled) if cl_pattern == 0 else
+                              (sampled, denoised))
+
+
+def literal_contrast_loss(embeds1, embeds2, nodes, temp):
+    # The authors' `contrastLoss` (Utils.py), line by line.
+    embeds1 = F.normalize(embeds1 + 1e-8, p=2)
+    embeds2 = F.normalize(embeds2 + 1e-8, p=2)
+    pck_embeds1 = embeds1[nodes]
+    pck_embeds2 = embeds2[nodes]
+    nume = torch.exp(torch.sum(pck_embeds1 * pck_embeds2, dim=-1) / temp)
+    deno = torch.exp(pck_embeds1 @ embeds2.T / temp).sum(-1) + 1e-8
+    return -torch.log(nume / deno).mean()
+
+
+@pytest.mark.parametrize('temp', [0.1, 1.0])
+@pytest.mark.parametrize('ssl_reg', [0.0, 0.5])
+def test_loss_terms(data, temp, ssl_reg):
+    model = make_model(data, temp=temp, ssl_reg=ssl_reg, reg=1e-3).eval()
+    adj = model.build_adjacency(data[USER_ITEM].edge_index)
+    main = kg_of(data)
+    second = model.sample_kg(*main, torch.Generator().manual_seed(1))
+    user, pos, neg = (torch.tensor([0, 1, 1]), torch.tensor([2, 3, 4]),
+                      torch.tensor([5, 6, 7]))
+    loss, terms = model.loss(adj, main, second, user, pos, neg, 4)
+
+    with torch.no_grad():
+        user_emb, item_emb = model.get_embedding(adj, *main)
+        user_emb2, item_emb2 = model.get_embedding(adj, *second)
+        diff = ((user_emb[user] * (item_emb[pos] - item_emb[neg])).sum(-1))
+        bpr = -diff.sigmoid().log().sum() / 4
+        reg = 1e-3 * sum(w.norm(2).square()
+                         for w in model.recommender_parameters())
+        ssl = (literal_contrast_loss(user_emb2, user_emb, user, temp) +
+               literal_contrast_loss(item_emb2, item_emb, pos, temp))
+    assert float(terms['bpr']) == pytest.approx(float(bpr), rel=1e-5)
+    assert float(terms['reg']) == pytest.approx(float(reg), rel=1e-5)
+    expected = bpr + reg
+    if ssl_reg > 0:
+        assert float(terms['ssl']) == pytest.approx(float(ssl), rel=1e-5)
+        expected = expected + ssl_reg * ssl
+    assert float(loss.detach()) == pytest.approx(float(expected), rel=1e-5)
+    loss.backward()
+    assert model.denoiser.input_emb.weight.grad is None
+
+
+def test_item_user_embedding(data):
+    model = make_model(data)
+    train = data[USER_ITEM].edge_index
+    dense = torch.zeros(30, 40)
+    dense[train[0], train[1]] = 1
+    assert torch.allclose(model.item_user_embedding(train),
+                          dense.t() @ model.user_emb.detach(), atol=1e-6)
+
+
+def test_diffusion_loss_updates_only_support_rows(data):
+    model = make_model(data)
+    edge_index, _ = kg_of(data)
+    ptr, col = to_csr(edge_index, model.num_entities)
+    heads = torch.tensor([0, 5])
+    item_user = model.item_user_embedding(data[USER_ITEM].edge_index)
+    optimizer = torch.optim.SparseAdam(model.denoiser.sparse_parameters())
+    before = model.denoiser.input_emb.weight.detach().clone()
+    gen = torch.Generator().manual_seed(0)
+    loss, diff, ckgc = model.diffusion_loss(ptr, col, heads, item_user, gen)
+    assert torch.isfinite(loss) and diff >= 0 and ckgc >= 0
+    loss.backward()
+    optimizer.step()
+    support = sample_support(ptr, col, heads, model.num_entities,
+                             generator=torch.Generator().manual_seed(0))
+    changed = (model.denoiser.input_emb.weight != before).any(dim=1)
+    assert set(torch.nonzero(changed).view(-1).tolist()) <= \
+        set(support.index.tolist())
+    assert model.entity_emb.grad is None and model.user_emb.grad is None
+
+
+def test_rebuild_kg_keeps_existing_edges(data):
+    model = make_model(data, keep_rate=1.0, rebuild_k=2)
+    edge_index, edge_type = kg_of(data)
+    out_index, out_type = model.rebuild_kg(edge_index, edge_type)
+    key = edge_index[0] * model.num_entities + edge_index[1]
+    out_key = out_index[0] * model.num_entities + out_index[1]
+    position = torch.searchsorted(key, out_key)
+    assert torch.equal(key[position], out_key)
+    assert torch.equal(edge_type[position], out_type)
+    assert 0 < out_key.numel() <= edge_index.size(1)
+
+
+def test_recommend(data):
+    model = make_model(data).eval()
+    train = data[USER_ITEM].edge_index
+    adj = model.build_adjacency(train)
+    users = torch.tensor([3, 0, 3])
+    item, score = model.recommend(adj, *kg_of(data), users, k=5)
+    assert item.shape == score.shape == (3, 5)
+    assert torch.equal(item[0], item[2])
+    assert bool((score[:, :-1] >= score[:, 1:]).all())
+    seen = set(map(tuple, train.t().tolist()))
+    assert not any((int(u), int(i)) in seen
+                   for u, row in zip(users, item) for i in row)
+    # Without the exclusion, the train items may come back and the scores
+    # are the plain dot products:
+    user_emb, item_emb = model.get_embedding(adj, *kg_of(data))
+    item, score = model.recommend(adj, *kg_of(data), users, k=40,
+                                  exclude_train=False)
+    assert torch.allclose(score, (user_emb[users] @ item_emb.t()).sort(
+        dim=-1, descending=True).values, atol=1e-6)
+
+
+@pytest.mark.parametrize('users,k,match', [
+    ([0, 30], 5, r"'user_index' must lie in \[0, 29\]"),
+    ([-1], 5, r"'user_index' must lie in \[0, 29\]"),
+    ([0], 0, r"'k' must be in \[1, num_items\]"),
+    ([0], 41, r"'k' must be in \[1, num_items\]"),
+])
+def test_recommend_bad_arguments(data, users, k, match):
+    model = make_model(data)
+    adj = model.build_adjacency(data[USER_ITEM].edge_index)
+    with pytest.raises(ValueError, match=match):
+        model.recommend(adj, *kg_of(data), torch.tensor(users), k=k)
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(keep_rate=0.0), r"'keep_rate' must be in \(0, 1\] \(got 0.0\)"),
+    (dict(keep_rate=1.5), "'keep_rate' must be in"),
+    (dict(rebuild_k=0), "'rebuild_k' must be >= 1"),
+    (dict(steps=0), "'steps' must be >= 1"),
+    (dict(sampling_steps=6), r"'sampling_steps' must be in \[0, steps\]"),
+    (dict(cl_pattern=2), "'cl_pattern' must be 0 or 1"),
+    (dict(triplet_num=0), "'triplet_num' must be -1"),
+    (dict(temp=0.0), "'temp' must be > 0"),
+    (dict(e_loss=1.5), r"'e_loss' must be in \[0, 1\]"),
+    (dict(num_entities=5), "'num_entities' must be >= num_items"),
+])
+def test_bad_hyperparameters(kwargs, match):
+    sizes = dict(num_users=3, num_items=6, num_entities=8, num_relations=2)
+    with pytest.raises(ValueError, match=match):
+        DiffKG(**{**sizes, **kwargs})
+
+
+@pytest.mark.parametrize('name', sorted(PRESETS))
+def test_presets_construct(data, name):
+    model = make_model(data, **PRESETS[name])
+    encoder = {'layer_num_kg': 'num_hops', 'mess_dropout': 'dropout',
+               'res_lambda': 'res_lambda'}
+    for key, value in PRESETS[name].items():
+        if key in encoder:
+            assert getattr(model.kg_encoder, encoder[key]) == value
+        else:
+            assert getattr(model, key) == value
+
+
+def test_compiled_denoiser_step_matches_eager():
+    kg = random_kg(num_entities=30, num_triplets=60)
+    ptr, col = to_csr(kg.edge_index, kg.num_entities)
+    support = sample_support(ptr, col, torch.tensor([0, 3, 7, 11]),
+                             kg.num_entities,
+                             generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([0, 1, 2, 4])
+    x = torch.rand(support.index.numel())
+    outputs, grads = [], []
+    for use_compile in (False, True):
+        torch.manual_seed(0)
+        model = SparseDenoiser(kg.num_entities, 16, 4, dropout=0.0,
+                               use_compile=use_compile)
+        out = model(x, support.ptr, support.index, t)
+        out.square().sum().backward()
+        outputs.append(out)
+        grads.append(model.output_emb.weight.grad.to_dense())
+    assert isinstance(model._support_output, CompiledOrEager)
+    assert model._support_output.compiled is not None  # It did compile.
+    assert torch.allclose(outputs[0], outputs[1], atol=1e-5)
+    assert torch.allclose(grads[0], grads[1], atol=1e-5)
+
+
+def test_compile_failure_falls_back_once(caplog):
+    calls = []
+
+    def function(x):
+        calls.append(x)
+        return x + 1
+
+    def broken(*args):
+        raise RuntimeError('no compiler\nsecond line')
+
+    wrapper = CompiledOrEager(function)
+    wrapper.compiled = broken
+    with caplog.at_level(logging.WARNING, logger='diffkg_pyg'):
+        assert wrapper(1) == 2 and wrapper(2) == 3
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1
+    assert 'RuntimeError: no compiler' in messages[0]
+    assert calls == [1, 2]
