@@ -118,6 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help='torch device (default: %(default)s)')
     train.add_argument('--output', default=None,
                        help='write the results as one JSON object here')
+    train.add_argument('--checkpoint-dir', default=None,
+                       help='DiffKG: write last.pt and best.pt here')
+    train.add_argument('--checkpoint-every', type=int, default=1,
+                       help='epochs between last.pt checkpoints '
+                       '(default: %(default)s)')
+    train.add_argument('--resume', default=None, metavar='CHECKPOINT',
+                       help='DiffKG: continue from this checkpoint, up to '
+                       '--epochs in total (same data and hyper-parameters)')
+    train.add_argument('--save-model', default=None, metavar='PATH',
+                       help='DiffKG: save the best model for inference')
     diffkg = train.add_argument_group('DiffKG hyper-parameters (override '
                                       'the preset)')
     defaults = _diffkg_defaults()
@@ -169,7 +179,7 @@ def _train(args: argparse.Namespace) -> int:
     from diffkg_pyg.training import train_diffkg, train_lightgcn
 
     for name in ('epochs', 'patience', 'max_batches', 'batch_size',
-                 'embedding_dim', 'threads'):
+                 'embedding_dim', 'threads', 'checkpoint_every'):
         _positive(name.replace('_', '-'), getattr(args, name))
     if args.model != 'diffkg':
         given = [f'--{name.replace("_", "-")}' for name in
@@ -177,6 +187,9 @@ def _train(args: argparse.Namespace) -> int:
                  if getattr(args, name) is not None]
         if args.preset != 'default':
             given.insert(0, '--preset')
+        given += [f'--{name.replace("_", "-")}' for name in
+                  ('checkpoint_dir', 'resume', 'save_model')
+                  if getattr(args, name) is not None]
         if given:
             raise ValueError(f'{", ".join(given)} only apply to --model '
                              f'diffkg (got --model {args.model})')
@@ -192,7 +205,10 @@ def _train(args: argparse.Namespace) -> int:
     if args.model == 'diffkg':
         hyperparameters = _diffkg_hyperparameters(args)
         record.update(preset=args.preset, hyperparameters=hyperparameters)
-        result = train_diffkg(data, **common, **hyperparameters)
+        result = train_diffkg(data, **common, **hyperparameters,
+                              checkpoint_dir=args.checkpoint_dir,
+                              checkpoint_every=args.checkpoint_every,
+                              resume=args.resume, save_model=args.save_model)
     else:
         result = train_lightgcn(
             data, embedding_dim=args.embedding_dim,
@@ -235,10 +251,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not argv or argv[0] not in ('stats', 'train', '-h', '--help'):
         argv = ['train'] + argv
     args = parser.parse_args(argv)
+    from diffkg_pyg.training import NonFiniteLossError, TrainingInterrupted
     try:
         return _stats(args) if args.command == 'stats' else _train(args)
-    except (ValueError, OSError) as error:  # Bad input: one paragraph.
-        if args.debug:
+    except TrainingInterrupted as interrupt:
+        print(f'diffkg-pyg: {interrupt}', file=sys.stderr)
+        return 130
+    except (ValueError, OSError, NonFiniteLossError) as error:
+        if args.debug:  # Bad input or diverged training: one paragraph.
             raise
         print(f'diffkg-pyg: error: {error}', file=sys.stderr)
         return 2

@@ -6,6 +6,9 @@ restored), and the full-ranking test evaluation.
 The models own their maths; this module only drives them.
 """
 import copy
+import os.path as osp
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -16,6 +19,13 @@ from torch_geometric.data import HeteroData
 from torch_geometric.nn.models import LightGCN
 from tqdm.auto import tqdm
 
+from diffkg_pyg.checkpoint import (
+    fingerprint,
+    load_checkpoint,
+    rng_state,
+    save_atomic,
+    set_rng_state,
+)
 from diffkg_pyg.data.graph import KG, USER_ITEM, bipartite_adjacency
 from diffkg_pyg.evaluation import RankingEvaluator, to_csr
 from diffkg_pyg.nn.models import DiffKG
@@ -23,9 +33,12 @@ from diffkg_pyg.nn.models import DiffKG
 __all__ = [
     'sample_negative_items',
     'FitResult',
+    'FitState',
     'fit',
     'train_lightgcn',
     'DiffKGTrainer',
+    'TrainingInterrupted',
+    'NonFiniteLossError',
     'train_diffkg',
 ]
 
@@ -64,6 +77,30 @@ def sample_negative_items(user: Tensor, train_edge_index: Tensor,
                      f'rounds: some users interacted with (almost) every item')
 
 
+CHECKPOINT_FORMAT = 'diffkg_pyg.DiffKGTrainer/1'
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    r"""Training stopped on Ctrl-C after a checkpoint was written to
+    :obj:`path`."""
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class NonFiniteLossError(FloatingPointError):
+    r"""A loss term became NaN or infinite."""
+
+
+def _check_finite(epoch: int, **terms: Tensor) -> None:
+    for name, value in terms.items():
+        if not bool(torch.isfinite(value).all()):
+            raise NonFiniteLossError(
+                f'the {name} loss is {float(value)} in epoch {epoch}; '
+                f'training stopped (checkpoints of earlier epochs are kept; '
+                f'try a lower learning rate)')
+
+
 @dataclass
 class FitResult:
     r"""The outcome of :func:`fit`: the number of epochs run, the best epoch
@@ -92,6 +129,21 @@ def _format(value: float) -> str:
         f'{value:.3e}'
 
 
+@dataclass
+class FitState:
+    r"""The state of :func:`fit` after :obj:`epoch` completed epochs: the
+    early-stopping bookkeeping, the history and the training seconds so
+    far. Checkpoints store it; :func:`fit` continues from it."""
+    epoch: int = 0
+    best_value: float = -1.0
+    best_epoch: int = 0
+    best_valid: Dict[str, float] = field(default_factory=dict)
+    best_state: Any = None
+    history: List[Dict[str, float]] = field(default_factory=list)
+    stopped: bool = False
+    seconds: float = 0.0
+
+
 def fit(
     model: Any,
     train_epoch: Callable[[int], Dict[str, float]],
@@ -102,6 +154,8 @@ def fit(
     patience: int = 10,
     metric: str = 'recall@20',
     log: Optional[Callable[[str], None]] = None,
+    state: Optional[FitState] = None,
+    on_epoch_end: Optional[Callable[[FitState], None]] = None,
 ) -> FitResult:
     r"""Trains with validation early stopping, then tests the best epoch.
 
@@ -117,24 +171,27 @@ def fit(
             :class:`RankingEvaluator`.
         valid_evaluator (RankingEvaluator): Evaluates on validation.
         test_evaluator (RankingEvaluator): Evaluates on test.
-        epochs (int): The epoch cap.
+        epochs (int): The epoch cap (in total, when resuming).
         patience (int, optional): Stop after this many epochs without a
             better validation :obj:`metric`. (default: :obj:`10`)
         metric (str, optional): The validation metric to select on.
             (default: :obj:`'recall@20'`)
         log (callable, optional): Receives one line per epoch.
+        state (FitState, optional): Continue from this state (a resumed
+            checkpoint) instead of from scratch.
+        on_epoch_end (callable, optional): Called with the state after
+            every epoch (checkpointing).
     """
     if epochs < 1:
         raise ValueError(f"'epochs' must be >= 1 (got {epochs})")
     if patience < 1:
         raise ValueError(f"'patience' must be >= 1 (got {patience})")
     log = log or tqdm.write
-    start = time.perf_counter()
-    best_value, best_epoch, best_state = -1.0, 0, None
-    best_valid: Dict[str, float] = {}
-    history: List[Dict[str, float]] = []
-    epoch = 0
-    for epoch in range(1, epochs + 1):
+    state = state or FitState()
+    start = time.perf_counter() - state.seconds
+    for epoch in range(state.epoch + 1, epochs + 1):
+        if state.stopped:
+            break
         model.train()
         epoch_start = time.perf_counter()
         record = {'epoch': epoch, **train_epoch(epoch)}
@@ -147,11 +204,13 @@ def fit(
             raise ValueError(f"unknown validation metric '{metric}' "
                              f"(available: {sorted(valid)})")
         record.update({f'valid_{k}': v for k, v in valid.items()})
-        history.append(record)
-        improved = valid[metric] > best_value
+        state.history.append(record)
+        state.epoch = epoch
+        improved = valid[metric] > state.best_value
         if improved:
-            best_value, best_epoch, best_valid = valid[metric], epoch, valid
-            best_state = copy.deepcopy(model.state_dict())
+            state.best_value, state.best_epoch = valid[metric], epoch
+            state.best_valid = valid
+            state.best_state = copy.deepcopy(model.state_dict())
         log(' | '.join(
             [f'epoch {epoch:3d}'] +
             [f'{k} {_format(v)}' for k, v in record.items()
@@ -159,14 +218,21 @@ def fit(
             [f'valid recall@20 {valid.get("recall@20", float("nan")):.4f}',
              f'ndcg@20 {valid.get("ndcg@20", float("nan")):.4f}'] +
             (['best'] if improved else [])))
-        if epoch - best_epoch >= patience:
+        state.stopped = epoch - state.best_epoch >= patience
+        state.seconds = time.perf_counter() - start
+        if on_epoch_end is not None:
+            on_epoch_end(state)
+        if state.stopped:
             log(f'early stop: no better valid {metric} for {patience} epochs')
-            break
-    model.load_state_dict(best_state)
+    if state.best_state is None:
+        raise ValueError(f'nothing to test: the state has no epoch (epochs '
+                         f'= {epochs}, epochs already run = {state.epoch})')
+    model.load_state_dict(state.best_state)
     model.eval()
     test = test_evaluator(score_users())
-    return FitResult(epoch, best_epoch, time.perf_counter() - start,
-                     best_valid, test, history)
+    return FitResult(state.epoch, state.best_epoch,
+                     time.perf_counter() - start, state.best_valid, test,
+                     state.history)
 
 
 def _evaluators(data: HeteroData, ks: Sequence[int],
@@ -314,13 +380,31 @@ class DiffKGTrainer:
         eval_batch_size (int, optional): Users scored at once.
             (default: :obj:`1024`)
         device (torch.device, optional): Where to train. (default: CPU)
+        checkpoint_dir (str, optional): Write :obj:`last.pt` (every
+            :obj:`checkpoint_every` epochs and at the end) and
+            :obj:`best.pt` (at every new best epoch) here, atomically.
+        checkpoint_every (int, optional): (default: :obj:`1`)
+
+    Checkpoints hold the model, the three optimisers, every random-number
+    generator state, the epoch, the early-stopping state, the sampled and
+    denoised KGs, the hyper-parameters and the dataset's fingerprint; a run
+    resumed from one (:meth:`fit` with :obj:`resume`) continues exactly as
+    the uninterrupted run would have on the same device.
+
+    The first Ctrl-C (SIGINT) lets the current epoch finish, writes a
+    checkpoint and stops with :class:`TrainingInterrupted`; a second one
+    stops at once. A non-finite loss stops training with
+    :class:`NonFiniteLossError` (naming the term and the epoch) before any
+    checkpoint of that epoch is written.
     """
     def __init__(self, model, data: HeteroData, lr: float = 1e-3,
                  batch_size: int = 1024, seed: int = 0,
                  max_batches: Optional[int] = None,
                  ks: Sequence[int] = (10, 20, 40),
                  eval_batch_size: int = 1024,
-                 device: Optional[torch.device] = None) -> None:
+                 device: Optional[torch.device] = None,
+                 checkpoint_dir: Optional[str] = None,
+                 checkpoint_every: int = 1) -> None:
         if lr <= 0:
             raise ValueError(f"'lr' must be > 0 (got {lr})")
         if batch_size < 1:
@@ -335,10 +419,19 @@ class DiffKGTrainer:
                 f'entities) does not fit the data '
                 f"({data['user'].num_nodes} users, "
                 f"{data['entity'].num_nodes} entities)")
+        if checkpoint_every < 1:
+            raise ValueError(f"'checkpoint_every' must be >= 1 (got "
+                             f"{checkpoint_every})")
         self.device = torch.device(device or 'cpu')
         self.model = model.to(self.device)
         self.batch_size = batch_size
         self.max_batches = max_batches
+        self.settings = {'lr': lr, 'batch_size': batch_size, 'seed': seed,
+                         'max_batches': max_batches}
+        self.fingerprint = fingerprint(data)
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
+        self._interrupted = False
         self.valid_evaluator, self.test_evaluator = _evaluators(
             data, ks, eval_batch_size, self.device)
         self.generator = torch.Generator(self.device).manual_seed(seed)
@@ -392,6 +485,7 @@ class DiffKGTrainer:
             loss, diff, ckgc = model.diffusion_loss(
                 self.kg_ptr, self.kg_col, heads, item_user_emb,
                 self.generator)
+            _check_finite(epoch, diff=diff, ckgc=ckgc)
             self.denoiser_optimizer.zero_grad()
             self.denoiser_sparse_optimizer.zero_grad()
             loss.backward()
@@ -417,6 +511,7 @@ class DiffKGTrainer:
             loss, terms = model.loss(self.adj, main_kg, second_kg,
                                      user[batch], positive[batch],
                                      negative[batch], self.batch_size)
+            _check_finite(epoch, **terms)
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
@@ -448,14 +543,109 @@ class DiffKGTrainer:
             user_emb, item_emb = self.model.get_embedding(self.adj, *main_kg)
         return lambda users: user_emb[users.to(self.device)] @ item_emb.t()
 
+    def checkpoint(self, state: FitState) -> Dict[str, Any]:
+        r"""Everything needed to continue exactly after :obj:`state`."""
+        best = state.best_state
+        if state.best_epoch == state.epoch:
+            best = None  # The current state; not stored twice.
+        return {
+            'format': CHECKPOINT_FORMAT,
+            'arguments': self.model.arguments(),
+            'settings': self.settings,
+            'fingerprint': self.fingerprint,
+            'model': self.model.state_dict(),
+            'optimizers': [o.state_dict() for o in self._optimizers()],
+            'rng': rng_state(self.generator),
+            'sampled_kg': self.sampled_kg,
+            'denoised_kg': self.denoised_kg,
+            'fit_state': {**state.__dict__, 'best_state': best},
+        }
+
+    def load_checkpoint(self, path: str) -> FitState:
+        r"""Restores a checkpoint of this model, data and settings (anything
+        else raises :class:`ValueError` naming the difference); returns the
+        state to continue :func:`fit` from."""
+        saved = load_checkpoint(path, self.device)
+        if saved.get('format') != CHECKPOINT_FORMAT:
+            raise ValueError(f'{path}: not a DiffKG training checkpoint '
+                             f'(format {saved.get("format")!r})')
+        if saved['fingerprint'] != self.fingerprint:
+            raise ValueError(f'{path}: the checkpoint was written for other '
+                             f'data (dataset fingerprint '
+                             f'{saved["fingerprint"][:12]}..., this data '
+                             f'{self.fingerprint[:12]}...)')
+        ignored = {'use_compile'}
+        mine = {**self.model.arguments(), **self.settings}
+        theirs = {**saved['arguments'], **saved['settings']}
+        differ = [f'{k}={theirs.get(k)!r} (given {mine.get(k)!r})'
+                  for k in sorted(set(mine) | set(theirs))
+                  if k not in ignored and mine.get(k) != theirs.get(k)]
+        if differ:
+            raise ValueError(f'{path}: the checkpoint has other '
+                             f'hyper-parameters: {", ".join(differ)}')
+        self.model.load_state_dict(saved['model'])
+        for optimizer, state in zip(self._optimizers(), saved['optimizers']):
+            optimizer.load_state_dict(state)
+        set_rng_state(saved['rng'], self.generator)
+        self.sampled_kg = tuple(saved['sampled_kg'])
+        self.denoised_kg = tuple(saved['denoised_kg'])
+        state = FitState(**saved['fit_state'])
+        if state.best_state is None:
+            state.best_state = copy.deepcopy(self.state_dict())
+        return state
+
+    def _optimizers(self):
+        return [self.optimizer, self.denoiser_optimizer,
+                self.denoiser_sparse_optimizer]
+
+    def _save(self, state: FitState, name: str) -> str:
+        path = osp.join(self.checkpoint_dir or '.', name)
+        save_atomic(self.checkpoint(state), path)
+        return path
+
+    def _on_epoch_end(self, state: FitState, epochs: int) -> None:
+        if self.checkpoint_dir is not None:
+            if state.best_epoch == state.epoch:
+                self._save(state, 'best.pt')
+            if (state.epoch % self.checkpoint_every == 0 or state.stopped
+                    or state.epoch == epochs):
+                self._save(state, 'last.pt')
+        if self._interrupted:
+            path = self._save(state, 'last.pt' if self.checkpoint_dir
+                              else 'diffkg-interrupted.pt')
+            raise TrainingInterrupted(
+                f'interrupted after epoch {state.epoch}: checkpoint saved '
+                f'to {path}; continue with --resume {path}', path)
+
+    def _interrupt(self, signum, frame) -> None:
+        if self._interrupted:  # Second Ctrl-C: stop now.
+            raise KeyboardInterrupt
+        self._interrupted = True
+        tqdm.write('interrupt: finishing this epoch, then saving a '
+                   'checkpoint (Ctrl-C again to stop at once, losing the '
+                   'epoch)')
+
     def fit(self, epochs: int, patience: int = 10,
-            log: Optional[Callable[[str], None]] = None) -> FitResult:
-        r"""Trains with early stopping (see :func:`fit`). The result's
-        :obj:`extra` holds :obj:`kg_edges_kept` (the restored denoised KG)
-        and :obj:`phase_seconds` (totals over the epochs run)."""
-        result = fit(self, self.train_epoch, self.score_users,
-                     self.valid_evaluator, self.test_evaluator, epochs,
-                     patience, log=log)
+            log: Optional[Callable[[str], None]] = None,
+            resume: Optional[str] = None) -> FitResult:
+        r"""Trains with early stopping (see :func:`fit`), from scratch or
+        from the checkpoint :obj:`resume`, up to :obj:`epochs` in total.
+        The result's :obj:`extra` holds :obj:`kg_edges_kept` (the restored
+        denoised KG) and :obj:`phase_seconds` (totals over the epochs
+        run)."""
+        state = self.load_checkpoint(resume) if resume else None
+        handler = None
+        if threading.current_thread() is threading.main_thread():
+            handler = signal.signal(signal.SIGINT, self._interrupt)
+        try:
+            result = fit(self, self.train_epoch, self.score_users,
+                         self.valid_evaluator, self.test_evaluator, epochs,
+                         patience, log=log, state=state,
+                         on_epoch_end=lambda s: self._on_epoch_end(s, epochs))
+        finally:
+            if handler is not None:
+                signal.signal(signal.SIGINT, handler)
+            self._interrupted = False
         phases = ('diffusion', 'rebuild', 'recommendation', 'eval')
         result.extra = {
             'kg_edges_kept': int(self.denoised_kg[0].size(1)),
@@ -465,6 +655,12 @@ class DiffKGTrainer:
             },
         }
         return result
+
+    def save_model(self, path: str) -> None:
+        r"""Saves the model for inference (see :meth:`DiffKG.save`) with the
+        main view's KG."""
+        main_kg, _ = self.model.views(self.sampled_kg, self.denoised_kg)
+        self.model.save(path, self.train_edge_index, *main_kg)
 
 
 def train_diffkg(
@@ -479,12 +675,23 @@ def train_diffkg(
     eval_batch_size: int = 1024,
     device: Optional[torch.device] = None,
     log: Optional[Callable[[str], None]] = None,
+    checkpoint_dir: Optional[str] = None,
+    checkpoint_every: int = 1,
+    resume: Optional[str] = None,
+    save_model: Optional[str] = None,
     **kwargs,
 ) -> FitResult:
     r"""Creates :obj:`DiffKG.from_data(data, **kwargs)` (seeded) and trains
-    it with :class:`DiffKGTrainer` (see there for the arguments)."""
+    it with :class:`DiffKGTrainer` (see there for the arguments), from
+    scratch or from the checkpoint :obj:`resume`; with :obj:`save_model`,
+    the restored best model is saved there for inference
+    (:meth:`DiffKG.load`)."""
     torch.manual_seed(seed)
     model = DiffKG.from_data(data, **kwargs)
     trainer = DiffKGTrainer(model, data, lr, batch_size, seed, max_batches,
-                            ks, eval_batch_size, device)
-    return trainer.fit(epochs, patience, log)
+                            ks, eval_batch_size, device, checkpoint_dir,
+                            checkpoint_every)
+    result = trainer.fit(epochs, patience, log, resume)
+    if save_model:
+        trainer.save_model(save_model)
+    return result

@@ -1,4 +1,4 @@
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -7,6 +7,7 @@ from torch.nn import Parameter
 from torch_geometric.data import HeteroData
 from torch_geometric.utils import scatter
 
+from diffkg_pyg.checkpoint import load_checkpoint, save_atomic
 from diffkg_pyg.data.graph import KG, bipartite_adjacency
 from diffkg_pyg.evaluation import gather_rows
 from diffkg_pyg.nn.denoiser import SparseDenoiser
@@ -170,6 +171,8 @@ class DiffKG(torch.nn.Module):
         use_compile: bool = True,
     ) -> None:
         super().__init__()
+        self._arguments = {k: v for k, v in locals().items()
+                           if k not in ('self', '__class__')}
         for name, value in (('num_users', num_users),
                             ('num_items', num_items),
                             ('num_relations', num_relations),
@@ -237,6 +240,47 @@ class DiffKG(torch.nn.Module):
         return cls(data['user'].num_nodes, data['item'].num_nodes,
                    data['entity'].num_nodes, int(data[KG].num_relations),
                    **kwargs)
+
+    def arguments(self) -> Dict[str, Any]:
+        r"""The constructor's arguments: :obj:`DiffKG(**model.arguments())`
+        builds the same architecture."""
+        return dict(self._arguments)
+
+    def save(self, path: str, train_edge_index: Tensor,
+             kg_edge_index: Tensor, kg_edge_type: Tensor) -> None:
+        r"""Saves what :meth:`recommend` needs, so that :meth:`load` serves
+        recommendations without the dataset's files: the arguments, the
+        recommender's parameters (not the denoiser's), the train pairs
+        (for the adjacency and the exclusion of train items) and the KG to
+        encode with (the main view's)."""
+        state = {k: v for k, v in self.state_dict().items()
+                 if not k.startswith('denoiser.')}
+        save_atomic({'format': 'diffkg_pyg.DiffKG/1',
+                     'arguments': self.arguments(), 'state_dict': state,
+                     'train_edge_index': train_edge_index.cpu(),
+                     'kg_edge_index': kg_edge_index.cpu(),
+                     'kg_edge_type': kg_edge_type.cpu()}, path)
+
+    @classmethod
+    def load(cls, path: str, map_location: Optional[torch.device] = None
+             ) -> Tuple['DiffKG', Tuple[Tensor, Tensor, Tensor]]:
+        r"""Loads a model written by :meth:`save`. Returns the model (in
+        evaluation mode) and its graph inputs :obj:`(adj, kg_edge_index,
+        kg_edge_type)`, ready for :obj:`model.recommend(*graph, users)`."""
+        saved = load_checkpoint(path, map_location)
+        if saved.get('format') != 'diffkg_pyg.DiffKG/1':
+            raise ValueError(f'{path}: not a model saved by DiffKG.save '
+                             f'(format {saved.get("format")!r})')
+        model = cls(**{**saved['arguments'], 'use_compile': False})
+        missing, unexpected = model.load_state_dict(saved['state_dict'],
+                                                    strict=False)
+        if unexpected or any(not k.startswith('denoiser.') for k in missing):
+            raise ValueError(f'{path}: parameters do not match the '
+                             f'arguments (missing {missing}, unexpected '
+                             f'{unexpected})')
+        model = model.to(map_location).eval()
+        adj = model.build_adjacency(saved['train_edge_index'])
+        return model, (adj, saved['kg_edge_index'], saved['kg_edge_type'])
 
     def recommender_parameters(self):
         r"""The parameters of the recommendation objective (tables and

@@ -1,0 +1,117 @@
+r"""Checkpoint files: atomic writes, random-number-generator states and
+dataset fingerprints, so that a resumed run continues exactly where the
+interrupted one stopped."""
+import hashlib
+import os
+import os.path as osp
+import pickle
+import random
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+from torch_geometric.data import HeteroData
+
+from diffkg_pyg.data.graph import KG, USER_ITEM
+
+__all__ = [
+    'save_atomic',
+    'load_checkpoint',
+    'rng_state',
+    'set_rng_state',
+    'fingerprint',
+]
+
+
+def save_atomic(obj: Any, path: str) -> None:
+    r"""Writes :obj:`obj` with :func:`torch.save` to a temporary file beside
+    :obj:`path`, flushes it to disk and renames it into place, so that
+    :obj:`path` always holds either the previous or the new complete file.
+    """
+    directory = osp.dirname(osp.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    temporary = f'{path}.tmp{os.getpid()}'
+    try:
+        with open(temporary, 'wb') as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    finally:
+        if osp.exists(temporary):
+            os.remove(temporary)
+    if hasattr(os, 'O_DIRECTORY'):  # Make the rename itself durable.
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def load_checkpoint(path: str,
+                    map_location: Optional[torch.device] = None) -> Dict:
+    r"""Loads a file written by :func:`save_atomic` (tensors, numbers,
+    strings and containers only: :obj:`weights_only` loading)."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{path}: no such checkpoint file')
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
+        raise ValueError(f'{path}: not a readable checkpoint ({error})') \
+            from error
+
+
+def rng_state(generator: Optional[torch.Generator] = None) -> Dict:
+    r"""The states of torch's, NumPy's and Python's global generators (and
+    of :obj:`generator`), as tensors and plain values."""
+    name, keys, position, has_gauss, cached = np.random.get_state()
+    state = {
+        'torch': torch.get_rng_state(),
+        'numpy': [name, torch.from_numpy(keys.astype(np.int64)), position,
+                  has_gauss, cached],
+        'python': _to_lists(random.getstate()),
+    }
+    if torch.cuda.is_available():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    if generator is not None:
+        state['generator'] = generator.get_state()
+    return state
+
+
+def set_rng_state(state: Dict,
+                  generator: Optional[torch.Generator] = None) -> None:
+    r"""Restores what :func:`rng_state` returned."""
+    torch.set_rng_state(state['torch'])
+    name, keys, position, has_gauss, cached = state['numpy']
+    np.random.set_state((name, keys.numpy().astype(np.uint32), position,
+                         has_gauss, cached))
+    random.setstate(_to_tuples(state['python']))
+    if 'cuda' in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state['cuda'])
+    if generator is not None:
+        generator.set_state(state['generator'])
+
+
+def _to_lists(value):
+    if isinstance(value, tuple):
+        return [_to_lists(v) for v in value]
+    return value
+
+
+def _to_tuples(value):
+    if isinstance(value, list):
+        return tuple(_to_tuples(v) for v in value)
+    return value
+
+
+def fingerprint(data: HeteroData) -> str:
+    r"""A SHA-256 over the sizes, the interactions (train, validation,
+    test) and the knowledge graph of a dataset graph."""
+    digest = hashlib.sha256()
+    store, kg = data[USER_ITEM], data[KG]
+    sizes = [data[t].num_nodes for t in ('user', 'item', 'entity')]
+    digest.update(repr(sizes + [int(kg.num_relations)]).encode())
+    for tensor in (store.edge_index, store.val_edge_index,
+                   store.test_edge_index, kg.edge_index, kg.edge_type):
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
