@@ -102,13 +102,13 @@ def test_diffkg_trains_on_the_denoised_kg(cl_pattern):
                              denoiser_hidden=16, use_compile=False)
     trainer = DiffKGTrainer(model, data, batch_size=32, max_batches=2)
     encoded = []
-    original = model.get_embedding
+    original = model.kg_encoder.forward
 
-    def spy(adj, kg_edge_index, kg_edge_type):
+    def spy(entity_emb, relation_emb, kg_edge_index, kg_edge_type):
         encoded.append(kg_edge_index)
-        return original(adj, kg_edge_index, kg_edge_type)
+        return original(entity_emb, relation_emb, kg_edge_index, kg_edge_type)
 
-    model.get_embedding = spy
+    model.kg_encoder.forward = spy
     trainer.train_epoch(1)
     denoised = trainer.denoised_kg[0]
     assert not torch.equal(denoised, trainer.sampled_kg[0])

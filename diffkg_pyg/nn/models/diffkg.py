@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Parameter
+from torch.utils.checkpoint import checkpoint
 from torch_geometric.data import HeteroData
 from torch_geometric.utils import scatter
 
@@ -36,6 +37,23 @@ PRESETS: Dict[str, Dict[str, float]] = {
                  res_lambda=1.0),
     'alibaba': dict(reg=1e-6, ssl_reg=1.0, temp=1.0),
 }
+
+
+class _SymmetricMatmul(torch.autograd.Function):
+    # adj @ x for a symmetric sparse adj: the gradient is adj @ grad, with
+    # no transpose of the sparse matrix (twice as fast as autograd's).
+    @staticmethod
+    def forward(ctx, adj: Tensor, x: Tensor) -> Tensor:
+        ctx.adj = adj
+        return adj @ x
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return None, ctx.adj @ grad
+
+
+def _logsumexp_scores(anchor: Tensor, positive: Tensor) -> Tensor:
+    return torch.logsumexp(anchor @ positive.t(), dim=-1)
 
 
 def _check(condition: bool, name: str, value, allowed: str) -> None:
@@ -292,7 +310,8 @@ class DiffKG(torch.nn.Module):
         r"""The normalised user-item adjacency with self-loops
         (users first, then items) as a sparse CSR tensor, from the train
         pairs :obj:`edge_index` :obj:`[2, num_pairs]`. Build it once and pass
-        it to :meth:`get_embedding`, :meth:`loss` and :meth:`recommend`."""
+        it to :meth:`get_embedding`, :meth:`loss` and :meth:`recommend` (it
+        must be symmetric, as built here: the backward pass relies on it)."""
         return bipartite_adjacency(edge_index, self.num_users,
                                    self.num_items, add_self_loops=True)
 
@@ -326,14 +345,22 @@ class DiffKG(torch.nn.Module):
             kg_edge_index (torch.Tensor): KG pairs :obj:`[2, num_edges]`.
             kg_edge_type (torch.Tensor): Their relations :obj:`[num_edges]`.
         """
-        entity = self.kg_encoder(self.entity_emb, self.relation_emb,
-                                 kg_edge_index, kg_edge_type)
-        x = torch.cat([self.user_emb, entity[:self.num_items]], dim=0)
-        out = x
+        return self._embed(adj, [(kg_edge_index, kg_edge_type)])[0]
+
+    def _embed(self, adj: Tensor, kgs) -> list:
+        # Every KG view shares the adjacency: propagate all views at once
+        # as one wider feature matrix (one sparse product per layer).
+        views = []
+        for kg_edge_index, kg_edge_type in kgs:
+            entity = self.kg_encoder(self.entity_emb, self.relation_emb,
+                                     kg_edge_index, kg_edge_type)
+            views.append(torch.cat([self.user_emb, entity[:self.num_items]]))
+        x = out = torch.cat(views, dim=-1)
         for _ in range(self.num_layers):
-            x = adj @ x
+            x = _SymmetricMatmul.apply(adj, x)
             out = out + x
-        return out[:self.num_users], out[self.num_users:]
+        return [(view[:self.num_users], view[self.num_users:])
+                for view in out.split(self.embedding_dim, dim=-1)]
 
     def forward(self, adj: Tensor, kg_edge_index: Tensor,
                 kg_edge_type: Tensor, edge_label_index: Tensor) -> Tensor:
@@ -346,16 +373,28 @@ class DiffKG(torch.nn.Module):
 
     @staticmethod
     def info_nce(anchor: Tensor, positive: Tensor, index: Tensor,
-                 temp: float) -> Tensor:
+                 temp: float, chunk_size: int = 4096) -> Tensor:
         r"""The InfoNCE loss of the nodes :obj:`index`: anchors from
         :obj:`anchor`, positives the same rows of :obj:`positive`,
         negatives all rows of :obj:`positive`, on L2-normalised
-        embeddings at temperature :obj:`temp`."""
-        anchor = F.normalize(anchor[index] + 1e-8, dim=-1)
+        embeddings at temperature :obj:`temp`,
+
+        .. math::
+            \frac{1}{|B|} \sum_{b \in B} \left(\log \sum_{v}
+            e^{\mathbf{a}_b^\top \mathbf{p}_v / \tau} -
+            \mathbf{a}_b^\top \mathbf{p}_b / \tau\right).
+
+        The log-sum-exp runs over :obj:`chunk_size` negatives at a time and
+        is recomputed in the backward pass, so no :obj:`[|B|, num_nodes]`
+        matrix is ever held (on Alibaba-iFashion's users that matrix is
+        470 MB per copy)."""
+        anchor = F.normalize(anchor[index] + 1e-8, dim=-1) / temp
         positive = F.normalize(positive + 1e-8, dim=-1)
-        logits = anchor @ positive.t() / temp
-        return (torch.logsumexp(logits, dim=-1) -
-                logits.gather(1, index.view(-1, 1)).view(-1)).mean()
+        lse = [checkpoint(_logsumexp_scores, anchor, part,
+                          use_reentrant=False)
+               for part in torch.split(positive, chunk_size)]
+        lse = torch.logsumexp(torch.stack(lse, dim=-1), dim=-1)
+        return (lse - (anchor * positive[index]).sum(dim=-1)).mean()
 
     def loss(self, adj: Tensor, main_kg: EdgeSet, second_kg: EdgeSet,
              user: Tensor, pos_item: Tensor, neg_item: Tensor,
@@ -378,7 +417,11 @@ class DiffKG(torch.nn.Module):
             The loss and its detached terms :obj:`'bpr'`, :obj:`'reg'`,
             :obj:`'ssl'`.
         """
-        user_emb, item_emb = self.get_embedding(adj, *main_kg)
+        if self.ssl_reg > 0:
+            (user_emb, item_emb), (user_emb2, item_emb2) = self._embed(
+                adj, [main_kg, second_kg])
+        else:
+            user_emb, item_emb = self.get_embedding(adj, *main_kg)
         pos = (user_emb[user] * item_emb[pos_item]).sum(dim=-1)
         neg = (user_emb[user] * item_emb[neg_item]).sum(dim=-1)
         bpr = -F.logsigmoid(pos - neg).sum() / (batch_size or user.numel())
@@ -387,7 +430,6 @@ class DiffKG(torch.nn.Module):
         loss = bpr + reg
         ssl = torch.zeros((), device=user.device)
         if self.ssl_reg > 0:
-            user_emb2, item_emb2 = self.get_embedding(adj, *second_kg)
             ssl = (self.info_nce(user_emb2, user_emb, user, self.temp) +
                    self.info_nce(item_emb2, item_emb, pos_item, self.temp))
             loss = loss + self.ssl_reg * ssl

@@ -289,3 +289,18 @@ def test_compile_failure_falls_back_once(caplog):
     assert len(messages) == 1
     assert 'RuntimeError: no compiler' in messages[0]
     assert calls == [1, 2]
+
+
+@pytest.mark.parametrize('chunk_size', [1, 7, 64])
+def test_info_nce_chunks_match_literal(chunk_size):
+    torch.manual_seed(0)
+    anchor = torch.randn(50, 8, requires_grad=True)
+    positive = torch.randn(50, 8, requires_grad=True)
+    index = torch.tensor([3, 3, 0, 49, 17])
+    out = DiffKG.info_nce(anchor, positive, index, 0.2, chunk_size)
+    expected = literal_contrast_loss(anchor, positive, index, 0.2)
+    assert torch.allclose(out, expected, atol=1e-5)
+    grads = torch.autograd.grad(out, [anchor, positive])
+    expected_grads = torch.autograd.grad(expected, [anchor, positive])
+    for grad, expected_grad in zip(grads, expected_grads):
+        assert torch.allclose(grad, expected_grad, atol=1e-5)

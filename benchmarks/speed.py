@@ -1,0 +1,406 @@
+r"""Speed and memory of diffkg_pyg against the dense formulation, measured
+side by side in one run of this script (every case in its own subprocess,
+so that its peak RSS is its own).
+
+    python benchmarks/speed.py diffusion --data-root ../shared/data
+    python benchmarks/speed.py attention --data-root ../shared/data
+    python benchmarks/speed.py rebuild --data-root ../shared/data
+    python benchmarks/speed.py compile --data-root ../shared/data
+
+Each prints a Markdown table and appends JSON records to --output.
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from diffkg_pyg.data import KG, load_dataset
+from diffkg_pyg.evaluation import to_csr
+from diffkg_pyg.nn import GaussianDiffusion, KGAttentionConv, SparseDenoiser
+from diffkg_pyg.nn.denoiser import timestep_embedding
+from diffkg_pyg.nn.kg_diffusion import (
+    denoiser_loss,
+    rebuild_kg,
+    sample_support,
+    segment_top_k,
+)
+
+HIDDEN, TIME_CHANNELS, DIM, BATCH = 1000, 10, 64, 1024
+KGS = {  # name: (dataset folder, number of entities kept or None for all)
+    'lastfm-hetrec2011': ('lastfm-hetrec2011', None),
+    'alibaba-20k': ('alibaba-ifashion', 20000),
+    'alibaba-40k': ('alibaba-ifashion', 40000),
+    'alibaba-ifashion': ('alibaba-ifashion', None),
+    'last-fm': ('last-fm', None),
+}
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def current_rss_gb() -> float:
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**30
+
+
+def load_kg(data_root: str, name: str):
+    r"""The KG (edge_index sorted by head, edge_type), its entity and item
+    counts; a seeded entity-induced sub-KG when a size is given."""
+    folder, size = KGS[name]
+    data = load_dataset(os.path.join(data_root, folder), log=False)
+    edge_index, edge_type = data[KG].edge_index, data[KG].edge_type
+    num_entities, num_items = data['entity'].num_nodes, data['item'].num_nodes
+    if size is not None:
+        keep = torch.randperm(num_entities,
+                              generator=torch.Generator().manual_seed(0))
+        keep = torch.sort(keep[:size]).values  # Items stay first.
+        new_id = torch.full((num_entities, ), -1)
+        new_id[keep] = torch.arange(size)
+        mask = (new_id[edge_index[0]] >= 0) & (new_id[edge_index[1]] >= 0)
+        edge_index, edge_type = new_id[edge_index[:, mask]], edge_type[mask]
+        num_items = int((keep < num_items).sum())
+        num_entities = size
+    return edge_index, edge_type, num_entities, num_items
+
+
+class DenseDenoiser(torch.nn.Module):
+    r"""The method's denoiser as the authors write it: dense rows of length
+    N, Linear(N + d_t, H), tanh, Linear(H, N)."""
+    def __init__(self, num_entities: int) -> None:
+        super().__init__()
+        self.time_layer = torch.nn.Linear(TIME_CHANNELS, TIME_CHANNELS)
+        self.in_layer = torch.nn.Linear(num_entities + TIME_CHANNELS, HIDDEN)
+        self.out_layer = torch.nn.Linear(HIDDEN, num_entities)
+
+    def forward(self, x, t):
+        time = self.time_layer(timestep_embedding(t, TIME_CHANNELS))
+        x = F.dropout(F.normalize(x, dim=-1), 0.5, self.training)
+        hidden = torch.tanh(self.in_layer(torch.cat([x, time], dim=-1)))
+        return self.out_layer(hidden)
+
+
+def dense_memory_gb(num_entities: int) -> float:
+    r"""Lower bound of the dense phase's memory: weights, gradients and two
+    Adam moments of the two N x H layers, plus about eight B x N float
+    activations (rows, noise, input, output and their gradients)."""
+    weights = 2 * num_entities * HIDDEN * 4
+    return (4 * weights + 8 * BATCH * num_entities * 4) / 2**30
+
+
+def diffusion_case(args) -> dict:
+    torch.manual_seed(0)
+    edge_index, edge_type, n, num_items = load_kg(args.data_root, args.kg)
+    ptr, col = to_csr(edge_index, n)
+    heads = torch.nonzero(ptr[1:] > ptr[:-1]).view(-1)
+    heads = heads[torch.randperm(heads.numel())]
+    batches = list(torch.split(heads, BATCH))
+    item_user = torch.randn(num_items, DIM)
+    entity = torch.randn(n, DIM)
+    diffusion = GaussianDiffusion()
+    baseline = current_rss_gb()
+    measured = batches[:args.max_batches] if args.max_batches else batches
+    start = time.perf_counter()
+    if args.method == 'sparse':
+        model = SparseDenoiser(n, HIDDEN, TIME_CHANNELS)
+        dense_opt = torch.optim.Adam(model.dense_parameters())
+        sparse_opt = torch.optim.SparseAdam(model.sparse_parameters())
+        for batch in measured:
+            support = sample_support(ptr, col, batch, n)
+            t = torch.randint(diffusion.steps, batch.shape)
+            loss, _, _ = denoiser_loss(model, diffusion, support, t,
+                                       item_user, entity[batch])
+            dense_opt.zero_grad()
+            sparse_opt.zero_grad()
+            loss.backward()
+            dense_opt.step()
+            sparse_opt.step()
+        train_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        rebuild_kg(model, diffusion, edge_index, edge_type, n)
+        rebuild_seconds = time.perf_counter() - start
+        rebuild_batches = len(batches)
+    else:
+        model = DenseDenoiser(n)
+        optimizer = torch.optim.Adam(model.parameters())
+        for batch in measured:
+            row, tail = _rows(ptr, col, batch)
+            x0 = torch.zeros(batch.numel(), n)
+            x0[row, tail] = 1.0
+            t = torch.randint(diffusion.steps, batch.shape)
+            x_t = diffusion.q_sample(x0, t[:, None], torch.randn_like(x0))
+            x_hat = model(x_t, t)
+            diff = (diffusion.loss_weight[t].float() *
+                    (x0 - x_hat).square().mean(dim=-1)).mean()
+            z = x_hat[:, :num_items] @ item_user
+            ckgc = (z - entity[batch]).square().mean()
+            loss = 0.5 * diff + 0.5 * ckgc
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        train_seconds = time.perf_counter() - start
+        model.eval()
+        start = time.perf_counter()
+        rebuild_batches = min(len(batches), args.max_batches or len(batches))
+        with torch.no_grad():
+            for batch in batches[:rebuild_batches]:
+                row, tail = _rows(ptr, col, batch)
+                x = torch.zeros(batch.numel(), n)
+                x[row, tail] = 1.0
+                for i in reversed(range(diffusion.steps)):
+                    t = torch.full(batch.shape, i)
+                    x = diffusion.posterior_mean(model(x, t), x, t[:, None])
+                segment_top_k(x[row, tail], row, 1)
+        rebuild_seconds = time.perf_counter() - start
+    scale = len(batches) / len(measured)
+    return {
+        'kg': args.kg, 'method': args.method, 'num_entities': n,
+        'num_edges': int(edge_index.size(1)), 'batches': len(batches),
+        'measured_batches': len(measured),
+        'train_seconds': train_seconds * scale,
+        'rebuild_seconds': rebuild_seconds * len(batches) / rebuild_batches,
+        'peak_rss_gb': peak_rss_gb(), 'baseline_rss_gb': baseline,
+        'extrapolated': scale != 1.0,
+    }
+
+
+def _rows(ptr, col, batch):
+    count = ptr[batch + 1] - ptr[batch]
+    row = torch.repeat_interleave(torch.arange(batch.numel()), count)
+    start = torch.repeat_interleave(ptr[batch], count)
+    offset = torch.arange(row.numel()) - torch.repeat_interleave(
+        torch.cumsum(count, 0) - count, count)
+    return row, col[start + offset]
+
+
+class PerEdgeAttention(KGAttentionConv):
+    r"""The literal form: concatenate head and tail per edge, multiply by
+    W."""
+    def forward(self, x, edge_index, edge_type, relation_emb):
+        out = self.propagate(edge_index, x=x, relation=relation_emb[
+            edge_type], size=(x.size(0), x.size(0)))
+        return x + out
+
+    def message(self, x_i, x_j, relation, index, ptr, size_i):
+        from torch_geometric.utils import softmax
+        score = ((torch.cat([x_i, x_j], dim=-1) @ self.weight) *
+                 relation).sum(dim=-1)
+        alpha = softmax(F.leaky_relu(score, self.negative_slope), index, ptr,
+                        size_i)
+        return alpha.unsqueeze(-1) * x_j
+
+
+def attention_case(args) -> dict:
+    torch.manual_seed(0)
+    edge_index, edge_type, n, _ = load_kg(args.data_root, args.kg)
+    layer = (KGAttentionConv if args.method == 'per-node' else
+             PerEdgeAttention)(DIM)
+    x = torch.randn(n, DIM, requires_grad=True)
+    relation = torch.randn(int(edge_type.max()) + 1, DIM, requires_grad=True)
+    times = []
+    for _ in range(args.repeats + 1):
+        start = time.perf_counter()
+        layer(x, edge_index, edge_type, relation).square().sum().backward()
+        times.append(time.perf_counter() - start)
+    return {'kg': args.kg, 'method': args.method, 'num_entities': n,
+            'num_edges': int(edge_index.size(1)),
+            'median_seconds': statistics.median(times[1:]),
+            'peak_rss_gb': peak_rss_gb()}
+
+
+def rebuild_case(args) -> dict:
+    torch.manual_seed(0)
+    edge_index, edge_type, n, _ = load_kg(args.data_root, args.kg)
+    model = SparseDenoiser(n, HIDDEN, TIME_CHANNELS)
+    diffusion = GaussianDiffusion()
+    record = {'kg': args.kg, 'num_entities': n,
+              'num_edges': int(edge_index.size(1))}
+    start = time.perf_counter()
+    rebuild_kg(model, diffusion, edge_index, edge_type, n,
+               generator=torch.Generator().manual_seed(0))
+    record['vectorised_seconds'] = time.perf_counter() - start
+    # The denoised score of every edge (shared by both selections):
+    score = torch.rand(edge_index.size(1),
+                       generator=torch.Generator().manual_seed(1))
+    start = time.perf_counter()
+    keep = segment_top_k(score, edge_index[0], 1)
+    kept = edge_index[:, keep]
+    pairs = torch.cat([kept, kept.flip(0)], dim=1)
+    torch.unique(pairs[0] * n + pairs[1])
+    record['vectorised_selection_seconds'] = time.perf_counter() - start
+    start = time.perf_counter()
+    _literal_selection(edge_index, edge_type, score)
+    record['literal_selection_seconds'] = time.perf_counter() - start
+    return record
+
+
+def _literal_selection(edge_index, edge_type, score, k=1, keep_rate=0.5):
+    # The authors' loop, literally: per head, per edge, Python objects.
+    import random
+    relation = {}
+    per_head = {}
+    for e in range(edge_index.size(1)):
+        h, t = int(edge_index[0, e].numpy()), int(edge_index[1, e].numpy())
+        relation[(h, t)] = int(edge_type[e].numpy())
+        per_head.setdefault(h, []).append((float(score[e].numpy()), t))
+    edges, seen = [], set()
+    for h, candidates in per_head.items():
+        for _, t in sorted(candidates, reverse=True)[:k]:
+            for pair in ((h, t), (t, h)):
+                if pair in seen or pair not in relation:
+                    continue
+                seen.add(pair)
+                edges.append((pair[0], relation[pair], pair[1]))
+    return [e for e in edges if random.random() < keep_rate]
+
+
+def compile_case(args) -> dict:
+    torch.manual_seed(0)
+    edge_index, _, n, num_items = load_kg(args.data_root, args.kg)
+    ptr, col = to_csr(edge_index, n)
+    heads = torch.nonzero(ptr[1:] > ptr[:-1]).view(-1)
+    batches = list(torch.split(heads[torch.randperm(heads.numel())],
+                               BATCH))[:args.max_batches or None]
+    diffusion = GaussianDiffusion()
+    item_user, entity = torch.randn(num_items, DIM), torch.randn(n, DIM)
+    model = SparseDenoiser(n, HIDDEN, TIME_CHANNELS,
+                           use_compile=args.method == 'compiled')
+    optimizer = torch.optim.SparseAdam(model.sparse_parameters())
+
+    def epoch():
+        start = time.perf_counter()
+        for batch in batches:
+            support = sample_support(ptr, col, batch, n)
+            t = torch.randint(diffusion.steps, batch.shape)
+            loss, _, _ = denoiser_loss(model, diffusion, support, t,
+                                       item_user, entity[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return time.perf_counter() - start
+
+    first = epoch()
+    steady = statistics.median(epoch() for _ in range(args.repeats))
+    return {'kg': args.kg, 'method': args.method, 'batches': len(batches),
+            'first_pass_seconds': first, 'steady_pass_seconds': steady,
+            'peak_rss_gb': peak_rss_gb()}
+
+
+CASES = {'diffusion': diffusion_case, 'attention': attention_case,
+         'rebuild': rebuild_case, 'compile': compile_case}
+
+
+def run_case(args, kg, method, extra=()):
+    command = [sys.executable, __file__, '_case', args.benchmark,
+               '--data-root', args.data_root, '--threads', str(args.threads),
+               '--kg', kg, '--method', method, '--repeats',
+               str(args.repeats), *extra]
+    if args.max_batches:
+        command += ['--max-batches', str(args.max_batches)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        return {'kg': kg, 'method': method,
+                'error': result.stderr.strip().splitlines()[-1]}
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('benchmark', choices=sorted(CASES) + ['_case'])
+    parser.add_argument('case', nargs='?')
+    parser.add_argument('--data-root', default='../shared/data')
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--kgs', nargs='+', default=None)
+    parser.add_argument('--kg', default=None)
+    parser.add_argument('--method', default=None)
+    parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--max-batches', type=int, default=None,
+                        help='dense diffusion: time this many batches and '
+                        'scale to the full pass (labelled)')
+    parser.add_argument('--dense-limit-gb', type=float, default=16.0)
+    parser.add_argument('--output', default='benchmarks/results/speed.jsonl')
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.benchmark == '_case':
+        args.benchmark = args.case
+        print(json.dumps(CASES[args.case](args)))
+        return
+
+    records = []
+    print(f'torch {torch.__version__}, {args.threads} threads, '
+          f'{os.cpu_count()} CPUs')
+    if args.benchmark == 'diffusion':
+        for kg in args.kgs or list(KGS):
+            sparse = run_case(args, kg, 'sparse')
+            n = sparse.get('num_entities', 0)
+            need = dense_memory_gb(n)
+            if need > args.dense_limit_gb:
+                dense = {'kg': kg, 'method': 'dense',
+                         'skipped': f'needs at least {need:.1f} GB'}
+            else:
+                dense = run_case(args, kg, 'dense')
+            records += [sparse, dense]
+            _print_diffusion(sparse, dense, need)
+    elif args.benchmark == 'attention':
+        for kg in args.kgs or ['last-fm']:
+            pair = [run_case(args, kg, m) for m in ('per-node', 'per-edge')]
+            records += pair
+            node, edge = (r['median_seconds'] for r in pair)
+            print(f"{kg}: {pair[0]['num_edges']:,} edges | per-node split "
+                  f"{node:.3f} s | per-edge concat {edge:.3f} s | ratio "
+                  f"{edge / node:.2f}x (forward + backward, median of "
+                  f"{args.repeats})")
+    elif args.benchmark == 'rebuild':
+        for kg in args.kgs or ['alibaba-ifashion']:
+            record = run_case(args, kg, 'both')
+            records.append(record)
+            print(json.dumps(record))
+    else:
+        for kg in args.kgs or ['alibaba-ifashion']:
+            pair = [run_case(args, kg, m) for m in ('eager', 'compiled')]
+            records += pair
+            for r in pair:
+                print(json.dumps(r))
+    os.makedirs(os.path.dirname(args.output), exist_ok=True)
+    with open(args.output, 'a') as f:
+        for record in records:
+            f.write(json.dumps({'benchmark': args.benchmark,
+                                'threads': args.threads, **record}) + '\n')
+
+
+def _print_diffusion(sparse, dense, need):
+    def phase(r):
+        return r['train_seconds'] + r['rebuild_seconds']
+    line = (f"{sparse['kg']}: N {sparse['num_entities']:,}, "
+            f"{sparse['num_edges']:,} edges | sparse {phase(sparse):.1f} s "
+            f"(train {sparse['train_seconds']:.1f} + rebuild "
+            f"{sparse['rebuild_seconds']:.1f}), peak RSS "
+            f"{sparse['peak_rss_gb']:.2f} GB")
+    if 'skipped' in dense or 'error' in dense:
+        line += (f" | dense not run: {dense.get('skipped') or dense['error']}"
+                 f" (>= {need:.1f} GB)")
+    else:
+        label = (f" (extrapolated from {dense['measured_batches']} of "
+                 f"{dense['batches']} batches)"
+                 if dense['extrapolated'] else '')
+
+        def growth(r):
+            return r['peak_rss_gb'] - r['baseline_rss_gb']
+        line += (f" | dense {phase(dense):.1f} s{label}, peak RSS "
+                 f"{dense['peak_rss_gb']:.2f} GB | speed-up "
+                 f"{phase(dense) / phase(sparse):.1f}x, peak RSS "
+                 f"{dense['peak_rss_gb'] / sparse['peak_rss_gb']:.1f}x, "
+                 f"growth above the loaded data "
+                 f"{growth(dense) / max(1e-3, growth(sparse)):.1f}x")
+    print(line, flush=True)
+
+
+if __name__ == '__main__':
+    main()
