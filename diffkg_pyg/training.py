@@ -412,13 +412,14 @@ class DiffKGTrainer:
         if max_batches is not None and max_batches < 1:
             raise ValueError(
                 f"'max_batches' must be >= 1 (got {max_batches})")
-        if (data['user'].num_nodes != model.num_users
-                or data['entity'].num_nodes != model.num_entities):
+        sizes = {'user': (data['user'].num_nodes, model.num_users),
+                 'item': (data['item'].num_nodes, model.num_items),
+                 'entity': (data['entity'].num_nodes, model.num_entities)}
+        if any(given != expected for given, expected in sizes.values()):
             raise ValueError(
-                f'the model ({model.num_users} users, {model.num_entities} '
-                f'entities) does not fit the data '
-                f"({data['user'].num_nodes} users, "
-                f"{data['entity'].num_nodes} entities)")
+                'the model does not fit the data: ' + ', '.join(
+                    f'{expected} {name} nodes in the model, {given} in the '
+                    f'data' for name, (given, expected) in sizes.items()))
         if checkpoint_every < 1:
             raise ValueError(f"'checkpoint_every' must be >= 1 (got "
                              f"{checkpoint_every})")
@@ -604,15 +605,15 @@ class DiffKGTrainer:
         return path
 
     def _on_epoch_end(self, state: FitState, epochs: int) -> None:
+        path = None
         if self.checkpoint_dir is not None:
             if state.best_epoch == state.epoch:
                 self._save(state, 'best.pt')
             if (state.epoch % self.checkpoint_every == 0 or state.stopped
-                    or state.epoch == epochs):
-                self._save(state, 'last.pt')
+                    or state.epoch == epochs or self._interrupted):
+                path = self._save(state, 'last.pt')
         if self._interrupted:
-            path = self._save(state, 'last.pt' if self.checkpoint_dir
-                              else 'diffkg-interrupted.pt')
+            path = path or self._save(state, 'diffkg-interrupted.pt')
             raise TrainingInterrupted(
                 f'interrupted after epoch {state.epoch}: checkpoint saved '
                 f'to {path}; continue with --resume {path}', path)
