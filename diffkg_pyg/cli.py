@@ -138,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     diffkg.add_argument('--norm', action=argparse.BooleanOptionalAction,
                         default=None, help="L2-normalise the denoiser's "
                         'input rows (default: on)')
+    diffkg.add_argument('--no-diffusion', dest='diffusion',
+                        action='store_false',
+                        help='ablation: no denoiser and no rebuild; the '
+                        'sampled original KG feeds both views')
     diffkg.add_argument('--compile', action=argparse.BooleanOptionalAction,
                         default=True, help="torch.compile the denoiser's "
                         'hot path (default: on)')
@@ -190,6 +194,8 @@ def _train(args: argparse.Namespace) -> int:
         given += [f'--{name.replace("_", "-")}' for name in
                   ('checkpoint_dir', 'resume', 'save_model')
                   if getattr(args, name) is not None]
+        if not args.diffusion:
+            given.append('--no-diffusion')
         if given:
             raise ValueError(f'{", ".join(given)} only apply to --model '
                              f'diffkg (got --model {args.model})')
@@ -204,11 +210,13 @@ def _train(args: argparse.Namespace) -> int:
     record = {'model': args.model, 'dataset': args.data, 'seed': args.seed}
     if args.model == 'diffkg':
         hyperparameters = _diffkg_hyperparameters(args)
-        record.update(preset=args.preset, hyperparameters=hyperparameters)
+        record.update(preset=args.preset, hyperparameters=hyperparameters,
+                      diffusion=args.diffusion)
         result = train_diffkg(data, **common, **hyperparameters,
                               checkpoint_dir=args.checkpoint_dir,
                               checkpoint_every=args.checkpoint_every,
-                              resume=args.resume, save_model=args.save_model)
+                              resume=args.resume, save_model=args.save_model,
+                              diffusion=args.diffusion)
     else:
         result = train_lightgcn(
             data, embedding_dim=args.embedding_dim,

@@ -384,6 +384,9 @@ class DiffKGTrainer:
             :obj:`checkpoint_every` epochs and at the end) and
             :obj:`best.pt` (at every new best epoch) here, atomically.
         checkpoint_every (int, optional): (default: :obj:`1`)
+        diffusion (bool, optional): Train the denoiser and rebuild the KG
+            every epoch. :obj:`False` is the "without diffusion" ablation:
+            the sampled original KG feeds both views. (default: :obj:`True`)
 
     Checkpoints hold the model, the three optimisers, every random-number
     generator state, the epoch, the early-stopping state, the sampled and
@@ -404,7 +407,7 @@ class DiffKGTrainer:
                  eval_batch_size: int = 1024,
                  device: Optional[torch.device] = None,
                  checkpoint_dir: Optional[str] = None,
-                 checkpoint_every: int = 1) -> None:
+                 checkpoint_every: int = 1, diffusion: bool = True) -> None:
         if lr <= 0:
             raise ValueError(f"'lr' must be > 0 (got {lr})")
         if batch_size < 1:
@@ -427,8 +430,9 @@ class DiffKGTrainer:
         self.model = model.to(self.device)
         self.batch_size = batch_size
         self.max_batches = max_batches
+        self.diffusion = diffusion
         self.settings = {'lr': lr, 'batch_size': batch_size, 'seed': seed,
-                         'max_batches': max_batches}
+                         'max_batches': max_batches, 'diffusion': diffusion}
         self.fingerprint = fingerprint(data)
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
@@ -525,10 +529,12 @@ class DiffKGTrainer:
         r"""Runs the three phases; returns every loss term, the number of
         KG edges kept and the seconds of every phase."""
         start = time.perf_counter()
-        record = self.train_diffusion(epoch)
+        record = self.train_diffusion(epoch) if self.diffusion else {}
         diffusion_end = time.perf_counter()
-        self.denoised_kg = self.model.rebuild_kg(
-            *self.kg, batch_size=self.batch_size, generator=self.generator)
+        if self.diffusion:
+            self.denoised_kg = self.model.rebuild_kg(
+                *self.kg, batch_size=self.batch_size,
+                generator=self.generator)
         rebuild_end = time.perf_counter()
         record = {**self.train_recommendation(epoch), **record,
                   'kg_edges_kept': int(self.denoised_kg[0].size(1))}
@@ -680,6 +686,7 @@ def train_diffkg(
     checkpoint_every: int = 1,
     resume: Optional[str] = None,
     save_model: Optional[str] = None,
+    diffusion: bool = True,
     **kwargs,
 ) -> FitResult:
     r"""Creates :obj:`DiffKG.from_data(data, **kwargs)` (seeded) and trains
@@ -691,7 +698,7 @@ def train_diffkg(
     model = DiffKG.from_data(data, **kwargs)
     trainer = DiffKGTrainer(model, data, lr, batch_size, seed, max_batches,
                             ks, eval_batch_size, device, checkpoint_dir,
-                            checkpoint_every)
+                            checkpoint_every, diffusion)
     result = trainer.fit(epochs, patience, log, resume)
     if save_model:
         trainer.save_model(save_model)

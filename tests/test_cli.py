@@ -69,6 +69,8 @@ def test_train_diffkg_output(kgat_folder, tmp_path, capsys):
     (['train', '--keep-rate', '0'], "'keep_rate' must be in (0, 1]"),
     (['train', '--model', 'lightgcn', '--keep-rate', '0.2'],
      '--keep-rate only apply to --model diffkg'),
+    (['train', '--model', 'lightgcn', '--no-diffusion'],
+     '--no-diffusion only apply to --model diffkg'),
     (['train', '--model', 'lightgcn', '--preset', 'mind'],
      '--preset only apply to --model diffkg'),
 ])

@@ -140,3 +140,18 @@ def test_diffkg_trainer_rejects_other_data():
                              use_compile=False)
     with pytest.raises(ValueError, match='does not fit the data'):
         DiffKGTrainer(model, data)
+
+
+def test_diffkg_without_diffusion_uses_the_original_kg():
+    data = small_data()
+    torch.manual_seed(0)
+    model = DiffKG.from_data(data, embedding_dim=8, denoiser_hidden=16,
+                             use_compile=False)
+    before = [p.detach().clone() for p in model.denoiser.parameters()]
+    trainer = DiffKGTrainer(model, data, batch_size=32, max_batches=2,
+                            diffusion=False)
+    record = trainer.train_epoch(1)
+    assert trainer.denoised_kg is trainer.sampled_kg
+    assert 'diff' not in record and record['rebuild_seconds'] < 0.1
+    assert all(torch.equal(p, q)
+               for p, q in zip(model.denoiser.parameters(), before))

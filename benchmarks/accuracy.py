@@ -1,0 +1,95 @@
+r"""Accuracy of DiffKG, its ablations and LightGCN under one protocol (same
+splits, validation early stopping, test Recall/NDCG@10/20/40), several
+seeds; every run is one ``diffkg-pyg train`` whose JSON lands in
+--results (existing files are kept, so the script resumes), then a Markdown
+table of means and standard deviations is printed.
+
+    python benchmarks/accuracy.py --data-root ../shared/data \
+        --datasets lastfm-hetrec2011 synthetic --seeds 0 1 2
+    python benchmarks/accuracy.py --table-only
+"""
+import argparse
+import glob
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+PRESET = {'alibaba-ifashion': 'alibaba', 'last-fm': 'lastfm',
+          'mind': 'mind'}
+VARIANTS = {
+    'diffkg': [],
+    'no-diffusion': ['--no-diffusion'],
+    'no-ckgc': ['--e-loss', '0'],
+    'no-cl': ['--ssl-reg', '0'],
+    'lightgcn': ['--model', 'lightgcn'],
+}
+METRICS = ['recall@20', 'ndcg@20', 'recall@10', 'ndcg@10', 'recall@40',
+           'ndcg@40']
+
+
+def run(args, dataset, variant, seed):
+    path = os.path.join(args.results, f'{dataset}-{variant}-s{seed}.json')
+    if os.path.exists(path):
+        return
+    data = (dataset if dataset == 'synthetic' else
+            os.path.join(args.data_root, dataset))
+    command = [sys.executable, '-m', 'diffkg_pyg', 'train', data,
+               '--epochs', str(args.epochs), '--patience',
+               str(args.patience), '--seed', str(seed), '--threads',
+               str(args.threads), '--output', path, *VARIANTS[variant]]
+    if variant != 'lightgcn' and dataset in PRESET:
+        command += ['--preset', PRESET[dataset]]
+    print(' '.join(command), flush=True)
+    subprocess.run(command, check=True)
+
+
+def table(results: str) -> str:
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(results, '*.json'))):
+        with open(path) as f:
+            record = json.load(f)
+        name = os.path.basename(path)[:-5].rsplit('-s', 1)[0]
+        runs.setdefault(name, []).append(record)
+    lines = ['| dataset-variant | seeds | best epochs | ' +
+             ' | '.join(METRICS) + ' |',
+             '|---|---|---|' + '---:|' * len(METRICS)]
+    for name, records in runs.items():
+        cells = []
+        for metric in METRICS:
+            values = [r['test'][metric] for r in records]
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            cells.append(f'{statistics.mean(values):.4f} ± {spread:.4f}')
+        epochs = ', '.join(f"{r['best_epoch']}/{r['epochs_run']}"
+                           for r in records)
+        lines.append(f'| {name} | {len(records)} | {epochs} | ' +
+                     ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--data-root', default='../shared/data')
+    parser.add_argument('--datasets', nargs='+',
+                        default=['lastfm-hetrec2011', 'synthetic'])
+    parser.add_argument('--variants', nargs='+', default=list(VARIANTS),
+                        choices=list(VARIANTS))
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--epochs', type=int, default=400)
+    parser.add_argument('--patience', type=int, default=20)
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--results', default='benchmarks/results/accuracy')
+    parser.add_argument('--table-only', action='store_true')
+    args = parser.parse_args()
+    os.makedirs(args.results, exist_ok=True)
+    if not args.table_only:
+        for dataset in args.datasets:
+            for variant in args.variants:
+                for seed in args.seeds:
+                    run(args, dataset, variant, seed)
+    print(table(args.results))
+
+
+if __name__ == '__main__':
+    main()
