@@ -59,8 +59,9 @@ def table(results: str) -> str:
         cells = []
         for metric in METRICS:
             values = [r['test'][metric] for r in records]
-            spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f'{statistics.mean(values):.4f} ± {spread:.4f}')
+            spread = (f' ± {statistics.stdev(values):.4f}'
+                      if len(values) > 1 else '')
+            cells.append(f'{statistics.mean(values):.4f}{spread}')
         epochs = ', '.join(f"{r['best_epoch']}/{r['epochs_run']}"
                            for r in records)
         lines.append(f'| {name} | {len(records)} | {epochs} | ' +
