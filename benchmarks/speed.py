@@ -110,18 +110,10 @@ def diffusion_case(args) -> dict:
     start = time.perf_counter()
     if args.method == 'sparse':
         model = SparseDenoiser(n, HIDDEN, TIME_CHANNELS)
-        dense_opt = torch.optim.Adam(model.dense_parameters())
-        sparse_opt = torch.optim.SparseAdam(model.sparse_parameters())
-        for batch in measured:
-            support = sample_support(ptr, col, batch, n)
-            t = torch.randint(diffusion.steps, batch.shape)
-            loss, _, _ = denoiser_loss(model, diffusion, support, t,
-                                       item_user, entity[batch])
-            dense_opt.zero_grad()
-            sparse_opt.zero_grad()
-            loss.backward()
-            dense_opt.step()
-            sparse_opt.step()
+        optimizers = [torch.optim.Adam(model.dense_parameters()),
+                      torch.optim.SparseAdam(model.sparse_parameters())]
+        sparse_steps(model, optimizers, diffusion, measured, ptr, col,
+                     item_user, entity)
         train_seconds = time.perf_counter() - start
         start = time.perf_counter()
         rebuild_kg(model, diffusion, edge_index, edge_type, n)
@@ -169,6 +161,22 @@ def diffusion_case(args) -> dict:
         'peak_rss_gb': peak_rss_gb(), 'baseline_rss_gb': baseline,
         'extrapolated': scale != 1.0,
     }
+
+
+def sparse_steps(model, optimizers, diffusion, batches, ptr, col,
+                 item_user, entity):
+    r"""Denoiser steps of the sparse formulation over :obj:`batches` of
+    heads."""
+    for batch in batches:
+        support = sample_support(ptr, col, batch, model.num_entities)
+        t = torch.randint(diffusion.steps, batch.shape)
+        loss, _, _ = denoiser_loss(model, diffusion, support, t, item_user,
+                                   entity[batch])
+        for optimizer in optimizers:
+            optimizer.zero_grad()
+        loss.backward()
+        for optimizer in optimizers:
+            optimizer.step()
 
 
 def _rows(ptr, col, batch):
@@ -272,18 +280,12 @@ def compile_case(args) -> dict:
     item_user, entity = torch.randn(num_items, DIM), torch.randn(n, DIM)
     model = SparseDenoiser(n, HIDDEN, TIME_CHANNELS,
                            use_compile=args.method == 'compiled')
-    optimizer = torch.optim.SparseAdam(model.sparse_parameters())
+    optimizers = [torch.optim.SparseAdam(model.sparse_parameters())]
 
     def epoch():
         start = time.perf_counter()
-        for batch in batches:
-            support = sample_support(ptr, col, batch, n)
-            t = torch.randint(diffusion.steps, batch.shape)
-            loss, _, _ = denoiser_loss(model, diffusion, support, t,
-                                       item_user, entity[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+        sparse_steps(model, optimizers, diffusion, batches, ptr, col,
+                     item_user, entity)
         return time.perf_counter() - start
 
     first = epoch()
