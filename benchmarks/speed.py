@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from diffkg_pyg.data import KG, load_dataset
-from diffkg_pyg.evaluation import to_csr
+from diffkg_pyg.evaluation import gather_rows, to_csr
 from diffkg_pyg.nn import GaussianDiffusion, KGAttentionConv, SparseDenoiser
 from diffkg_pyg.nn.denoiser import timestep_embedding
 from diffkg_pyg.nn.kg_diffusion import (
@@ -123,7 +123,7 @@ def diffusion_case(args) -> dict:
         model = DenseDenoiser(n)
         optimizer = torch.optim.Adam(model.parameters())
         for batch in measured:
-            row, tail = _rows(ptr, col, batch)
+            row, tail = gather_rows(ptr, col, batch)
             x0 = torch.zeros(batch.numel(), n)
             x0[row, tail] = 1.0
             t = torch.randint(diffusion.steps, batch.shape)
@@ -143,7 +143,7 @@ def diffusion_case(args) -> dict:
         rebuild_batches = min(len(batches), args.max_batches or len(batches))
         with torch.no_grad():
             for batch in batches[:rebuild_batches]:
-                row, tail = _rows(ptr, col, batch)
+                row, tail = gather_rows(ptr, col, batch)
                 x = torch.zeros(batch.numel(), n)
                 x[row, tail] = 1.0
                 for i in reversed(range(diffusion.steps)):
@@ -177,15 +177,6 @@ def sparse_steps(model, optimizers, diffusion, batches, ptr, col,
         loss.backward()
         for optimizer in optimizers:
             optimizer.step()
-
-
-def _rows(ptr, col, batch):
-    count = ptr[batch + 1] - ptr[batch]
-    row = torch.repeat_interleave(torch.arange(batch.numel()), count)
-    start = torch.repeat_interleave(ptr[batch], count)
-    offset = torch.arange(row.numel()) - torch.repeat_interleave(
-        torch.cumsum(count, 0) - count, count)
-    return row, col[start + offset]
 
 
 class PerEdgeAttention(KGAttentionConv):
