@@ -48,6 +48,8 @@ DIFFKG_FLAGS = [
     ('num_negatives', int, 'sampled non-edges per KG edge in the '
      "denoiser's support"),
 ]
+# Every DiffKG option whose "not given" value is None:
+DIFFKG_OPTIONS = [flag[0] for flag in DIFFKG_FLAGS] + ['norm']
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -160,7 +162,7 @@ def _diffkg_defaults():
 def _diffkg_hyperparameters(args: argparse.Namespace) -> dict:
     from diffkg_pyg.nn.models import PRESETS
     hyperparameters = dict(PRESETS[args.preset])
-    for name in [flag[0] for flag in DIFFKG_FLAGS] + ['norm']:
+    for name in DIFFKG_OPTIONS:
         if getattr(args, name) is not None:
             hyperparameters[name] = getattr(args, name)
     if args.reg is not None:
@@ -186,8 +188,7 @@ def _train(args: argparse.Namespace) -> int:
                  'embedding_dim', 'threads', 'checkpoint_every'):
         _positive(name.replace('_', '-'), getattr(args, name))
     if args.model != 'diffkg':
-        given = [f'--{name.replace("_", "-")}' for name in
-                 [flag[0] for flag in DIFFKG_FLAGS] + ['norm']
+        given = [f'--{name.replace("_", "-")}' for name in DIFFKG_OPTIONS
                  if getattr(args, name) is not None]
         if args.preset != 'default':
             given.insert(0, '--preset')
