@@ -5,10 +5,12 @@ seeds; every run is one ``diffkg-pyg train`` whose JSON lands in
 table of means and standard deviations is printed.
 
     python benchmarks/accuracy.py --data-root ../shared/data \
-        --datasets lastfm-hetrec2011 synthetic --seeds 0 1 2
+        --datasets lastfm-hetrec2011 synthetic --seeds 0 1 2 --jobs 2 \
+        --threads 1
     python benchmarks/accuracy.py --table-only
 """
 import argparse
+import concurrent.futures
 import glob
 import json
 import os
@@ -43,6 +45,22 @@ def run(args, dataset, variant, seed):
         command += ['--preset', PRESET[dataset]]
     print(' '.join(command), flush=True)
     subprocess.run(command, check=True)
+    with open(path) as f:
+        record = json.load(f)
+    record['commit'] = commit()
+    with open(path, 'w') as f:
+        json.dump(record, f, indent=2)
+
+
+def commit() -> str:
+    r"""The commit of the code that ran, with ``+dirty`` when the package
+    differs from it."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    head = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=root, text=True,
+                          capture_output=True).stdout.strip()
+    dirty = subprocess.run(['git', 'diff', '--quiet', 'HEAD', '--',
+                            'diffkg_pyg', 'benchmarks'], cwd=root).returncode
+    return head + ('+dirty' if dirty else '')
 
 
 def table(results: str) -> str:
@@ -79,16 +97,20 @@ def main():
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--epochs', type=int, default=400)
     parser.add_argument('--patience', type=int, default=20)
-    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--threads', type=int, default=2,
+                        help='torch threads per run')
+    parser.add_argument('--jobs', type=int, default=1,
+                        help='runs in parallel (jobs x threads <= cores)')
     parser.add_argument('--results', default='benchmarks/results/accuracy')
     parser.add_argument('--table-only', action='store_true')
     args = parser.parse_args()
     os.makedirs(args.results, exist_ok=True)
     if not args.table_only:
-        for dataset in args.datasets:
-            for variant in args.variants:
-                for seed in args.seeds:
-                    run(args, dataset, variant, seed)
+        todo = [(dataset, variant, seed) for dataset in args.datasets
+                for variant in args.variants for seed in args.seeds]
+        with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+            for future in [pool.submit(run, args, *item) for item in todo]:
+                future.result()
     print(table(args.results))
 
 
