@@ -7,7 +7,11 @@ table of means and standard deviations is printed.
     python benchmarks/accuracy.py --data-root ../shared/data \
         --datasets lastfm-hetrec2011 synthetic --seeds 0 1 2 --jobs 2 \
         --threads 1
-    python benchmarks/accuracy.py --table-only
+    python benchmarks/accuracy.py --table-only \
+        --plot benchmarks/results/learning-curves
+
+With --plot (needs matplotlib, the ``[bench]`` extra), one PNG per dataset
+of validation Recall@20 per epoch, every run as one line.
 """
 import argparse
 import concurrent.futures
@@ -103,6 +107,8 @@ def main():
                         help='runs in parallel (jobs x threads <= cores)')
     parser.add_argument('--results', default='benchmarks/results/accuracy')
     parser.add_argument('--table-only', action='store_true')
+    parser.add_argument('--plot', default=None,
+                        help='write learning-curve PNGs into this folder')
     args = parser.parse_args()
     os.makedirs(args.results, exist_ok=True)
     if not args.table_only:
@@ -112,6 +118,55 @@ def main():
             for future in [pool.submit(run, args, *item) for item in todo]:
                 future.result()
     print(table(args.results))
+    if args.plot:
+        plot(args.results, args.plot)
+
+
+def plot(results: str, folder: str) -> None:
+    try:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+    except ImportError as error:
+        raise SystemExit('the plots need matplotlib: pip install '
+                         '".[bench]"') from error
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(results, '*.json'))):
+        name = _name(path)
+        if name is not None:  # Runs of other variants are not plotted.
+            runs.setdefault(name[0], []).append((*name[1:], path))
+    os.makedirs(folder, exist_ok=True)
+    for dataset, items in runs.items():
+        fig, axis = plt.subplots(figsize=(7, 4.5))
+        colours = {}
+        for variant, _, path in items:
+            with open(path) as f:
+                history = json.load(f)['history']
+            first = variant not in colours
+            colour = colours.setdefault(variant, f'C{len(colours)}')
+            axis.plot([h['epoch'] for h in history],
+                      [h['valid_recall@20'] for h in history], color=colour,
+                      linewidth=1, label=variant if first else None)
+        axis.set_xlabel('epoch')
+        axis.set_ylabel('validation Recall@20')
+        axis.set_title(f'{dataset}: one line per seed')
+        axis.grid(True, alpha=0.3)
+        axis.legend()
+        fig.tight_layout()
+        path = os.path.join(folder, f'{dataset}.png')
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        print(f'plot written to {path}')
+
+
+def _name(path: str):
+    r"""(dataset, variant, seed) of a result file named
+    ``{dataset}-{variant}-s{seed}.json``; :obj:`None` for other variants."""
+    stem, seed = os.path.basename(path)[:-5].rsplit('-s', 1)
+    for variant in sorted(VARIANTS, key=len, reverse=True):
+        if stem.endswith('-' + variant):
+            return stem[:-len(variant) - 1], variant, int(seed)
+    return None
 
 
 if __name__ == '__main__':

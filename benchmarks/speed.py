@@ -6,22 +6,30 @@ so that its peak RSS is its own).
     python benchmarks/speed.py attention --data-root ../shared/data
     python benchmarks/speed.py rebuild --data-root ../shared/data
     python benchmarks/speed.py compile --data-root ../shared/data
+    python benchmarks/speed.py scaling --data-root ../shared/data \
+        --plot benchmarks/results/scaling.png
+    python benchmarks/speed.py accelerators --data-root ../shared/data \
+        --python-ext /path/to/venv-with-torch-scatter/bin/python
 
 Each prints a Markdown table and appends JSON records to --output.
 """
 import argparse
 import json
+import math
 import os
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import torch
 import torch.nn.functional as F
+import torch_geometric.typing as pyg_typing
 
-from diffkg_pyg.data import KG, load_dataset
+from diffkg_pyg import PRESETS, DiffKG
+from diffkg_pyg.data import ITEM_USER, KG, USER_ITEM, load_dataset
 from diffkg_pyg.evaluation import gather_rows, to_csr
 from diffkg_pyg.nn import GaussianDiffusion, KGAttentionConv, SparseDenoiser
 from diffkg_pyg.nn.denoiser import timestep_embedding
@@ -31,6 +39,7 @@ from diffkg_pyg.nn.kg_diffusion import (
     sample_support,
     segment_top_k,
 )
+from diffkg_pyg.training import DiffKGTrainer
 
 HIDDEN, TIME_CHANNELS, DIM, BATCH = 1000, 10, 64, 1024
 KGS = {  # name: (dataset folder, number of entities kept or None for all)
@@ -59,16 +68,50 @@ def load_kg(data_root: str, name: str):
     edge_index, edge_type = data[KG].edge_index, data[KG].edge_type
     num_entities, num_items = data['entity'].num_nodes, data['item'].num_nodes
     if size is not None:
-        keep = torch.randperm(num_entities,
-                              generator=torch.Generator().manual_seed(0))
-        keep = torch.sort(keep[:size]).values  # Items stay first.
-        new_id = torch.full((num_entities, ), -1)
-        new_id[keep] = torch.arange(size)
-        mask = (new_id[edge_index[0]] >= 0) & (new_id[edge_index[1]] >= 0)
+        new_id = _keep_random(num_entities, size)
+        mask = (new_id[edge_index] >= 0).all(dim=0)
         edge_index, edge_type = new_id[edge_index[:, mask]], edge_type[mask]
-        num_items = int((keep < num_items).sum())
+        num_items = int((new_id[:num_items] >= 0).sum())
         num_entities = size
     return edge_index, edge_type, num_entities, num_items
+
+
+def _keep_random(num_nodes: int, size: int) -> torch.Tensor:
+    r"""New ids of a seeded random subset of :obj:`size` nodes (-1 for
+    dropped ones), in the original order (so items stay first)."""
+    generator = torch.Generator().manual_seed(0)
+    keep = torch.randperm(num_nodes, generator=generator)
+    keep = torch.sort(keep[:size]).values
+    new_id = torch.full((num_nodes, ), -1)
+    new_id[keep] = torch.arange(size)
+    return new_id
+
+
+def subsample(data, fraction: float):
+    r"""The dataset graph induced by a seeded random :obj:`fraction` of the
+    users and of the entities (items among them): the interactions and KG
+    edges whose two ends are both kept."""
+    out = data.clone()
+    new_user = _keep_random(data['user'].num_nodes,
+                            round(fraction * data['user'].num_nodes))
+    new_entity = _keep_random(data['entity'].num_nodes,
+                              round(fraction * data['entity'].num_nodes))
+    num_items = data['item'].num_nodes
+    store = out[USER_ITEM]
+    for key in ('edge_index', 'val_edge_index', 'test_edge_index'):
+        pairs = store[key]
+        pairs = torch.stack([new_user[pairs[0]], new_entity[pairs[1]]])
+        store[key] = pairs[:, (pairs >= 0).all(dim=0)]
+    out[ITEM_USER].edge_index = store.edge_index.flip(0)
+    kg = out[KG]
+    mask = (new_entity[kg.edge_index] >= 0).all(dim=0)
+    kg.edge_index = new_entity[kg.edge_index[:, mask]]
+    kg.edge_type = kg.edge_type[mask]
+    kg.num_triplets = int(mask.sum()) // 2
+    out['user'].num_nodes = int((new_user >= 0).sum())
+    out['item'].num_nodes = int((new_entity[:num_items] >= 0).sum())
+    out['entity'].num_nodes = int((new_entity >= 0).sum())
+    return out
 
 
 class DenseDenoiser(torch.nn.Module):
@@ -211,7 +254,9 @@ def attention_case(args) -> dict:
     return {'kg': args.kg, 'method': args.method, 'num_entities': n,
             'num_edges': int(edge_index.size(1)),
             'median_seconds': statistics.median(times[1:]),
-            'peak_rss_gb': peak_rss_gb()}
+            'peak_rss_gb': peak_rss_gb(),
+            'torch_scatter': pyg_typing.WITH_TORCH_SCATTER,
+            'torch_sparse': pyg_typing.WITH_TORCH_SPARSE}
 
 
 def rebuild_case(args) -> dict:
@@ -286,12 +331,64 @@ def compile_case(args) -> dict:
             'peak_rss_gb': peak_rss_gb()}
 
 
+def epoch_case(args) -> dict:
+    r"""One DiffKG epoch of :class:`DiffKGTrainer` on a saved dataset graph
+    (:obj:`--kg`): the whole diffusion pass, the rebuild,
+    :obj:`--max-batches` recommendation steps (scaled to the full pass when
+    there are more) and one validation evaluation; eager (no compile)."""
+    data = torch.load(args.kg, weights_only=False)
+    baseline = current_rss_gb()
+    torch.manual_seed(0)
+    model = DiffKG.from_data(data, **{**PRESETS[args.method],
+                                      'use_compile': False})
+    trainer = DiffKGTrainer(model, data, seed=0)
+    trainer.train()
+    start = time.perf_counter()
+    trainer.train_diffusion(1)
+    diffusion_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    trainer.denoised_kg = model.rebuild_kg(*trainer.kg,
+                                           generator=trainer.generator)
+    rebuild_seconds = time.perf_counter() - start
+    num_train = data[USER_ITEM].edge_index.size(1)
+    steps = math.ceil(num_train / trainer.batch_size)
+    trainer.max_batches = args.max_batches
+    measured = min(steps, args.max_batches or steps)
+    start = time.perf_counter()
+    trainer.train_recommendation(1)
+    step_seconds = (time.perf_counter() - start) / measured
+    trainer.eval()
+    start = time.perf_counter()
+    trainer.valid_evaluator(trainer.score_users())
+    eval_seconds = time.perf_counter() - start
+    return {
+        'graph': os.path.basename(args.kg), 'preset': args.method,
+        'users': data['user'].num_nodes, 'items': data['item'].num_nodes,
+        'entities': data['entity'].num_nodes,
+        'kg_edges': int(data[KG].edge_index.size(1)),
+        'interactions': num_train, 'steps': steps,
+        'measured_steps': measured,
+        'diffusion_seconds': diffusion_seconds,
+        'rebuild_seconds': rebuild_seconds, 'step_seconds': step_seconds,
+        'recommendation_seconds': step_seconds * steps,
+        'eval_seconds': eval_seconds,
+        'epoch_seconds': diffusion_seconds + rebuild_seconds +
+        step_seconds * steps + eval_seconds,
+        'extrapolated': measured < steps, 'peak_rss_gb': peak_rss_gb(),
+        'baseline_rss_gb': baseline,
+        'torch_scatter': pyg_typing.WITH_TORCH_SCATTER,
+        'torch_sparse': pyg_typing.WITH_TORCH_SPARSE,
+    }
+
+
 CASES = {'diffusion': diffusion_case, 'attention': attention_case,
-         'rebuild': rebuild_case, 'compile': compile_case}
+         'rebuild': rebuild_case, 'compile': compile_case,
+         'epoch': epoch_case}
 
 
-def run_case(args, kg, method, extra=()):
-    command = [sys.executable, __file__, '_case', args.benchmark,
+def run_case(args, kg, method, extra=(), python=sys.executable,
+             benchmark=None):
+    command = [python, __file__, '_case', benchmark or args.benchmark,
                '--data-root', args.data_root, '--threads', str(args.threads),
                '--kg', kg, '--method', method, '--repeats',
                str(args.repeats), *extra]
@@ -304,9 +401,70 @@ def run_case(args, kg, method, extra=()):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+PRESET = {'alibaba-ifashion': 'alibaba', 'last-fm': 'lastfm',
+          'mind': 'mind'}
+
+
+def _print_epoch(r):
+    if 'error' in r:
+        print(f"{r['kg']}: failed: {r['error']}", flush=True)
+        return
+    label = (f" ({r['measured_steps']} of {r['steps']} steps timed, scaled)"
+             if r['extrapolated'] else '')
+    print(f"{r['graph']}: {r['users']:,} users, {r['entities']:,} entities, "
+          f"{r['interactions']:,} interactions, {r['kg_edges']:,} KG edges | "
+          f"epoch {r['epoch_seconds']:.1f} s{label} = diffusion "
+          f"{r['diffusion_seconds']:.1f} + rebuild {r['rebuild_seconds']:.1f}"
+          f" + recommendation {r['recommendation_seconds']:.1f} "
+          f"({r['step_seconds']:.3f} s/step) + evaluation "
+          f"{r['eval_seconds']:.1f} | peak RSS {r['peak_rss_gb']:.2f} GB",
+          flush=True)
+
+
+def _plot_scaling(records, path, dataset):
+    try:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+    except ImportError as error:
+        raise SystemExit('the plot needs matplotlib: pip install '
+                         '".[bench]"') from error
+    records = [r for r in records if 'error' not in r]
+    size = [r['kg_edges'] + r['interactions'] for r in records]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, label in (('epoch_seconds', 'epoch'),
+                       ('diffusion_seconds', 'diffusion phase'),
+                       ('step_seconds', 'one recommendation step')):
+        left.plot(size, [r[key] for r in records], 'o-', label=label)
+    right.plot(size, [r['peak_rss_gb'] for r in records], 'o-',
+               label='peak RSS')
+    right.plot(size, [r['peak_rss_gb'] - r['baseline_rss_gb']
+                      for r in records], 'o-',
+               label='peak RSS above the loaded data')
+    for axis, unit in ((left, 'seconds'), (right, 'GB')):
+        axis.set_xscale('log')
+        axis.set_yscale('log')
+        axis.set_xlabel('KG edges + train interactions')
+        axis.set_ylabel(unit)
+        axis.grid(True, which='both', alpha=0.3)
+        axis.legend()
+    # Reference slopes through the smallest point: linear and quadratic.
+    x0, y0 = size[0], records[0]['diffusion_seconds']
+    for power, style in ((1, 'k--'), (2, 'k:')):
+        left.plot(size, [y0 * (x / x0)**power for x in size], style,
+                  linewidth=0.8, label=f'slope {power}')
+    left.legend()
+    fig.suptitle(f'DiffKG epoch on subsamples of {dataset} (CPU)')
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f'plot written to {path}')
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('benchmark', choices=sorted(CASES) + ['_case'])
+    parser.add_argument('benchmark', choices=[
+        'diffusion', 'attention', 'rebuild', 'compile', 'scaling',
+        'accelerators', '_case'])
     parser.add_argument('case', nargs='?')
     parser.add_argument('--data-root', default='../shared/data')
     parser.add_argument('--threads', type=int, default=2)
@@ -318,6 +476,20 @@ def main():
                         help='dense diffusion: time this many batches and '
                         'scale to the full pass (labelled)')
     parser.add_argument('--dense-limit-gb', type=float, default=16.0)
+    parser.add_argument('--dataset', default='alibaba-ifashion',
+                        help='scaling: the dataset to subsample')
+    parser.add_argument('--fractions', type=float, nargs='+',
+                        default=[0.125, 0.25, 0.5, 1.0],
+                        help='scaling: fractions of users and entities kept')
+    parser.add_argument('--datasets', nargs='+',
+                        default=['lastfm-hetrec2011', 'alibaba-ifashion'],
+                        help='accelerators: datasets of the epoch case')
+    parser.add_argument('--python-ext', default=None,
+                        help='accelerators: an interpreter with '
+                        'torch-scatter and torch-sparse installed')
+    parser.add_argument('--plot', default=None,
+                        help='scaling: write the plot here (PNG; needs '
+                        'matplotlib, the [bench] extra)')
     parser.add_argument('--output', default='benchmarks/results/speed.jsonl')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -355,12 +527,51 @@ def main():
             record = run_case(args, kg, 'both')
             records.append(record)
             print(json.dumps(record))
-    else:
+    elif args.benchmark == 'compile':
         for kg in args.kgs or ['alibaba-ifashion']:
             pair = [run_case(args, kg, m) for m in ('eager', 'compiled')]
             records += pair
             for r in pair:
                 print(json.dumps(r))
+    elif args.benchmark == 'scaling':
+        data = load_dataset(os.path.join(args.data_root, args.dataset),
+                            log=False)
+        with tempfile.TemporaryDirectory() as folder:
+            for fraction in args.fractions:
+                path = os.path.join(folder, f'{args.dataset}-{fraction}.pt')
+                torch.save(subsample(data, fraction), path)
+                record = {'fraction': fraction, **run_case(
+                    args, path, PRESET.get(args.dataset, 'default'),
+                    benchmark='epoch')}
+                records.append(record)
+                _print_epoch(record)
+        if args.plot:
+            _plot_scaling(records, args.plot, args.dataset)
+    elif args.benchmark == 'accelerators':
+        if args.python_ext is None:
+            parser.error('accelerators needs --python-ext')
+        pythons = {'without': sys.executable, 'with': args.python_ext}
+        for kg in args.kgs or ['last-fm']:
+            for label, python in pythons.items():
+                record = {'accelerators': label, **run_case(
+                    args, kg, 'per-node', python=python,
+                    benchmark='attention')}
+                records.append(record)
+                print(f"attention, {kg}, {label} torch-scatter/sparse: "
+                      f"{record['median_seconds']:.3f} s", flush=True)
+        with tempfile.TemporaryDirectory() as folder:
+            for dataset in args.datasets:
+                path = os.path.join(folder, f'{dataset}.pt')
+                torch.save(load_dataset(os.path.join(args.data_root,
+                                                     dataset), log=False),
+                           path)
+                for label, python in pythons.items():
+                    record = {'accelerators': label, **run_case(
+                        args, path, PRESET.get(dataset, 'default'),
+                        python=python, benchmark='epoch')}
+                    records.append(record)
+                    print(f'{label} torch-scatter/sparse: ', end='')
+                    _print_epoch(record)
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, 'a') as f:
         for record in records:
@@ -376,6 +587,9 @@ def _print_diffusion(sparse, dense, need):
             f"(train {sparse['train_seconds']:.1f} + rebuild "
             f"{sparse['rebuild_seconds']:.1f}), peak RSS "
             f"{sparse['peak_rss_gb']:.2f} GB")
+    n = sparse.get('num_entities', 0)
+    line += (f" | the authors' dense N x N float64 KG alone: "
+             f"{n * n * 8 / 2**30:.1f} GB")
     if 'skipped' in dense or 'error' in dense:
         line += (f" | dense not run: {dense.get('skipped') or dense['error']}"
                  f" (>= {need:.1f} GB)")
