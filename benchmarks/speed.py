@@ -39,6 +39,7 @@ from diffkg_pyg.nn.kg_diffusion import (
     sample_support,
     segment_top_k,
 )
+from diffkg_pyg.optim import SparseRowAdam
 from diffkg_pyg.training import DiffKGTrainer
 
 HIDDEN, TIME_CHANNELS, DIM, BATCH = 1000, 10, 64, 1024
@@ -154,7 +155,7 @@ def diffusion_case(args) -> dict:
     if args.method == 'sparse':
         model = SparseDenoiser(n, HIDDEN, TIME_CHANNELS)
         optimizers = [torch.optim.Adam(model.dense_parameters()),
-                      torch.optim.SparseAdam(model.sparse_parameters())]
+                      SparseRowAdam(model.sparse_parameters())]
         sparse_steps(model, optimizers, diffusion, measured, ptr, col,
                      item_user, entity)
         train_seconds = time.perf_counter() - start
@@ -316,7 +317,7 @@ def compile_case(args) -> dict:
     item_user, entity = torch.randn(num_items, DIM), torch.randn(n, DIM)
     model = SparseDenoiser(n, HIDDEN, TIME_CHANNELS,
                            use_compile=args.method == 'compiled')
-    optimizers = [torch.optim.SparseAdam(model.sparse_parameters())]
+    optimizers = [SparseRowAdam(model.sparse_parameters())]
 
     def epoch():
         start = time.perf_counter()

@@ -29,6 +29,7 @@ from diffkg_pyg.checkpoint import (
 from diffkg_pyg.data.graph import KG, USER_ITEM, bipartite_adjacency
 from diffkg_pyg.evaluation import RankingEvaluator, to_csr
 from diffkg_pyg.nn.models import DiffKG
+from diffkg_pyg.optim import SparseRowAdam
 
 __all__ = [
     'sample_negative_items',
@@ -352,7 +353,8 @@ class DiffKGTrainer:
     1. **diffusion**: one pass of denoiser steps over every KG head that has
        edges (shuffled, :obj:`batch_size` heads per step), with its own
        optimisers (:class:`torch.optim.Adam` for the dense parameters,
-       :class:`torch.optim.SparseAdam` for the entity tables, so a step
+       :class:`~diffkg_pyg.optim.SparseRowAdam`, the update of
+       :class:`torch.optim.SparseAdam`, for the entity tables, so a step
        touches only the rows of its support);
     2. **rebuild**: the denoised KG (:meth:`DiffKG.rebuild_kg`);
     3. **recommendation**: one negative item per train interaction, then
@@ -456,7 +458,7 @@ class DiffKGTrainer:
                                           lr=lr)
         self.denoiser_optimizer = torch.optim.Adam(
             model.denoiser.dense_parameters(), lr=lr)
-        self.denoiser_sparse_optimizer = torch.optim.SparseAdam(
+        self.denoiser_sparse_optimizer = SparseRowAdam(
             model.denoiser.sparse_parameters(), lr=lr)
 
     def train(self) -> None:

@@ -10,6 +10,7 @@ from diffkg_pyg.evaluation import to_csr
 from diffkg_pyg.nn import SparseDenoiser
 from diffkg_pyg.nn.denoiser import CompiledOrEager
 from diffkg_pyg.nn.kg_diffusion import sample_support
+from diffkg_pyg.optim import SparseRowAdam
 from tests.nn.test_kg_diffusion import random_kg
 
 
@@ -157,7 +158,7 @@ def test_diffusion_loss_updates_only_support_rows(data):
     ptr, col = to_csr(edge_index, model.num_entities)
     heads = torch.tensor([0, 5])
     item_user = model.item_user_embedding(data[USER_ITEM].edge_index)
-    optimizer = torch.optim.SparseAdam(model.denoiser.sparse_parameters())
+    optimizer = SparseRowAdam(model.denoiser.sparse_parameters())
     before = model.denoiser.input_emb.weight.detach().clone()
     gen = torch.Generator().manual_seed(0)
     loss, diff, ckgc = model.diffusion_loss(ptr, col, heads, item_user, gen)

@@ -1,0 +1,77 @@
+import pytest
+import torch
+
+from diffkg_pyg.optim import SparseRowAdam
+
+
+def _steps(optimizer_class, module_class, steps=6, **kwargs):
+    torch.manual_seed(0)
+    if module_class is torch.nn.EmbeddingBag:
+        module = torch.nn.EmbeddingBag(20, 5, mode='sum', sparse=True)
+    else:
+        module = torch.nn.Embedding(20, 5, sparse=True)
+    optimizer = optimizer_class(module.parameters(), **kwargs)
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        # Repeated rows, and rows that stay untouched for some steps:
+        index = torch.randint(12, (9, ), generator=generator)
+        weight = torch.rand(9, generator=generator)
+        if module_class is torch.nn.EmbeddingBag:
+            out = module(index, torch.tensor([0, 4]),
+                         per_sample_weights=weight)
+        else:
+            out = module(index) * weight[:, None]
+        optimizer.zero_grad()
+        (out.sin().sum() + out.square().sum()).backward()
+        optimizer.step()
+    return module.weight.detach(), optimizer
+
+
+@pytest.mark.parametrize('module_class',
+                         [torch.nn.Embedding, torch.nn.EmbeddingBag])
+@pytest.mark.parametrize('kwargs', [{}, dict(lr=0.05, betas=(0.5, 0.9))])
+def test_sparse_row_adam_matches_sparse_adam(module_class, kwargs):
+    expected, reference = _steps(torch.optim.SparseAdam, module_class,
+                                 **kwargs)
+    out, optimizer = _steps(SparseRowAdam, module_class, **kwargs)
+    assert torch.allclose(out, expected, atol=1e-6)
+    for name in ('exp_avg', 'exp_avg_sq'):
+        state = next(iter(optimizer.state.values()))
+        reference_state = next(iter(reference.state.values()))
+        assert torch.allclose(state[name], reference_state[name], atol=1e-6)
+        assert state['step'] == reference_state['step'] == 6
+
+
+def test_sparse_row_adam_leaves_absent_rows():
+    torch.manual_seed(0)
+    module = torch.nn.Embedding(10, 3, sparse=True)
+    before = module.weight.detach().clone()
+    optimizer = SparseRowAdam(module.parameters(), lr=0.1)
+    module(torch.tensor([2, 2, 7])).sum().backward()
+    optimizer.step()
+    changed = (module.weight.detach() != before).any(dim=1)
+    assert changed.nonzero().view(-1).tolist() == [2, 7]
+
+
+def test_sparse_row_adam_state_dict_round_trip():
+    _, optimizer = _steps(SparseRowAdam, torch.nn.Embedding, steps=3)
+    module = torch.nn.Embedding(20, 5, sparse=True)
+    copy = SparseRowAdam(module.parameters())
+    copy.load_state_dict(optimizer.state_dict())
+    state = next(iter(copy.state.values()))
+    original = next(iter(optimizer.state.values()))
+    assert state['step'] == 3
+    assert torch.equal(state['exp_avg'], original['exp_avg'])
+    assert torch.equal(state['exp_avg_sq'], original['exp_avg_sq'])
+
+
+def test_sparse_row_adam_errors():
+    parameter = torch.nn.Parameter(torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="'lr' must be > 0"):
+        SparseRowAdam([parameter], lr=0)
+    with pytest.raises(ValueError, match="'betas'"):
+        SparseRowAdam([parameter], betas=(1.0, 0.9))
+    optimizer = SparseRowAdam([parameter])
+    parameter.sum().backward()
+    with pytest.raises(RuntimeError, match='needs sparse gradients'):
+        optimizer.step()
