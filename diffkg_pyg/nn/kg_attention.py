@@ -28,7 +28,16 @@ class KGAttentionConv(MessagePassing):
 
     Since :math:`[\mathbf{e}_h \Vert \mathbf{e}_t] \mathbf{W} = \mathbf{e}_h
     \mathbf{W}_\mathrm{top} + \mathbf{e}_t \mathbf{W}_\mathrm{bottom}`, both
-    halves are computed once per node and gathered per edge.
+    halves are computed once per node. The score is linear in them, so
+    :math:`s_{h,t,r} = \mathrm{LeakyReLU}(\mathbf{S}^\mathrm{top}_{h,r} +
+    \mathbf{S}^\mathrm{bottom}_{t,r})` with the per-node, per-relation
+    tables :math:`\mathbf{S}^\mathrm{top} = \mathbf{E} \mathbf{W}_\mathrm{top}
+    \mathbf{R}^\top` and :math:`\mathbf{S}^\mathrm{bottom} = \mathbf{E}
+    \mathbf{W}_\mathrm{bottom} \mathbf{R}^\top` (:math:`N \times R`): an
+    edge gathers two scalars instead of three :math:`d`-vectors. When
+    :math:`N R > E d` (many relations, few edges) the score is taken per
+    edge instead, :math:`(\mathbf{e}_h \mathbf{W}_\mathrm{top} + \mathbf{e}_t
+    \mathbf{W}_\mathrm{bottom}) \cdot \mathbf{r}`; both are exact.
 
     Args:
         channels (int): Size of the entity and relation embeddings.
@@ -57,15 +66,22 @@ class KGAttentionConv(MessagePassing):
                 relation_emb: Tensor) -> Tensor:
         top = x @ self.weight[:self.channels]
         bottom = x @ self.weight[self.channels:]
-        out = self.propagate(edge_index, x=x, top=top, bottom=bottom,
-                             relation=relation_emb[edge_type],
+        head, tail = edge_index
+        num_relations = relation_emb.size(0)
+        if x.size(0) * num_relations <= edge_index.size(1) * self.channels:
+            top_score = (top @ relation_emb.t()).view(-1)
+            bottom_score = (bottom @ relation_emb.t()).view(-1)
+            score = (top_score[head * num_relations + edge_type] +
+                     bottom_score[tail * num_relations + edge_type])
+        else:
+            score = ((top[head] + bottom[tail]) *
+                     relation_emb[edge_type]).sum(dim=-1)
+        out = self.propagate(edge_index, x=x, score=score,
                              size=(x.size(0), x.size(0)))
         return x + out
 
-    def message(self, x_j: Tensor, top_i: Tensor, bottom_j: Tensor,
-                relation: Tensor, index: Tensor, ptr: OptTensor,
-                size_i: int) -> Tensor:
-        score = ((top_i + bottom_j) * relation).sum(dim=-1)
+    def message(self, x_j: Tensor, score: Tensor, index: Tensor,
+                ptr: OptTensor, size_i: int) -> Tensor:
         score = F.leaky_relu(score, self.negative_slope)
         alpha = softmax(score, index, ptr, size_i)
         return alpha.unsqueeze(-1) * x_j

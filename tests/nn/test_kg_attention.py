@@ -21,13 +21,15 @@ def literal_hop(x, edge_index, edge_type, relation_emb, weight):
 
 
 @pytest.mark.parametrize('seed', [0, 1])
+# 12 nodes x 5 relations against edges x 8 channels: 1 edge takes the
+# per-edge score, 40 edges the per-node, per-relation score tables.
 @pytest.mark.parametrize('num_edges', [1, 40])
 def test_kg_attention_conv_matches_formula(seed, num_edges):
     torch.manual_seed(seed)
-    x = torch.randn(12, 8)
+    x = torch.randn(12, 8, requires_grad=True)
     edge_index = torch.randint(12, (2, num_edges))
     edge_type = torch.randint(5, (num_edges, ))
-    relation_emb = torch.randn(5, 8)
+    relation_emb = torch.randn(5, 8, requires_grad=True)
     conv = KGAttentionConv(8)
     out = conv(x, edge_index, edge_type, relation_emb)
     expected = literal_hop(x, edge_index, edge_type, relation_emb,
@@ -35,6 +37,12 @@ def test_kg_attention_conv_matches_formula(seed, num_edges):
     assert out.shape == (12, 8)
     assert torch.allclose(out, expected, atol=1e-5)
     assert str(conv) == 'KGAttentionConv(8)'
+    inputs = (x, relation_emb, conv.weight)
+    grad_out = torch.randn(12, 8)
+    grads = torch.autograd.grad(out, inputs, grad_out)
+    expected_grads = torch.autograd.grad(expected, inputs, grad_out)
+    for grad, expected_grad in zip(grads, expected_grads):
+        assert torch.allclose(grad, expected_grad, atol=1e-5)
 
 
 @pytest.mark.parametrize('num_hops,res_lambda', [(1, 0.5), (2, 0.0),
