@@ -518,6 +518,9 @@ def main():
         for kg in args.kgs or ['last-fm']:
             pair = [run_case(args, kg, m) for m in ('per-node', 'per-edge')]
             records += pair
+            if any('error' in r for r in pair):
+                print(f'{kg}: failed: {pair}', flush=True)
+                continue
             node, edge = (r['median_seconds'] for r in pair)
             print(f"{kg}: {pair[0]['num_edges']:,} edges | per-node split "
                   f"{node:.3f} s | per-edge concat {edge:.3f} s | ratio "
@@ -559,7 +562,8 @@ def main():
                     benchmark='attention')}
                 records.append(record)
                 print(f"attention, {kg}, {label} torch-scatter/sparse: "
-                      f"{record['median_seconds']:.3f} s", flush=True)
+                      f"{record.get('median_seconds', record.get('error'))}"
+                      ' s', flush=True)
         with tempfile.TemporaryDirectory() as folder:
             for dataset in args.datasets:
                 path = os.path.join(folder, f'{dataset}.pt')
@@ -581,6 +585,10 @@ def main():
 
 
 def _print_diffusion(sparse, dense, need):
+    if 'error' in sparse:
+        print(f"{sparse['kg']}: sparse failed: {sparse['error']}", flush=True)
+        return
+
     def phase(r):
         return r['train_seconds'] + r['rebuild_seconds']
     line = (f"{sparse['kg']}: N {sparse['num_entities']:,}, "
