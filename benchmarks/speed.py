@@ -27,6 +27,7 @@ import time
 import torch
 import torch.nn.functional as F
 import torch_geometric.typing as pyg_typing
+from accuracy import PRESET  # The dataset -> preset map of the benchmarks.
 
 from diffkg_pyg import PRESETS, DiffKG
 from diffkg_pyg.data import ITEM_USER, KG, USER_ITEM, load_dataset
@@ -404,10 +405,6 @@ def run_case(args, kg, method, extra=(), python=sys.executable,
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-PRESET = {'alibaba-ifashion': 'alibaba', 'last-fm': 'lastfm',
-          'mind': 'mind'}
-
-
 def _print_epoch(r):
     if 'error' in r:
         print(f"{r['kg']}: failed: {r['error']}", flush=True)
@@ -507,7 +504,7 @@ def main():
     if args.benchmark == 'diffusion':
         for kg in args.kgs or list(KGS):
             sparse = run_case(args, kg, 'sparse')
-            n = sparse.get('num_entities', 0)
+            n = sparse['num_entities']
             need = dense_memory_gb(n)
             if need > args.dense_limit_gb:
                 dense = {'kg': kg, 'method': 'dense',
@@ -598,7 +595,7 @@ def _print_diffusion(sparse, dense, need):
             f"(train {sparse['train_seconds']:.1f} + rebuild "
             f"{sparse['rebuild_seconds']:.1f}), peak RSS "
             f"{sparse['peak_rss_gb']:.2f} GB")
-    n = sparse.get('num_entities', 0)
+    n = sparse['num_entities']
     line += (f" | the authors' dense N x N float64 KG alone: "
              f"{n * n * 8 / 2**30:.1f} GB")
     if 'skipped' in dense or 'error' in dense:
