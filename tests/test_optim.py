@@ -35,11 +35,11 @@ def test_sparse_row_adam_matches_sparse_adam(module_class, kwargs):
                                  **kwargs)
     out, optimizer = _steps(SparseRowAdam, module_class, **kwargs)
     assert torch.allclose(out, expected, atol=1e-6)
+    state = next(iter(optimizer.state.values()))
+    reference_state = next(iter(reference.state.values()))
+    assert state['step'] == reference_state['step'] == 6
     for name in ('exp_avg', 'exp_avg_sq'):
-        state = next(iter(optimizer.state.values()))
-        reference_state = next(iter(reference.state.values()))
         assert torch.allclose(state[name], reference_state[name], atol=1e-6)
-        assert state['step'] == reference_state['step'] == 6
 
 
 def test_sparse_row_adam_leaves_absent_rows():
