@@ -27,8 +27,8 @@ PRESET = {'alibaba-ifashion': 'alibaba', 'last-fm': 'lastfm',
 VARIANTS = {
     'diffkg': [],
     'no-diffusion': ['--no-diffusion'],
-    'no-ckgc': ['--e-loss', '0'],
-    'no-cl': ['--ssl-reg', '0'],
+    'no-ckgc': ['--ckgc-weight', '0'],
+    'no-cl': ['--ssl-weight', '0'],
     'lightgcn': ['--model', 'lightgcn'],
 }
 METRICS = ['recall@20', 'ndcg@20', 'recall@10', 'ndcg@10', 'recall@40',

@@ -10,9 +10,8 @@ import json
 
 import torch
 
-from diffkg_pyg import DiffKG
 from diffkg_pyg.data import KG, synthetic_dataset
-from diffkg_pyg.training import DiffKGTrainer
+from diffkg_pyg.train import Trainer, get_recipe
 
 
 def kept_fractions(data, kg_edge_index):
@@ -29,14 +28,12 @@ def kept_fractions(data, kg_edge_index):
 
 def run(seed, epochs, use_compile, **hyperparameters):
     data = synthetic_dataset(seed=seed)
-    torch.manual_seed(seed)
-    model = DiffKG.from_data(data, use_compile=use_compile,
-                             **hyperparameters)
-    trainer = DiffKGTrainer(model, data, seed=seed)
-    untrained = kept_fractions(data, model.rebuild_kg(
-        *trainer.kg, generator=torch.Generator().manual_seed(seed))[0])
-    result = trainer.fit(epochs, patience=epochs, log=lambda line: None)
-    trained = kept_fractions(data, trainer.denoised_kg[0])
+    recipe = get_recipe('diffkg')(use_compile=use_compile, **hyperparameters)
+    trainer = Trainer(recipe, data, seed=seed, log=lambda line: None)
+    untrained = kept_fractions(data, trainer.model.rebuild_kg(
+        *recipe.kg, generator=torch.Generator().manual_seed(seed))[0])
+    result = trainer.fit(epochs, patience=epochs)
+    trained = kept_fractions(data, recipe.denoised_kg[0])
     return {'seed': seed, 'noise_ratio': float(data[KG].noise_ratio),
             'untrained': untrained, 'trained': trained,
             'best_epoch': result.best_epoch,

@@ -3,53 +3,42 @@ r"""The ``diffkg-pyg`` command line.
 ::
 
     diffkg-pyg                       # train DiffKG on the embedded data
+    diffkg-pyg models [NAME]         # the models; one's hyper-parameters
     diffkg-pyg stats DATA [--json]
-    diffkg-pyg train [DATA] [--model diffkg|lightgcn] [--preset NAME]
-                     [--epochs N] [--seed S] [--keep-rate 0.5 ...]
-                     [--output results.json]
+    diffkg-pyg train [DATA] [--model NAME] [--config FILE.toml]
+                     [--preset NAME] [--epochs N] [--seed S] ...
+                     [--keep-rate 0.5 ...] [--output results.json]
 
 ``DATA`` is a dataset folder (KGAT or DiffKG authors' layout), the name of a
-built-in dataset, or ``synthetic`` (the default).
+built-in dataset, or ``synthetic`` (the default). The flags of a model come
+from its recipe's declaration of hyper-parameters (with the authors' names
+as aliases); a value is taken from the command line, else the config file,
+else the preset, else the default.
 """
 import argparse
 import json
-import os
 import sys
-from typing import List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from diffkg_pyg.train.hyperparameters import (
+    TRAIN_SETTINGS,
+    HyperParameter,
+    lookup,
+)
 
 __all__ = ['main']
 
-MODELS = ['diffkg', 'lightgcn']
-PRESET_NAMES = ['default', 'lastfm', 'mind', 'alibaba']
+PROG = 'diffkg-pyg'
+COMMANDS = ('train', 'models', 'stats')
+_POSITIVE = ('epochs', 'patience', 'batch_size', 'eval_batch_size',
+             'max_batches')
 
-# DiffKG's hyper-parameters exposed as --kebab-case flags (the defaults are
-# the model's, shown by --help; None means "the preset's or the default").
-DIFFKG_FLAGS = [
-    ('layer_num_kg', int, 'relation-aware attention hops'),
-    ('mess_dropout', float, 'dropout after every attention hop'),
-    ('res_lambda', float, 'residual weight of the KG encoder'),
-    ('triplet_num', int, 'KG edges sampled per head for the original '
-     'view (-1: all)'),
-    ('ssl_reg', float, 'weight of the InfoNCE terms'),
-    ('temp', float, 'InfoNCE temperature'),
-    ('cl_pattern', int, '0: the denoised KG feeds the main view; 1: the '
-     'sampled original KG does'),
-    ('denoiser_hidden', int, 'hidden size of the denoiser'),
-    ('time_channels', int, 'size of the diffusion-step embedding'),
-    ('denoiser_dropout', float, 'input dropout of the denoiser'),
-    ('steps', int, 'diffusion steps'),
-    ('noise_scale', float, 'noise scale of the schedule'),
-    ('noise_min', float, 'lower noise bound of the schedule'),
-    ('noise_max', float, 'upper noise bound of the schedule'),
-    ('sampling_steps', int, 'noise steps before the rebuild'),
-    ('e_loss', float, 'weight of the CKGC loss'),
-    ('rebuild_k', int, 'edges kept per head by the rebuild'),
-    ('keep_rate', float, 'keep probability of every rebuilt edge'),
-    ('num_negatives', int, 'sampled non-edges per KG edge in the '
-     "denoiser's support"),
-]
-# Every DiffKG option whose "not given" value is None:
-DIFFKG_OPTIONS = [flag[0] for flag in DIFFKG_FLAGS] + ['norm']
+
+class _Parser(argparse.ArgumentParser):
+    # Bad arguments raise, so that main() prints one line, as for any other
+    # bad input (argparse would print the whole usage first).
+    def error(self, message: str):
+        raise ValueError(message)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -69,174 +58,260 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help='show Python tracebacks on errors')
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog='diffkg-pyg',
-        description='DiffKG knowledge-graph diffusion for recommendation '
-        '(PyTorch Geometric). Without a command, trains on the embedded '
-        'synthetic dataset.')
-    commands = parser.add_subparsers(dest='command')
+def _add(group, parameter: HyperParameter, prefix: str) -> None:
+    r"""Adds the flag of :obj:`parameter` and of each of its aliases (their
+    values land under :obj:`prefix:name:alias`)."""
+    aliases = ''
+    if parameter.aliases:
+        aliases = ' (also ' + ', '.join(f'--{a}' for a in
+                                        parameter.aliases) + ')'
+    text = f'{parameter.help} (default: {parameter.default}){aliases}'
+    for alias in (None, *parameter.aliases):
+        flags = [parameter.flag if alias is None else f'--{alias}']
+        if alias is not None and '_' in alias:
+            flags.append('--' + alias.replace('_', '-'))
+        kind = (parameter.type if alias is None else
+                parameter.alias_type or parameter.type)
+        kwargs: Dict[str, Any] = dict(
+            dest=f'{prefix}:{parameter.name}:{alias or ""}',
+            default=argparse.SUPPRESS,
+            help=text if alias is None else argparse.SUPPRESS)
+        if kind is bool:
+            kwargs['action'] = argparse.BooleanOptionalAction
+        else:
+            kwargs.update(type=kind, metavar=kind.__name__.upper())
+            if alias is None and parameter.choices:
+                kwargs.update(choices=parameter.choices, metavar=None)
+        group.add_argument(*flags, **kwargs)
 
-    stats = commands.add_parser('stats', help='print dataset statistics')
-    stats.add_argument('data', metavar='DATA',
-                       help='dataset folder or built-in name')
-    stats.add_argument('--json', action='store_true',
-                       help='print one JSON object')
-    _common(stats)
 
-    train = commands.add_parser('train', help='train and evaluate a model')
-    train.add_argument('data', metavar='DATA', nargs='?', default='synthetic',
-                       help='dataset folder or built-in name '
-                       '(default: %(default)s)')
-    train.add_argument('--model', choices=MODELS, default='diffkg',
-                       help='model to train (default: %(default)s)')
-    train.add_argument('--preset', choices=PRESET_NAMES, default='default',
-                       help="DiffKG: the authors' per-dataset settings "
-                       '(default: %(default)s)')
-    train.add_argument('--epochs', type=int, default=200,
-                       help='epoch cap (default: %(default)s)')
-    train.add_argument('--patience', type=int, default=10,
-                       help='early-stopping patience in epochs '
-                       '(default: %(default)s)')
-    train.add_argument('--seed', type=int, default=0,
-                       help='seed of initialisation and sampling '
-                       '(default: %(default)s)')
-    train.add_argument('--max-batches', type=int, default=None,
-                       help='cap on the training batches per epoch')
-    train.add_argument('--lr', type=float, default=1e-3,
-                       help='learning rate (default: %(default)s)')
-    train.add_argument('--batch-size', type=int, default=1024,
-                       help='training batch size (default: %(default)s)')
-    train.add_argument('--embedding-dim', type=int, default=64,
-                       help='embedding size (default: %(default)s)')
-    train.add_argument('--num-layers', type=int, default=2,
-                       help='propagation layers (default: %(default)s)')
-    train.add_argument('--reg', type=float, default=None,
-                       help='L2 regularisation (default: 1e-7 for DiffKG '
-                       'or its preset, 1e-4 for LightGCN)')
-    train.add_argument('--threads', type=int, default=None,
-                       help='CPU threads for torch')
-    train.add_argument('--device', default='cpu',
-                       help='torch device (default: %(default)s)')
-    train.add_argument('--output', default=None,
-                       help='write the results as one JSON object here')
-    train.add_argument('--checkpoint-dir', default=None,
-                       help='DiffKG: write last.pt and best.pt here')
-    train.add_argument('--checkpoint-every', type=int, default=1,
-                       help='epochs between last.pt checkpoints '
-                       '(default: %(default)s)')
-    train.add_argument('--resume', default=None, metavar='CHECKPOINT',
-                       help='DiffKG: continue from this checkpoint, up to '
-                       '--epochs in total (same data and hyper-parameters)')
-    train.add_argument('--save-model', default=None, metavar='PATH',
-                       help='DiffKG: save the best model for inference')
-    diffkg = train.add_argument_group('DiffKG hyper-parameters (override '
-                                      'the preset)')
-    defaults = _diffkg_defaults()
-    for name, kind, text in DIFFKG_FLAGS:
-        diffkg.add_argument(f'--{name.replace("_", "-")}', type=kind,
-                            default=None,
-                            help=f'{text} (default: {defaults[name]})')
-    diffkg.add_argument('--norm', action=argparse.BooleanOptionalAction,
-                        default=None, help="L2-normalise the denoiser's "
-                        'input rows (default: on)')
-    diffkg.add_argument('--no-diffusion', dest='diffusion',
-                        action='store_false',
-                        help='ablation: no denoiser and no rebuild; the '
-                        'sampled original KG feeds both views')
-    diffkg.add_argument('--compile', action=argparse.BooleanOptionalAction,
-                        default=True, help="torch.compile the denoiser's "
-                        'hot path (default: on)')
-    _common(train)
+def _given(args: argparse.Namespace, prefix: str,
+           parameters: Sequence[HyperParameter]) -> Dict[str, Any]:
+    r"""The values of :obj:`parameters` given on the command line, by
+    canonical name (an alias's value converted)."""
+    by_name = {p.name: p for p in parameters}
+    out = {}
+    for dest, value in sorted(vars(args).items()):
+        if not dest.startswith(prefix + ':'):
+            continue
+        _, name, alias = dest.split(':')
+        flag = f'--{alias or by_name[name].flag[2:]}'
+        if alias:
+            value = by_name[name].convert_alias(value)
+        out[name] = by_name[name].check(value, where=f'{flag}: ')
+    return out
+
+
+def build_train_parser(recipe) -> argparse.ArgumentParser:
+    r"""The parser of ``diffkg-pyg train`` for the model of
+    :obj:`recipe` (a :class:`~diffkg_pyg.train.Recipe` class)."""
+    from diffkg_pyg.train.registry import MODELS
+    parser = _Parser(
+        prog=f'{PROG} train', allow_abbrev=False,
+        description='Trains and evaluates a model under the package '
+        'protocol (validation early stopping, test of the best epoch).')
+    parser.add_argument('data', metavar='DATA', nargs='?', default='synthetic',
+                        help='dataset folder or built-in name '
+                        '(default: %(default)s)')
+    parser.add_argument('--model', choices=sorted(MODELS), default='diffkg',
+                        help='model to train; its hyper-parameters are '
+                        'listed below (default: %(default)s; see '
+                        f'`{PROG} models`)')
+    parser.add_argument('--config', metavar='FILE',
+                        help='TOML file of training settings and '
+                        'hyper-parameters (flags given here win)')
+    presets = sorted(recipe.presets)
+    parser.add_argument('--preset', choices=presets or None,
+                        default=argparse.SUPPRESS,
+                        help=f'named hyper-parameters of {recipe.name} '
+                        f'({", ".join(presets) or "none"}), under the flags')
+    settings = parser.add_argument_group('training settings')
+    for parameter in TRAIN_SETTINGS:
+        _add(settings, parameter, 'setting')
+    run = parser.add_argument_group('running')
+    run.add_argument('--threads', type=int, default=None,
+                     help='CPU threads for torch')
+    run.add_argument('--device', default='cpu',
+                     help='torch device (default: %(default)s)')
+    run.add_argument('--output', default=None,
+                     help='write the results as one JSON object here')
+    run.add_argument('--checkpoint-dir', default=None,
+                     help='write last.pt and best.pt here')
+    run.add_argument('--checkpoint-every', type=int, default=1,
+                     help='epochs between last.pt checkpoints '
+                     '(default: %(default)s)')
+    run.add_argument('--resume', default=None, metavar='CHECKPOINT',
+                     help='continue from this checkpoint, up to --epochs '
+                     'in total (same data and hyper-parameters)')
+    run.add_argument('--save-model', default=None, metavar='PATH',
+                     help='save the best model for inference (load it '
+                     'with diffkg_pyg.load_model)')
+    _common(run)
+    group = parser.add_argument_group(
+        f'{recipe.name} hyper-parameters (see `{PROG} models '
+        f'{recipe.name}`)')
+    for parameter in recipe.hyperparameters:
+        _add(group, parameter, 'model')
     return parser
 
 
-def _diffkg_defaults():
-    import inspect
-
-    from diffkg_pyg.nn.models import DiffKG
-    parameters = inspect.signature(DiffKG).parameters
-    return {name: p.default for name, p in parameters.items()}
-
-
-def _diffkg_hyperparameters(args: argparse.Namespace) -> dict:
-    from diffkg_pyg.nn.models import PRESETS
-    hyperparameters = dict(PRESETS[args.preset])
-    for name in DIFFKG_OPTIONS:
-        if getattr(args, name) is not None:
-            hyperparameters[name] = getattr(args, name)
-    if args.reg is not None:
-        hyperparameters['reg'] = args.reg
-    hyperparameters.update(embedding_dim=args.embedding_dim,
-                           num_layers=args.num_layers,
-                           use_compile=args.compile)
-    return hyperparameters
+def read_config(path: str) -> Dict[str, Any]:
+    r"""Reads a TOML config file (one table of keys)."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        with open(path, 'rb') as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f'{path}: not a valid TOML file: {error}') from None
 
 
-def _positive(name: str, value: Optional[int]) -> None:
-    if value is not None and value < 1:
-        raise ValueError(f'--{name} must be >= 1 (got {value})')
+def _split_config(config: Dict[str, Any], path: str, recipe
+                  ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    r"""Splits a config's keys into training settings and the model's
+    hyper-parameters (canonical names); an unknown key is an error naming
+    it and the file."""
+    settings, model = lookup(TRAIN_SETTINGS), lookup(recipe.hyperparameters)
+    out: Tuple[Dict[str, Any], Dict[str, Any]] = ({}, {})
+    for key, value in config.items():
+        if key in ('model', 'preset'):
+            continue
+        for target, names in zip(out, (settings, model)):
+            if key in names:
+                parameter, is_alias = names[key]
+                if is_alias:
+                    value = parameter.convert_alias(value)
+                target[parameter.name] = parameter.check(value,
+                                                         f'{path}: ')
+                break
+        else:
+            raise ValueError(
+                f'{path}: unknown key {key!r}: neither a training setting '
+                f'nor a hyper-parameter of {recipe.name} (see `{PROG} '
+                f'models {recipe.name}`)')
+    return out
 
 
-def _train(args: argparse.Namespace) -> int:
+def _unknown(unknown: List[str], model: str) -> ValueError:
+    from diffkg_pyg.train.registry import MODELS, get_recipe
+    flags = [token.split('=')[0] for token in unknown
+             if token.startswith('--')]
+    for flag in flags:
+        key = flag[2:].replace('-', '_')
+        keys = {key, key[3:]} if key.startswith('no_') else {key}
+        others = [name for name in sorted(MODELS) if name != model and
+                  keys & set(lookup(get_recipe(name).hyperparameters))]
+        if others:
+            return ValueError(f'{flag} is not a hyper-parameter of {model} '
+                              f'(it is one of {", ".join(others)}; see '
+                              f'`{PROG} models {model}`)')
+    return ValueError(f'unrecognized arguments: {" ".join(unknown)}')
+
+
+def _train(argv: List[str]) -> int:
+    from diffkg_pyg.train.registry import get_recipe
+
+    first = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    first.add_argument('--model', default=None)
+    first.add_argument('--config', default=None)
+    first_args, _ = first.parse_known_args(argv)
+    config = read_config(first_args.config) if first_args.config else {}
+    name = first_args.model or config.get('model', 'diffkg')
+    try:
+        recipe_class = get_recipe(name)
+    except KeyError as error:
+        where = f'{first_args.config}: ' if 'model' in config and \
+            not first_args.model else ''
+        raise ValueError(where + error.args[0]) from None
+    args, unknown = build_train_parser(recipe_class).parse_known_args(argv)
+    if unknown:
+        raise _unknown(unknown, name)
+    config_settings, config_model = _split_config(config, args.config,
+                                                  recipe_class)
+    from diffkg_pyg.train.hyperparameters import resolve
+    settings = resolve(TRAIN_SETTINGS, config_settings,
+                       _given(args, 'setting', TRAIN_SETTINGS))
+    for key in _POSITIVE:
+        if settings[key] is not None and settings[key] < 1:
+            raise ValueError(f'--{key.replace("_", "-")} must be >= 1 (got '
+                             f'{settings[key]})')
+    for key in ('threads', 'checkpoint_every'):
+        value = getattr(args, key)
+        if value is not None and value < 1:
+            raise ValueError(f'--{key.replace("_", "-")} must be >= 1 (got '
+                             f'{value})')
+    preset = getattr(args, 'preset', config.get('preset'))
+    recipe = recipe_class(preset, **{
+        **config_model, **_given(args, 'model', recipe_class.hyperparameters)
+    })
+    return _run(args, recipe, settings)
+
+
+def _run(args: argparse.Namespace, recipe, settings: Dict[str, Any]) -> int:
     import torch
 
     from diffkg_pyg.data import load_dataset
-    from diffkg_pyg.training import train_diffkg, train_lightgcn
+    from diffkg_pyg.train import Trainer
+    from diffkg_pyg.utils import save_json
 
-    for name in ('epochs', 'patience', 'max_batches', 'batch_size',
-                 'embedding_dim', 'threads', 'checkpoint_every'):
-        _positive(name.replace('_', '-'), getattr(args, name))
-    if args.model != 'diffkg':
-        given = [f'--{name.replace("_", "-")}' for name in DIFFKG_OPTIONS
-                 if getattr(args, name) is not None]
-        if args.preset != 'default':
-            given.insert(0, '--preset')
-        given += [f'--{name.replace("_", "-")}' for name in
-                  ('checkpoint_dir', 'resume', 'save_model')
-                  if getattr(args, name) is not None]
-        if not args.diffusion:
-            given.append('--no-diffusion')
-        if given:
-            raise ValueError(f'{", ".join(given)} only apply to --model '
-                             f'diffkg (got --model {args.model})')
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     data = load_dataset(args.data, args.data_root, args.val_ratio,
                         args.split_seed, args.cache_dir)
-    common = dict(lr=args.lr, batch_size=args.batch_size,
-                  epochs=args.epochs, patience=args.patience, seed=args.seed,
-                  max_batches=args.max_batches,
-                  device=torch.device(args.device))
-    record = {'model': args.model, 'dataset': args.data, 'seed': args.seed}
-    if args.model == 'diffkg':
-        hyperparameters = _diffkg_hyperparameters(args)
-        record.update(preset=args.preset, hyperparameters=hyperparameters,
-                      diffusion=args.diffusion)
-        result = train_diffkg(data, **common, **hyperparameters,
-                              checkpoint_dir=args.checkpoint_dir,
-                              checkpoint_every=args.checkpoint_every,
-                              resume=args.resume, save_model=args.save_model,
-                              diffusion=args.diffusion)
-    else:
-        result = train_lightgcn(
-            data, embedding_dim=args.embedding_dim,
-            num_layers=args.num_layers,
-            lambda_reg=1e-4 if args.reg is None else args.reg, **common)
-    print(f'{args.model} on {args.data}: best epoch {result.best_epoch} of '
+    trainer = Trainer(
+        recipe, data, lr=settings['lr'], batch_size=settings['batch_size'],
+        weight_decay=settings['weight_decay'], seed=settings['seed'],
+        max_batches=settings['max_batches'],
+        eval_batch_size=settings['eval_batch_size'],
+        device=torch.device(args.device), checkpoint_dir=args.checkpoint_dir,
+        checkpoint_every=args.checkpoint_every)
+    result = trainer.fit(settings['epochs'], settings['patience'],
+                         resume=args.resume)
+    if args.save_model:
+        trainer.save_model(args.save_model)
+    print(f'{recipe.name} on {args.data}: best epoch {result.best_epoch} of '
           f'{result.epochs_run}, {result.seconds:.1f} s')
     for split in ('valid', 'test'):
         metrics = getattr(result, split)
         print(f'{split:5s} recall@20 {metrics["recall@20"]:.4f}  '
               f'ndcg@20 {metrics["ndcg@20"]:.4f}')
     if args.output:
-        record.update(result.to_dict())
-        directory = os.path.dirname(os.path.abspath(args.output))
-        os.makedirs(directory, exist_ok=True)
-        temporary = f'{args.output}.tmp'
-        with open(temporary, 'w') as f:
-            json.dump(record, f, indent=2)
-        os.replace(temporary, args.output)
+        save_json(args.output, trainer.result_record(result, args.data))
+    return 0
+
+
+def _format_table(rows: List[List[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return '\n'.join('  '.join(cell.ljust(width) for cell, width in
+                               zip(row, widths)).rstrip() for row in rows)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from diffkg_pyg.train.registry import MODELS, get_recipe
+    if args.name is None:
+        print(_format_table([[name, get_recipe(name).description]
+                             for name in MODELS]))
+        return 0
+    try:
+        recipe = get_recipe(args.name)
+    except KeyError as error:
+        raise ValueError(error.args[0]) from None
+
+    def table(parameters):
+        rows = [['flag', 'type', 'default', 'aliases', 'help']]
+        rows += [[p.flag, p.type_name, repr(p.default),
+                  ' '.join(f'--{a}' for a in p.aliases), p.help]
+                 for p in parameters]
+        return _format_table(rows)
+    print(f'{recipe.name}: {recipe.description}\n')
+    print(table(recipe.hyperparameters))
+    for preset, values in recipe.presets.items():
+        shown = ', '.join(f'{k}={v!r}' for k, v in values.items())
+        print(f'\npreset {preset}: {shown or "the defaults"}')
+    print('\ntraining settings (every model):\n')
+    print(table(TRAIN_SETTINGS))
     return 0
 
 
@@ -253,23 +328,51 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def build_parser() -> argparse.ArgumentParser:
+    r"""The parser of the commands other than ``train`` (whose flags depend
+    on the model; see :func:`build_train_parser`)."""
+    parser = _Parser(
+        prog=PROG, description='DiffKG and the recommenders compared with '
+        'it (PyTorch Geometric). Without a command, trains DiffKG on the '
+        'embedded synthetic dataset.')
+    commands = parser.add_subparsers(dest='command', metavar='COMMAND',
+                                     parser_class=_Parser)
+    commands.add_parser('train', add_help=False,
+                        help=f'train and evaluate a model (`{PROG} train '
+                        '--help` lists its flags)')
+    models = commands.add_parser('models', help='list the models, or the '
+                                 "hyper-parameters of one")
+    models.add_argument('name', metavar='NAME', nargs='?',
+                        help='a model (omit to list them all)')
+    models.add_argument('--debug', action='store_true',
+                        help='show Python tracebacks on errors')
+    stats = commands.add_parser('stats', help='print dataset statistics')
+    stats.add_argument('data', metavar='DATA',
+                       help='dataset folder or built-in name')
+    stats.add_argument('--json', action='store_true',
+                       help='print one JSON object')
+    _common(stats)
+    return parser
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     r"""Runs the command line; returns the exit status."""
-    argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
-    if not argv or argv[0] not in ('stats', 'train', '-h', '--help'):
-        argv = ['train'] + argv
-    args = parser.parse_args(argv)
-    from diffkg_pyg.training import NonFiniteLossError, TrainingInterrupted
+    from diffkg_pyg.train import NonFiniteLossError, TrainingInterrupted
+
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        return _stats(args) if args.command == 'stats' else _train(args)
+        if argv and argv[0] in COMMANDS[1:] + ('-h', '--help'):
+            args = build_parser().parse_args(argv)
+            return _stats(args) if args.command == 'stats' else _models(args)
+        # `diffkg-pyg [train] [DATA] [flags]` trains.
+        return _train(argv[1:] if argv and argv[0] == 'train' else argv)
     except TrainingInterrupted as interrupt:
-        print(f'diffkg-pyg: {interrupt}', file=sys.stderr)
+        print(f'{PROG}: {interrupt}', file=sys.stderr)
         return 130
     except (ValueError, OSError, NonFiniteLossError) as error:
-        if args.debug:  # Bad input or diverged training: one paragraph.
+        if '--debug' in argv:  # Else bad input or divergence: one line.
             raise
-        print(f'diffkg-pyg: error: {error}', file=sys.stderr)
+        print(f'{PROG}: error: {error}', file=sys.stderr)
         return 2
 
 

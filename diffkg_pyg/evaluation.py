@@ -1,6 +1,6 @@
 r"""Full-ranking evaluation of recommenders: Recall@K and NDCG@K over all
 items, with the items a user already has masked out."""
-from typing import Callable, Dict, Sequence, Tuple
+from typing import Callable, Dict, Sequence
 
 import torch
 from torch import Tensor
@@ -9,36 +9,10 @@ from torch_geometric.metrics import (
     LinkPredNDCG,
     LinkPredRecall,
 )
-from torch_geometric.utils import cumsum
 
-__all__ = ['to_csr', 'gather_rows', 'RankingEvaluator']
+from diffkg_pyg.utils import gather_rows, to_csr
 
-
-def to_csr(edge_index: Tensor, num_rows: int) -> Tuple[Tensor, Tensor]:
-    r"""Returns the row pointer :obj:`[num_rows + 1]` and the columns
-    (sorted by row, stable) of :obj:`edge_index` :obj:`[2, num_edges]`."""
-    row, col = edge_index
-    perm = torch.argsort(row, stable=True)
-    count = torch.bincount(row, minlength=num_rows)
-    return cumsum(count), col[perm]
-
-
-def gather_rows(ptr: Tensor, col: Tensor, rows: Tensor) -> Tuple[Tensor,
-                                                                  Tensor]:
-    r"""Gathers CSR rows :obj:`rows` :obj:`[batch_size]` without a Python
-    loop.
-
-    Returns:
-        :obj:`(local_row, col)`: for every gathered entry, the position of
-        its row in :obj:`rows` and its column.
-    """
-    start, count = ptr[rows], ptr[rows + 1] - ptr[rows]
-    local_row = torch.repeat_interleave(
-        torch.arange(rows.numel(), device=rows.device), count)
-    offset = torch.cumsum(count, dim=0) - count
-    position = (torch.arange(local_row.numel(), device=rows.device) -
-                offset[local_row] + start[local_row])
-    return local_row, col[position]
+__all__ = ['RankingEvaluator']
 
 
 class RankingEvaluator:

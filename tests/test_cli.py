@@ -46,19 +46,22 @@ def test_train_diffkg_output(kgat_folder, tmp_path, capsys):
     output = tmp_path / 'results.json'
     argv = ['train', str(kgat_folder), '--epochs', '2', '--max-batches', '1',
             '--val-ratio', '0.3', '--preset', 'lastfm', '--keep-rate', '0.7',
-            '--denoiser-hidden', '8', '--embedding-dim', '4', '--no-compile',
-            '--output', str(output)]
+            '--denoiser-hidden-channels', '8', '--embedding-dim', '4',
+            '--no-use-compile', '--output', str(output)]
     assert main(argv) == 0
     assert 'diffkg on' in capsys.readouterr().out
     result = json.loads(output.read_text())
     assert result['model'] == 'diffkg' and result['preset'] == 'lastfm'
     hyperparameters = result['hyperparameters']
     assert hyperparameters['keep_rate'] == 0.7  # The flag beats the preset,
-    assert hyperparameters['e_loss'] == 0.01  # which beats the default.
+    assert hyperparameters['ckgc_weight'] == 0.01  # which beats the
+    assert hyperparameters['num_negatives'] == 1  # default.
     assert hyperparameters['use_compile'] is False
+    assert result['settings']['max_batches'] == 1
     assert result['kg_edges_kept'] >= 0
     assert set(result['phase_seconds']) == {'diffusion', 'rebuild',
-                                            'recommendation', 'eval'}
+                                            'recommendation', 'train',
+                                            'eval'}
     assert all('kg_edges_kept' in record for record in result['history'])
 
 
@@ -68,11 +71,18 @@ def test_train_diffkg_output(kgat_folder, tmp_path, capsys):
     (['train', '--max-batches', '-1'], '--max-batches must be >= 1'),
     (['train', '--keep-rate', '0'], "'keep_rate' must be in (0, 1]"),
     (['train', '--model', 'lightgcn', '--keep-rate', '0.2'],
-     '--keep-rate only apply to --model diffkg'),
+     '--keep-rate is not a hyper-parameter of lightgcn (it is one of '
+     'diffkg'),
     (['train', '--model', 'lightgcn', '--no-diffusion'],
-     '--no-diffusion only apply to --model diffkg'),
+     '--no-diffusion is not a hyper-parameter of lightgcn'),
     (['train', '--model', 'lightgcn', '--preset', 'mind'],
-     '--preset only apply to --model diffkg'),
+     "unknown preset 'mind' for lightgcn (known: none)"),
+    (['train', '--model', 'nope'], "unknown model 'nope'"),
+    (['train', '--main-view', 'x'], 'argument --main-view: invalid choice'),
+    (['train', '--cl_pattern', '2'], 'cl_pattern must be 0 or 1'),
+    (['train', '--dims', '[100,100]'], 'dims must be one hidden size'),
+    (['train', '--bogus'], 'unrecognized arguments: --bogus'),
+    (['models', 'nope'], "unknown model 'nope'"),
 ])
 def test_bad_arguments(argv, message, capsys):
     assert main(argv) == 2
@@ -90,13 +100,100 @@ def test_bad_file_names_file_and_line(kgat_folder, capsys):
         main(['stats', str(kgat_folder), '--debug'])
 
 
+@pytest.mark.slow  # The default run: DiffKG to early stopping.
 def test_no_arguments_trains_on_synthetic_default():
     # The console entry point, as a user runs it (`python -m` is the same
     # function as the `diffkg-pyg` script).
     result = subprocess.run([sys.executable, '-m', 'diffkg_pyg'],
-                            capture_output=True, text=True, timeout=600)
+                            capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert 'diffkg on synthetic' in result.stdout
     assert 'kg_edges_kept' in result.stdout
     assert 'valid recall@20' in result.stdout
     assert 'test  recall@20' in result.stdout
+
+
+def test_models_lists_every_registered_model(capsys):
+    assert main(['models']) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ['diffkg', 'lightgcn']
+    assert all(len(line.split()) > 2 for line in lines)  # A description.
+
+
+@pytest.mark.parametrize('name', ['diffkg', 'lightgcn'])
+def test_models_name_lists_hyperparameters(name, capsys):
+    from diffkg_pyg.train import get_recipe
+    assert main(['models', name]) == 0
+    out = capsys.readouterr().out
+    for parameter in get_recipe(name).hyperparameters:
+        line = next(line for line in out.splitlines()
+                    if line.startswith(parameter.flag + ' '))
+        assert repr(parameter.default) in line and parameter.help in line
+    assert '--epochs' in out  # The training settings too.
+
+
+@pytest.mark.parametrize('name', ['diffkg', 'lightgcn'])
+def test_train_help_shows_the_model_flags(name, capsys):
+    from diffkg_pyg.train import get_recipe
+    with pytest.raises(SystemExit):
+        main(['train', '--model', name, '--help'])
+    out = capsys.readouterr().out
+    assert all(p.flag in out for p in get_recipe(name).hyperparameters)
+
+
+def _hyperparameters(argv, tmp_path, name='run'):
+    output = tmp_path / f'{name}.json'
+    assert main(['train', 'synthetic', '--epochs', '1', '--max-batches', '1',
+                 '--denoiser-hidden-channels', '8', '--embedding-dim', '4',
+                 '--no-use-compile', '--output', str(output), *argv]) == 0
+    result = json.loads(output.read_text())
+    return result['hyperparameters'], result['settings']
+
+
+def test_authors_names_translate_one_to_one(tmp_path):
+    # The authors' Last-FM command (their README), as aliases:
+    authors = ['--reg', '1e-5', '--mess_dropout_rate', '0.2',
+               '--layer_num_kg', '2', '--res_lambda', '0', '--triplet_num',
+               '-1', '--cl_pattern', '1', '--keepRate', '0.1', '--e_loss',
+               '0.01', '--batch', '512', '--epoch', '1']
+    ours = ['--l2-weight', '1e-5', '--kg-dropout', '0.2', '--num-kg-layers',
+            '2', '--kg-residual', '0', '--kg-sample-size', '-1',
+            '--main-view', 'original', '--keep-rate', '0.1',
+            '--ckgc-weight', '0.01', '--batch-size', '512']
+    preset = ['--preset', 'lastfm', '--batch-size', '512']
+    runs = [_hyperparameters(argv, tmp_path, str(i))
+            for i, argv in enumerate((authors, ours, preset))]
+    assert runs[0] == runs[1] == runs[2]
+    assert runs[0][0]['main_view'] == 'original'
+
+
+def test_config_file_and_precedence(tmp_path):
+    config = write(tmp_path / 'run.toml', 'preset = "alibaba"\n'
+                   'lr = 0.01\nbatch_size = 256\nweight_decay = 1e-6\n'
+                   'keep_rate = 0.3\ntemp = 0.5\n')
+    hyperparameters, settings = _hyperparameters(
+        ['--config', config, '--keep-rate', '0.4'], tmp_path)
+    assert hyperparameters['keep_rate'] == 0.4  # The flag beats the file,
+    assert hyperparameters['temperature'] == 0.5  # the file the preset,
+    assert hyperparameters['l2_weight'] == 1e-6  # the preset the default.
+    assert hyperparameters['ssl_weight'] == 1.0
+    assert settings == {'epochs': 1, 'patience': 10, 'lr': 0.01,
+                        'weight_decay': 1e-6, 'batch_size': 256,
+                        'eval_batch_size': 1024, 'seed': 0,
+                        'max_batches': 1}
+
+
+@pytest.mark.parametrize('text,message', [
+    ('epochs = 2\nbogus = 1\n', "run.toml: unknown key 'bogus': neither a "
+     'training setting nor a hyper-parameter of diffkg'),
+    ('lr = "fast"\n', "run.toml: lr must be a float (got 'fast')"),
+    ('model = "lightgcn"\nkeep_rate = 0.1\n', "unknown key 'keep_rate'"),
+    ('epochs = \n', 'run.toml: not a valid TOML file: Invalid value (at '
+     'line 1'),
+    ('model = "nope"\n', "run.toml: unknown model 'nope'"),
+])
+def test_bad_config_files(tmp_path, capsys, text, message):
+    config = write(tmp_path / 'run.toml', text)
+    assert main(['train', '--config', config]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count('\n') == 1, err

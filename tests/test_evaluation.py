@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from diffkg_pyg.evaluation import RankingEvaluator, gather_rows, to_csr
+from diffkg_pyg.evaluation import RankingEvaluator
+from diffkg_pyg.utils import gather_rows, to_csr
 
 
 def brute_force(scores, target, exclude, ks):

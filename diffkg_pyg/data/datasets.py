@@ -23,6 +23,7 @@ from diffkg_pyg.data.io import (
     read_interaction_matrix,
     read_triplet_file,
 )
+from diffkg_pyg.utils import atomic_write
 
 __all__ = [
     'KGAT_FILES',
@@ -275,9 +276,8 @@ class KGRecDataset(InMemoryDataset):
             os.remove(stale)
         # Write aside, then rename: an interrupted run leaves no partial
         # cache that a later load would take for a complete one.
-        path = self.processed_paths[0]
-        self.save([data], f'{path}.tmp')
-        os.replace(f'{path}.tmp', path)
+        atomic_write(self.processed_paths[0],
+                     lambda temporary: self.save([data], temporary))
 
     def __repr__(self) -> str:
         return f'{self.__class__.__name__}({self.name})'

@@ -8,18 +8,11 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.utils import scatter
 
-__all__ = ['SparseDenoiser', 'CompiledOrEager', 'timestep_embedding',
-           'rows_of']
+from diffkg_pyg.utils import rows_of
+
+__all__ = ['SparseDenoiser', 'CompiledOrEager', 'timestep_embedding']
 
 logger = logging.getLogger(__name__)
-
-
-def rows_of(ptr: Tensor, num_entries: int) -> Tensor:
-    r"""Returns the row of every entry of a CSR-grouped array given its row
-    pointer :obj:`ptr` :obj:`[num_rows + 1]`."""
-    return torch.repeat_interleave(
-        torch.arange(ptr.numel() - 1, device=ptr.device), ptr[1:] - ptr[:-1],
-        output_size=num_entries)
 
 
 def timestep_embedding(t: Tensor, channels: int,

@@ -7,9 +7,9 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import cumsum, scatter
 
-from diffkg_pyg.evaluation import gather_rows
-from diffkg_pyg.nn.denoiser import SparseDenoiser, rows_of
+from diffkg_pyg.nn.denoiser import SparseDenoiser
 from diffkg_pyg.nn.diffusion import GaussianDiffusion
+from diffkg_pyg.utils import gather_rows, rows_of
 
 __all__ = ['Support', 'sample_support', 'denoiser_loss', 'segment_top_k',
            'rebuild_kg']
@@ -88,7 +88,7 @@ def sample_support(kg_ptr: Tensor, kg_col: Tensor, heads: Tensor,
 
 def denoiser_loss(denoiser: SparseDenoiser, diffusion: GaussianDiffusion,
                   support: Support, t: Tensor, item_user_emb: Tensor,
-                  head_emb: Tensor, e_loss: float = 0.5,
+                  head_emb: Tensor, ckgc_weight: float = 0.5,
                   noise: Optional[Tensor] = None
                   ) -> Tuple[Tensor, Tensor, Tensor]:
     r"""The denoiser objective of DiffKG on a batch of heads,
@@ -114,7 +114,7 @@ def denoiser_loss(denoiser: SparseDenoiser, diffusion: GaussianDiffusion,
             shape :obj:`[num_items, d]` (detached).
         head_emb (torch.Tensor): :math:`\mathbf{E}_e` of the heads,
             shape :obj:`[batch_size, d]` (detached).
-        e_loss (float, optional): :math:`\lambda_0`. (default: :obj:`0.5`)
+        ckgc_weight (float, optional): :math:`\lambda_0`. (default: :obj:`0.5`)
         noise (torch.Tensor, optional): Standard normal noise per support
             entry (sampled when not given).
 
@@ -136,7 +136,7 @@ def denoiser_loss(denoiser: SparseDenoiser, diffusion: GaussianDiffusion,
                     item_user_emb[support.index[is_item]])
     z = scatter(contribution, row[is_item], 0, dim_size=batch_size)
     ckgc = (z - head_emb).square().mean(dim=-1).mean()
-    return (1.0 - e_loss) * diff + e_loss * ckgc, diff, ckgc
+    return (1.0 - ckgc_weight) * diff + ckgc_weight * ckgc, diff, ckgc
 
 
 def segment_top_k(score: Tensor, row: Tensor, k: int) -> Tensor:

@@ -1,21 +1,9 @@
 import pytest
 import torch
-import torch.nn.functional as F
 
 from diffkg_pyg.nn import SparseDenoiser
 from diffkg_pyg.nn.denoiser import timestep_embedding
-
-
-def dense_denoiser(model, x, t):
-    r"""The spec's dense MLP, Linear(N + d_t, H), tanh, Linear(H, N),
-    assembled from the sparse model's weights."""
-    w1 = torch.cat([model.input_emb.weight.t(), model.input_time.weight],
-                   dim=1)  # [H, N + d_t]
-    b1 = model.input_time.bias
-    w2, b2 = model.output_emb.weight, model.output_bias.weight.view(-1)
-    time = model.time_layer(timestep_embedding(t, model.time_channels))
-    h = torch.cat([F.normalize(x, dim=-1), time], dim=-1)
-    return torch.tanh(h @ w1.t() + b1) @ w2.t() + b2
+from diffkg_pyg.testing import dense_denoiser
 
 
 @pytest.mark.parametrize('seed', [0, 1])

@@ -3,7 +3,6 @@ import torch
 import torch.nn.functional as F
 
 from diffkg_pyg.data import build_knowledge_graph
-from diffkg_pyg.evaluation import to_csr
 from diffkg_pyg.nn import GaussianDiffusion, SparseDenoiser
 from diffkg_pyg.nn.kg_diffusion import (
     Support,
@@ -11,7 +10,8 @@ from diffkg_pyg.nn.kg_diffusion import (
     rebuild_kg,
     sample_support,
 )
-from tests.nn.test_denoiser import dense_denoiser
+from diffkg_pyg.testing import dense_denoiser
+from diffkg_pyg.utils import to_csr
 
 
 def random_kg(num_entities=20, num_triplets=30, seed=0):
@@ -55,8 +55,8 @@ def test_sample_support_bad_arguments():
                        torch.tensor([0]), 1, num_negatives=0)
 
 
-@pytest.mark.parametrize('e_loss', [0.0, 0.5, 1.0])
-def test_denoiser_loss_full_support_equals_dense(e_loss):
+@pytest.mark.parametrize('ckgc_weight', [0.0, 0.5, 1.0])
+def test_denoiser_loss_full_support_equals_dense(ckgc_weight):
     torch.manual_seed(0)
     num_entities, num_items, dim, batch_size = 12, 5, 4, 3
     denoiser = SparseDenoiser(num_entities, 6, time_channels=4).eval()
@@ -71,7 +71,7 @@ def test_denoiser_loss_full_support_equals_dense(e_loss):
         index=torch.arange(num_entities).repeat(batch_size),
         target=x0.view(-1), weight=torch.ones(batch_size * num_entities))
     loss, diff, ckgc = denoiser_loss(denoiser, diffusion, support, t,
-                                     item_user_emb, head_emb, e_loss,
+                                     item_user_emb, head_emb, ckgc_weight,
                                      noise.view(-1))
     # The spec's dense formulas:
     acp = diffusion.alphas_cumprod[t].float()[:, None]
@@ -84,7 +84,7 @@ def test_denoiser_loss_full_support_equals_dense(e_loss):
     dense_ckgc = ((z - head_emb)**2).mean(dim=1).mean()
     assert torch.allclose(diff, dense_diff, atol=1e-5)
     assert torch.allclose(ckgc, dense_ckgc, atol=1e-5)
-    expected = (1 - e_loss) * dense_diff + e_loss * dense_ckgc
+    expected = (1 - ckgc_weight) * dense_diff + ckgc_weight * dense_ckgc
     assert torch.allclose(loss, expected, atol=1e-5)
 
 

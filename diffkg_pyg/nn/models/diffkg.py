@@ -8,11 +8,10 @@ from torch.utils.checkpoint import checkpoint
 from torch_geometric.data import HeteroData
 from torch_geometric.utils import scatter
 
-from diffkg_pyg.checkpoint import load_checkpoint, save_atomic
 from diffkg_pyg.data.graph import KG, bipartite_adjacency
-from diffkg_pyg.evaluation import gather_rows
 from diffkg_pyg.nn.denoiser import SparseDenoiser
 from diffkg_pyg.nn.diffusion import GaussianDiffusion
+from diffkg_pyg.nn.functional import symmetric_spmm
 from diffkg_pyg.nn.kg_attention import KGEncoder
 from diffkg_pyg.nn.kg_diffusion import (
     denoiser_loss,
@@ -20,6 +19,7 @@ from diffkg_pyg.nn.kg_diffusion import (
     sample_support,
     segment_top_k,
 )
+from diffkg_pyg.utils import gather_rows
 
 __all__ = ['DiffKG', 'PRESETS']
 
@@ -28,28 +28,19 @@ EdgeSet = Tuple[Tensor, Tensor]
 #: The authors' per-dataset settings (spec section 5), on top of the
 #: defaults of :class:`DiffKG`. The authors also train Alibaba-iFashion for
 #: 50 epochs instead of 25; the package's protocol uses early stopping.
-PRESETS: Dict[str, Dict[str, float]] = {
+PRESETS: Dict[str, Dict[str, Any]] = {
     'default': {},
-    'lastfm': dict(reg=1e-5, mess_dropout=0.2, layer_num_kg=2,
-                   res_lambda=0.0, triplet_num=-1, cl_pattern=1,
-                   keep_rate=0.1, e_loss=0.01),
-    'mind': dict(e_loss=0.1, temp=1.0, ssl_reg=1.0, mess_dropout=0.2,
-                 res_lambda=1.0),
-    'alibaba': dict(reg=1e-6, ssl_reg=1.0, temp=1.0),
+    'lastfm': dict(l2_weight=1e-5, kg_dropout=0.2, num_kg_layers=2,
+                   kg_residual=0.0, kg_sample_size=-1, main_view='original',
+                   keep_rate=0.1, ckgc_weight=0.01),
+    'mind': dict(ckgc_weight=0.1, temperature=1.0, ssl_weight=1.0,
+                 kg_dropout=0.2, kg_residual=1.0),
+    'alibaba': dict(l2_weight=1e-6, ssl_weight=1.0, temperature=1.0),
 }
 
-
-class _SymmetricMatmul(torch.autograd.Function):
-    # adj @ x for a symmetric sparse adj: the gradient is adj @ grad, with
-    # no transpose of the sparse matrix (twice as fast as autograd's).
-    @staticmethod
-    def forward(ctx, adj: Tensor, x: Tensor) -> Tensor:
-        ctx.adj = adj
-        return adj @ x
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        return None, ctx.adj @ grad
+#: The two choices of :obj:`main_view` (the authors' :obj:`cl_pattern` 0
+#: and 1).
+MAIN_VIEWS = ('denoised', 'original')
 
 
 def _logsumexp_scores(anchor: Tensor, positive: Tensor) -> Tensor:
@@ -67,7 +58,7 @@ class DiffKG(torch.nn.Module):
     2024), as specified in the package's method notes.
 
     **Recommendation encoder.** A relation-aware attention encoder
-    (:class:`~diffkg_pyg.nn.KGEncoder`, :obj:`layer_num_kg` hops) turns the
+    (:class:`~diffkg_pyg.nn.KGEncoder`, :obj:`num_kg_layers` hops) turns the
     entity table :math:`\mathbf{E}_e` into knowledge-aware item embeddings;
     with the user table :math:`\mathbf{E}_u` they form
     :math:`\mathbf{X}_0 = [\mathbf{E}_u; \mathrm{KG}(\mathbf{E}_e)_{:I}]`,
@@ -88,7 +79,7 @@ class DiffKG(torch.nn.Module):
 
     **Objective** (:meth:`loss`): with a main view :math:`V_1` and a second
     view :math:`V_2` of the embeddings, encoded with the denoised KG and
-    with the sampled original KG (order chosen by :obj:`cl_pattern`),
+    with the sampled original KG (order chosen by :obj:`main_view`),
 
     .. math::
         \mathcal{L} = -\frac{1}{B} \sum_{(u,i,j)} \log \sigma(\hat{y}_{ui} -
@@ -117,35 +108,36 @@ class DiffKG(torch.nn.Module):
         embedding_dim (int, optional): :math:`d`. (default: :obj:`64`)
         num_layers (int, optional): User-item propagation layers :math:`L`.
             (default: :obj:`2`)
-        layer_num_kg (int, optional): Attention hops. (default: :obj:`1`)
-        mess_dropout (float, optional): Dropout after every attention hop.
+        num_kg_layers (int, optional): Attention hops. (default: :obj:`1`)
+        kg_dropout (float, optional): Dropout after every attention hop.
             (default: :obj:`0.1`)
-        res_lambda (float, optional): Residual weight of the KG encoder.
+        kg_residual (float, optional): Residual weight of the KG encoder.
             (default: :obj:`0.5`)
-        triplet_num (int, optional): KG edges sampled once per head for the
-            original view (:obj:`-1`: all). (default: :obj:`10`)
-        reg (float, optional): :math:`\lambda_2`, on the full tables.
+        kg_sample_size (int, optional): KG edges sampled once per head for
+            the original view (:obj:`-1`: all). (default: :obj:`10`)
+        l2_weight (float, optional): :math:`\lambda_2`, on the full tables.
             (default: :obj:`1e-7`)
-        ssl_reg (float, optional): :math:`\lambda_1`. (default: :obj:`0.1`)
-        temp (float, optional): :math:`\tau`. (default: :obj:`0.1`)
-        cl_pattern (int, optional): :obj:`0`: the denoised KG feeds the main
-            view (and evaluation); :obj:`1`: the sampled original KG does.
-            (default: :obj:`0`)
-        denoiser_hidden (int, optional): Hidden size of the denoiser.
-            (default: :obj:`1000`)
+        ssl_weight (float, optional): :math:`\lambda_1`, the weight of the
+            InfoNCE terms. (default: :obj:`0.1`)
+        temperature (float, optional): :math:`\tau`. (default: :obj:`0.1`)
+        main_view (str, optional): :obj:`'denoised'`: the denoised KG feeds
+            the main view (and evaluation); :obj:`'original'`: the sampled
+            original KG does. (default: :obj:`'denoised'`)
+        denoiser_hidden_channels (int, optional): Hidden size of the
+            denoiser. (default: :obj:`1000`)
         time_channels (int, optional): :math:`d_t`. (default: :obj:`10`)
         norm (bool, optional): L2-normalise the denoiser's input rows.
             (default: :obj:`True`)
         denoiser_dropout (float, optional): Denoiser input dropout.
             (default: :obj:`0.5`)
-        steps (int, optional): Diffusion steps :math:`T`.
+        diffusion_steps (int, optional): Diffusion steps :math:`T`.
             (default: :obj:`5`)
         noise_scale (float, optional): (default: :obj:`0.1`)
         noise_min (float, optional): (default: :obj:`1e-4`)
         noise_max (float, optional): (default: :obj:`0.02`)
         sampling_steps (int, optional): Noise steps applied before the
             rebuild's reverse process. (default: :obj:`0`)
-        e_loss (float, optional): :math:`\lambda_0`, the CKGC weight.
+        ckgc_weight (float, optional): :math:`\lambda_0`, the CKGC weight.
             (default: :obj:`0.5`)
         rebuild_k (int, optional): Edges kept per head by the rebuild.
             (default: :obj:`1`)
@@ -165,54 +157,58 @@ class DiffKG(torch.nn.Module):
         num_relations: int,
         embedding_dim: int = 64,
         num_layers: int = 2,
-        layer_num_kg: int = 1,
-        mess_dropout: float = 0.1,
-        res_lambda: float = 0.5,
-        triplet_num: int = 10,
-        reg: float = 1e-7,
-        ssl_reg: float = 0.1,
-        temp: float = 0.1,
-        cl_pattern: int = 0,
-        denoiser_hidden: int = 1000,
+        num_kg_layers: int = 1,
+        kg_dropout: float = 0.1,
+        kg_residual: float = 0.5,
+        kg_sample_size: int = 10,
+        l2_weight: float = 1e-7,
+        ssl_weight: float = 0.1,
+        temperature: float = 0.1,
+        main_view: str = 'denoised',
+        denoiser_hidden_channels: int = 1000,
         time_channels: int = 10,
         norm: bool = True,
         denoiser_dropout: float = 0.5,
-        steps: int = 5,
+        diffusion_steps: int = 5,
         noise_scale: float = 0.1,
         noise_min: float = 1e-4,
         noise_max: float = 0.02,
         sampling_steps: int = 0,
-        e_loss: float = 0.5,
+        ckgc_weight: float = 0.5,
         rebuild_k: int = 1,
         keep_rate: float = 0.5,
         num_negatives: int = 1,
         use_compile: bool = True,
     ) -> None:
         super().__init__()
-        self._arguments = {k: v for k, v in locals().items()
-                           if k not in ('self', '__class__')}
         for name, value in (('num_users', num_users),
                             ('num_items', num_items),
                             ('num_relations', num_relations),
                             ('embedding_dim', embedding_dim),
-                            ('layer_num_kg', layer_num_kg),
-                            ('denoiser_hidden', denoiser_hidden),
+                            ('num_kg_layers', num_kg_layers),
+                            ('denoiser_hidden_channels',
+                             denoiser_hidden_channels),
                             ('rebuild_k', rebuild_k),
                             ('num_negatives', num_negatives)):
             _check(value >= 1, name, value, '>= 1')
         _check(num_entities >= num_items, 'num_entities', num_entities,
                f'>= num_items ({num_items})')
         _check(num_layers >= 0, 'num_layers', num_layers, '>= 0')
-        _check(triplet_num == -1 or triplet_num >= 1, 'triplet_num',
-               triplet_num, '-1 (all edges) or >= 1')
-        _check(reg >= 0, 'reg', reg, '>= 0')
-        _check(ssl_reg >= 0, 'ssl_reg', ssl_reg, '>= 0')
-        _check(temp > 0, 'temp', temp, '> 0')
-        _check(cl_pattern in (0, 1), 'cl_pattern', cl_pattern, '0 or 1')
-        _check(0.0 <= e_loss <= 1.0, 'e_loss', e_loss, 'in [0, 1]')
+        _check(kg_sample_size == -1 or kg_sample_size >= 1, 'kg_sample_size',
+               kg_sample_size, '-1 (all edges) or >= 1')
+        _check(l2_weight >= 0, 'l2_weight', l2_weight, '>= 0')
+        _check(ssl_weight >= 0, 'ssl_weight', ssl_weight, '>= 0')
+        _check(temperature > 0, 'temperature', temperature, '> 0')
+        _check(main_view in MAIN_VIEWS, 'main_view', main_view,
+               ' or '.join(repr(v) for v in MAIN_VIEWS))
+        _check(0.0 <= ckgc_weight <= 1.0, 'ckgc_weight', ckgc_weight,
+               'in [0, 1]')
         _check(0.0 < keep_rate <= 1.0, 'keep_rate', keep_rate, 'in (0, 1]')
-        _check(0 <= sampling_steps <= steps, 'sampling_steps',
-               sampling_steps, f'in [0, steps] = [0, {steps}]')
+        _check(diffusion_steps >= 1, 'diffusion_steps', diffusion_steps,
+               '>= 1')
+        _check(0 <= sampling_steps <= diffusion_steps, 'sampling_steps',
+               sampling_steps,
+               f'in [0, diffusion_steps] = [0, {diffusion_steps}]')
 
         self.num_users = num_users
         self.num_items = num_items
@@ -220,13 +216,13 @@ class DiffKG(torch.nn.Module):
         self.num_relations = num_relations
         self.embedding_dim = embedding_dim
         self.num_layers = num_layers
-        self.triplet_num = triplet_num
-        self.reg = reg
-        self.ssl_reg = ssl_reg
-        self.temp = temp
-        self.cl_pattern = cl_pattern
+        self.kg_sample_size = kg_sample_size
+        self.l2_weight = l2_weight
+        self.ssl_weight = ssl_weight
+        self.temperature = temperature
+        self.main_view = main_view
         self.sampling_steps = sampling_steps
-        self.e_loss = e_loss
+        self.ckgc_weight = ckgc_weight
         self.rebuild_k = rebuild_k
         self.keep_rate = keep_rate
         self.num_negatives = num_negatives
@@ -235,13 +231,13 @@ class DiffKG(torch.nn.Module):
         self.entity_emb = Parameter(torch.empty(num_entities, embedding_dim))
         self.relation_emb = Parameter(
             torch.empty(num_relations, embedding_dim))
-        self.kg_encoder = KGEncoder(embedding_dim, layer_num_kg, mess_dropout,
-                                    res_lambda)
-        self.denoiser = SparseDenoiser(num_entities, denoiser_hidden,
+        self.kg_encoder = KGEncoder(embedding_dim, num_kg_layers, kg_dropout,
+                                    kg_residual)
+        self.denoiser = SparseDenoiser(num_entities, denoiser_hidden_channels,
                                        time_channels, norm, denoiser_dropout,
                                        use_compile)
-        self.diffusion = GaussianDiffusion(steps, noise_scale, noise_min,
-                                           noise_max)
+        self.diffusion = GaussianDiffusion(diffusion_steps, noise_scale,
+                                           noise_min, noise_max)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -258,47 +254,6 @@ class DiffKG(torch.nn.Module):
         return cls(data['user'].num_nodes, data['item'].num_nodes,
                    data['entity'].num_nodes, int(data[KG].num_relations),
                    **kwargs)
-
-    def arguments(self) -> Dict[str, Any]:
-        r"""The constructor's arguments: :obj:`DiffKG(**model.arguments())`
-        builds the same architecture."""
-        return dict(self._arguments)
-
-    def save(self, path: str, train_edge_index: Tensor,
-             kg_edge_index: Tensor, kg_edge_type: Tensor) -> None:
-        r"""Saves what :meth:`recommend` needs, so that :meth:`load` serves
-        recommendations without the dataset's files: the arguments, the
-        recommender's parameters (not the denoiser's), the train pairs
-        (for the adjacency and the exclusion of train items) and the KG to
-        encode with (the main view's)."""
-        state = {k: v for k, v in self.state_dict().items()
-                 if not k.startswith('denoiser.')}
-        save_atomic({'format': 'diffkg_pyg.DiffKG/1',
-                     'arguments': self.arguments(), 'state_dict': state,
-                     'train_edge_index': train_edge_index.cpu(),
-                     'kg_edge_index': kg_edge_index.cpu(),
-                     'kg_edge_type': kg_edge_type.cpu()}, path)
-
-    @classmethod
-    def load(cls, path: str, map_location: Optional[torch.device] = None
-             ) -> Tuple['DiffKG', Tuple[Tensor, Tensor, Tensor]]:
-        r"""Loads a model written by :meth:`save`. Returns the model (in
-        evaluation mode) and its graph inputs :obj:`(adj, kg_edge_index,
-        kg_edge_type)`, ready for :obj:`model.recommend(*graph, users)`."""
-        saved = load_checkpoint(path, map_location)
-        if saved.get('format') != 'diffkg_pyg.DiffKG/1':
-            raise ValueError(f'{path}: not a model saved by DiffKG.save '
-                             f'(format {saved.get("format")!r})')
-        model = cls(**{**saved['arguments'], 'use_compile': False})
-        missing, unexpected = model.load_state_dict(saved['state_dict'],
-                                                    strict=False)
-        if unexpected or any(not k.startswith('denoiser.') for k in missing):
-            raise ValueError(f'{path}: parameters do not match the '
-                             f'arguments (missing {missing}, unexpected '
-                             f'{unexpected})')
-        model = model.to(map_location).eval()
-        adj = model.build_adjacency(saved['train_edge_index'])
-        return model, (adj, saved['kg_edge_index'], saved['kg_edge_type'])
 
     def recommender_parameters(self):
         r"""The parameters of the recommendation objective (tables and
@@ -317,21 +272,21 @@ class DiffKG(torch.nn.Module):
 
     def sample_kg(self, edge_index: Tensor, edge_type: Tensor,
                   generator: Optional[torch.Generator] = None) -> EdgeSet:
-        r"""Samples, per head, at most :obj:`triplet_num` of its KG edges
-        uniformly (all of them when :obj:`triplet_num = -1`), keeping the
+        r"""Samples, per head, at most :obj:`kg_sample_size` of its KG edges
+        uniformly (all of them when :obj:`kg_sample_size = -1`), keeping the
         order of :obj:`edge_index`."""
-        if self.triplet_num == -1:
+        if self.kg_sample_size == -1:
             return edge_index, edge_type
         score = torch.rand(edge_type.numel(), generator=generator,
                            device=edge_type.device)
-        keep = segment_top_k(score, edge_index[0], self.triplet_num)
+        keep = segment_top_k(score, edge_index[0], self.kg_sample_size)
         return edge_index[:, keep], edge_type[keep]
 
     def views(self, sampled_kg: EdgeSet,
               denoised_kg: EdgeSet) -> Tuple[EdgeSet, EdgeSet]:
         r"""The KGs of the main and of the second view, by
-        :obj:`cl_pattern`."""
-        if self.cl_pattern == 0:
+        :obj:`main_view`."""
+        if self.main_view == 'denoised':
             return denoised_kg, sampled_kg
         return sampled_kg, denoised_kg
 
@@ -357,7 +312,7 @@ class DiffKG(torch.nn.Module):
             views.append(torch.cat([self.user_emb, entity[:self.num_items]]))
         x = out = torch.cat(views, dim=-1)
         for _ in range(self.num_layers):
-            x = _SymmetricMatmul.apply(adj, x)
+            x = symmetric_spmm(adj, x)
             out = out + x
         return [(view[:self.num_users], view[self.num_users:])
                 for view in out.split(self.embedding_dim, dim=-1)]
@@ -417,7 +372,7 @@ class DiffKG(torch.nn.Module):
             The loss and its detached terms :obj:`'bpr'`, :obj:`'reg'`,
             :obj:`'ssl'`.
         """
-        if self.ssl_reg > 0:
+        if self.ssl_weight > 0:
             (user_emb, item_emb), (user_emb2, item_emb2) = self._embed(
                 adj, [main_kg, second_kg])
         else:
@@ -425,14 +380,15 @@ class DiffKG(torch.nn.Module):
         pos = (user_emb[user] * item_emb[pos_item]).sum(dim=-1)
         neg = (user_emb[user] * item_emb[neg_item]).sum(dim=-1)
         bpr = -F.logsigmoid(pos - neg).sum() / (batch_size or user.numel())
-        reg = self.reg * sum(w.square().sum()
+        reg = self.l2_weight * sum(w.square().sum()
                              for w in self.recommender_parameters())
         loss = bpr + reg
         ssl = torch.zeros((), device=user.device)
-        if self.ssl_reg > 0:
-            ssl = (self.info_nce(user_emb2, user_emb, user, self.temp) +
-                   self.info_nce(item_emb2, item_emb, pos_item, self.temp))
-            loss = loss + self.ssl_reg * ssl
+        if self.ssl_weight > 0:
+            tau = self.temperature
+            ssl = (self.info_nce(user_emb2, user_emb, user, tau) +
+                   self.info_nce(item_emb2, item_emb, pos_item, tau))
+            loss = loss + self.ssl_weight * ssl
         return loss, {'bpr': bpr.detach(), 'reg': reg.detach(),
                       'ssl': ssl.detach()}
 
@@ -473,7 +429,7 @@ class DiffKG(torch.nn.Module):
                             device=heads.device)
         return denoiser_loss(self.denoiser, self.diffusion, support, t,
                              item_user_emb, self.entity_emb[heads].detach(),
-                             self.e_loss, noise)
+                             self.ckgc_weight, noise)
 
     def rebuild_kg(self, edge_index: Tensor, edge_type: Tensor,
                    batch_size: int = 1024,
@@ -496,7 +452,7 @@ class DiffKG(torch.nn.Module):
             adj (torch.Tensor): The adjacency of :meth:`build_adjacency`
                 (its user-item pairs are the train interactions).
             kg_edge_index (torch.Tensor): The KG to encode with (the
-                denoised KG when :obj:`cl_pattern = 0`).
+                denoised KG when :obj:`main_view = 'denoised'`).
             kg_edge_type (torch.Tensor): Its relations.
             user_index (torch.Tensor): Users :obj:`[B]`.
             k (int, optional): Items per user. (default: :obj:`20`)

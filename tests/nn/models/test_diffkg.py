@@ -2,15 +2,15 @@ import logging
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from diffkg_pyg import PRESETS, DiffKG
 from diffkg_pyg.data import KG, USER_ITEM, synthetic_dataset
-from diffkg_pyg.evaluation import to_csr
 from diffkg_pyg.nn import SparseDenoiser
 from diffkg_pyg.nn.denoiser import CompiledOrEager
 from diffkg_pyg.nn.kg_diffusion import sample_support
 from diffkg_pyg.optim import SparseRowAdam
+from diffkg_pyg.testing import literal_contrast_loss
+from diffkg_pyg.utils import to_csr
 from tests.nn.test_kg_diffusion import random_kg
 
 
@@ -23,7 +23,7 @@ def data():
 
 def make_model(data, **kwargs):
     torch.manual_seed(0)
-    kwargs = {'denoiser_hidden': 16, 'embedding_dim': 8,
+    kwargs = {'denoiser_hidden_channels': 16, 'embedding_dim': 8,
               'use_compile': False, **kwargs}
     return DiffKG.from_data(data, **kwargs)
 
@@ -72,18 +72,18 @@ def test_get_embedding_is_sum_of_layers(data, num_layers):
     assert torch.allclose(torch.cat([user, item]), expected, atol=1e-5)
 
 
-@pytest.mark.parametrize('triplet_num', [-1, 1, 3])
-def test_sample_kg(data, triplet_num):
-    model = make_model(data, triplet_num=triplet_num)
+@pytest.mark.parametrize('kg_sample_size', [-1, 1, 3])
+def test_sample_kg(data, kg_sample_size):
+    model = make_model(data, kg_sample_size=kg_sample_size)
     edge_index, edge_type = kg_of(data)
     gen = torch.Generator().manual_seed(0)
     sampled, sampled_type = model.sample_kg(edge_index, edge_type, gen)
     count = torch.bincount(sampled[0], minlength=model.num_entities)
     degree = torch.bincount(edge_index[0], minlength=model.num_entities)
-    if triplet_num == -1:
+    if kg_sample_size == -1:
         assert torch.equal(sampled, edge_index)
     else:
-        assert torch.equal(count, degree.clamp(max=triplet_num))
+        assert torch.equal(count, degree.clamp(max=kg_sample_size))
     key = edge_index[0] * model.num_entities + edge_index[1]
     position = torch.searchsorted(
         key, sampled[0] * model.num_entities + sampled[1])
@@ -92,30 +92,20 @@ def test_sample_kg(data, triplet_num):
     assert torch.equal(edge_type[position], sampled_type)
 
 
-@pytest.mark.parametrize('cl_pattern', [0, 1])
-def test_views(data, cl_pattern):
-    model = make_model(data, cl_pattern=cl_pattern)
+@pytest.mark.parametrize('main_view', ['denoised', 'original'])
+def test_views(data, main_view):
+    model = make_model(data, main_view=main_view)
     sampled, denoised = ('s', 's'), ('d', 'd')
     main, second = model.views(sampled, denoised)
-    assert (main, second) == ((denoised, sampled) if cl_pattern == 0 else
-                              (sampled, denoised))
-
-
-def literal_contrast_loss(embeds1, embeds2, nodes, temp):
-    # The authors' `contrastLoss` (Utils.py), line by line.
-    embeds1 = F.normalize(embeds1 + 1e-8, p=2)
-    embeds2 = F.normalize(embeds2 + 1e-8, p=2)
-    pck_embeds1 = embeds1[nodes]
-    pck_embeds2 = embeds2[nodes]
-    nume = torch.exp(torch.sum(pck_embeds1 * pck_embeds2, dim=-1) / temp)
-    deno = torch.exp(pck_embeds1 @ embeds2.T / temp).sum(-1) + 1e-8
-    return -torch.log(nume / deno).mean()
+    assert (main, second) == ((denoised, sampled) if main_view == 'denoised'
+                              else (sampled, denoised))
 
 
 @pytest.mark.parametrize('temp', [0.1, 1.0])
-@pytest.mark.parametrize('ssl_reg', [0.0, 0.5])
-def test_loss_terms(data, temp, ssl_reg):
-    model = make_model(data, temp=temp, ssl_reg=ssl_reg, reg=1e-3).eval()
+@pytest.mark.parametrize('ssl_weight', [0.0, 0.5])
+def test_loss_terms(data, temp, ssl_weight):
+    model = make_model(data, temperature=temp, ssl_weight=ssl_weight,
+                       l2_weight=1e-3).eval()
     adj = model.build_adjacency(data[USER_ITEM].edge_index)
     main = kg_of(data)
     second = model.sample_kg(*main, torch.Generator().manual_seed(1))
@@ -135,9 +125,9 @@ def test_loss_terms(data, temp, ssl_reg):
     assert float(terms['bpr']) == pytest.approx(float(bpr), rel=1e-5)
     assert float(terms['reg']) == pytest.approx(float(reg), rel=1e-5)
     expected = bpr + reg
-    if ssl_reg > 0:
+    if ssl_weight > 0:
         assert float(terms['ssl']) == pytest.approx(float(ssl), rel=1e-5)
-        expected = expected + ssl_reg * ssl
+        expected = expected + ssl_weight * ssl
     assert float(loss.detach()) == pytest.approx(float(expected), rel=1e-5)
     loss.backward()
     assert model.denoiser.input_emb.weight.grad is None
@@ -223,12 +213,13 @@ def test_recommend_bad_arguments(data, users, k, match):
     (dict(keep_rate=0.0), r"'keep_rate' must be in \(0, 1\] \(got 0.0\)"),
     (dict(keep_rate=1.5), "'keep_rate' must be in"),
     (dict(rebuild_k=0), "'rebuild_k' must be >= 1"),
-    (dict(steps=0), "'steps' must be >= 1"),
-    (dict(sampling_steps=6), r"'sampling_steps' must be in \[0, steps\]"),
-    (dict(cl_pattern=2), "'cl_pattern' must be 0 or 1"),
-    (dict(triplet_num=0), "'triplet_num' must be -1"),
-    (dict(temp=0.0), "'temp' must be > 0"),
-    (dict(e_loss=1.5), r"'e_loss' must be in \[0, 1\]"),
+    (dict(diffusion_steps=0), "'diffusion_steps' must be >= 1"),
+    (dict(sampling_steps=6),
+     r"'sampling_steps' must be in \[0, diffusion_steps\]"),
+    (dict(main_view=0), "'main_view' must be 'denoised' or 'original'"),
+    (dict(kg_sample_size=0), "'kg_sample_size' must be -1"),
+    (dict(temperature=0.0), "'temperature' must be > 0"),
+    (dict(ckgc_weight=1.5), r"'ckgc_weight' must be in \[0, 1\]"),
     (dict(num_entities=5), "'num_entities' must be >= num_items"),
 ])
 def test_bad_hyperparameters(kwargs, match):
@@ -240,8 +231,8 @@ def test_bad_hyperparameters(kwargs, match):
 @pytest.mark.parametrize('name', sorted(PRESETS))
 def test_presets_construct(data, name):
     model = make_model(data, **PRESETS[name])
-    encoder = {'layer_num_kg': 'num_hops', 'mess_dropout': 'dropout',
-               'res_lambda': 'res_lambda'}
+    encoder = {'num_kg_layers': 'num_hops', 'kg_dropout': 'dropout',
+               'kg_residual': 'res_lambda'}
     for key, value in PRESETS[name].items():
         if key in encoder:
             assert getattr(model.kg_encoder, encoder[key]) == value
@@ -249,6 +240,7 @@ def test_presets_construct(data, name):
             assert getattr(model, key) == value
 
 
+@pytest.mark.slow  # A cold torch.compile.
 def test_compiled_denoiser_step_matches_eager():
     kg = random_kg(num_entities=30, num_triplets=60)
     ptr, col = to_csr(kg.edge_index, kg.num_entities)

@@ -2,7 +2,6 @@ r"""Checkpoint files: atomic writes, random-number-generator states and
 dataset fingerprints, so that a resumed run continues exactly where the
 interrupted one stopped."""
 import hashlib
-import os
 import os.path as osp
 import pickle
 import random
@@ -13,6 +12,7 @@ import torch
 from torch_geometric.data import HeteroData
 
 from diffkg_pyg.data.graph import KG, USER_ITEM
+from diffkg_pyg.utils import atomic_write
 
 __all__ = [
     'save_atomic',
@@ -24,28 +24,10 @@ __all__ = [
 
 
 def save_atomic(obj: Any, path: str) -> None:
-    r"""Writes :obj:`obj` with :func:`torch.save` to a temporary file beside
-    :obj:`path`, flushes it to disk and renames it into place, so that
-    :obj:`path` always holds either the previous or the new complete file.
-    """
-    directory = osp.dirname(osp.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    temporary = f'{path}.tmp{os.getpid()}'
-    try:
-        with open(temporary, 'wb') as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    finally:
-        if osp.exists(temporary):
-            os.remove(temporary)
-    if hasattr(os, 'O_DIRECTORY'):  # Make the rename itself durable.
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    r"""Writes :obj:`obj` with :func:`torch.save` atomically (see
+    :func:`~diffkg_pyg.utils.atomic_write`): :obj:`path` always holds either
+    the previous or the new complete file."""
+    atomic_write(path, lambda temporary: torch.save(obj, temporary))
 
 
 def load_checkpoint(path: str,

@@ -1,0 +1,162 @@
+r"""Declarations of hyper-parameters and training settings: one place per
+model from which the command-line flags, their help, the presets, config
+files and the arguments saved with results and checkpoints all come."""
+import dataclasses
+import inspect
+from dataclasses import dataclass
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+)
+
+__all__ = ['HyperParameter', 'from_signature', 'resolve', 'TRAIN_SETTINGS']
+
+_TYPE_NAMES = {int: 'int', float: 'float', str: 'str', bool: 'bool'}
+
+
+@dataclass(frozen=True)
+class HyperParameter:
+    r"""One hyper-parameter (or training setting) of a model.
+
+    Args:
+        name (str): Its name, a keyword argument of the model (snake case;
+            the flag is its kebab case).
+        type (type): :obj:`int`, :obj:`float`, :obj:`str` or :obj:`bool`.
+        help (str): One line for :obj:`--help` and :obj:`diffkg-pyg models`.
+        default (Any, optional): The default (taken from the model's
+            constructor by :func:`from_signature`).
+        aliases (tuple of str, optional): Other accepted names, e.g. the
+            authors' (:obj:`'ssl_reg'` for :obj:`'ssl_weight'`), on the
+            command line and in config files. (default: :obj:`()`)
+        from_alias (callable, optional): Converts a value given under an
+            alias (e.g. the authors' :obj:`cl_pattern` 0/1 to
+            :obj:`main_view` 'denoised'/'original'). (default: identity)
+        alias_type (type, optional): The type of values given under an
+            alias. (default: :obj:`type`)
+        choices (tuple, optional): The allowed values.
+        compared (bool, optional): Whether a resumed checkpoint must agree
+            on it (:obj:`False` for what changes speed, not results).
+            (default: :obj:`True`)
+    """
+    name: str
+    type: type
+    help: str
+    default: Any = None
+    aliases: Tuple[str, ...] = ()
+    from_alias: Optional[Callable[[Any], Any]] = None
+    alias_type: Optional[type] = None
+    choices: Optional[Tuple[Any, ...]] = None
+    compared: bool = True
+
+    @property
+    def flag(self) -> str:
+        return '--' + self.name.replace('_', '-')
+
+    @property
+    def type_name(self) -> str:
+        return _TYPE_NAMES.get(self.type, self.type.__name__)
+
+    def check(self, value: Any, where: str = '') -> Any:
+        r"""Returns :obj:`value` as this parameter's type (an :obj:`int` is
+        a valid :obj:`float`); raises :class:`ValueError` naming the
+        parameter (and :obj:`where` it was given) otherwise. :obj:`None` is
+        accepted where the default is :obj:`None`."""
+        if value is None and self.default is None:
+            return None
+        ok = isinstance(value, self.type) and not (
+            self.type is not bool and isinstance(value, bool))
+        if self.type is float and isinstance(value, int) and \
+                not isinstance(value, bool):
+            value, ok = float(value), True
+        if not ok:
+            article = 'an' if self.type_name[0] in 'aeiou' else 'a'
+            raise ValueError(f'{where}{self.name} must be {article} '
+                             f'{self.type_name} (got {value!r})')
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f'{where}{self.name} must be one of '
+                             f'{", ".join(map(repr, self.choices))} (got '
+                             f'{value!r})')
+        return value
+
+    def convert_alias(self, value: Any) -> Any:
+        r"""The value of this parameter for :obj:`value` given under one of
+        its aliases."""
+        return value if self.from_alias is None else self.from_alias(value)
+
+
+def from_signature(function: Callable,
+                   *parameters: HyperParameter) -> Tuple[HyperParameter, ...]:
+    r"""Fills in every declared parameter's default from the signature of
+    :obj:`function` (a model's constructor), so that the default is written
+    once, in the model. A declared name that is not an argument of
+    :obj:`function` raises :class:`TypeError`."""
+    signature = inspect.signature(function).parameters
+    out = []
+    for parameter in parameters:
+        if parameter.name not in signature:
+            raise TypeError(f'{parameter.name!r} is not an argument of '
+                            f'{function.__qualname__}')
+        default = signature[parameter.name].default
+        if default is inspect.Parameter.empty:
+            raise TypeError(f'{function.__qualname__} argument '
+                            f'{parameter.name!r} has no default')
+        out.append(dataclasses.replace(parameter, default=default))
+    return tuple(out)
+
+
+def lookup(parameters: Iterable[HyperParameter]
+           ) -> Dict[str, Tuple[HyperParameter, bool]]:
+    r"""Maps every name and alias to :obj:`(parameter, is_alias)`."""
+    out = {}
+    for parameter in parameters:
+        out[parameter.name] = (parameter, False)
+        for alias in parameter.aliases:
+            out[alias] = (parameter, True)
+    return out
+
+
+def resolve(parameters: Sequence[HyperParameter],
+            *layers: Mapping[str, Any], where: str = '') -> Dict[str, Any]:
+    r"""The value of every parameter: its default, overridden by each of
+    :obj:`layers` in turn (e.g. a preset, a config file, the command line).
+    Keys may be names or aliases; an unknown key or a value of the wrong
+    type raises :class:`ValueError`."""
+    names = lookup(parameters)
+    values = {p.name: p.default for p in parameters}
+    for layer in layers:
+        for key, value in layer.items():
+            if key not in names:
+                raise ValueError(f'{where}unknown hyper-parameter {key!r} '
+                                 f'(known: {", ".join(sorted(values))})')
+            parameter, is_alias = names[key]
+            if is_alias:
+                value = parameter.convert_alias(value)
+            values[parameter.name] = parameter.check(value, where)
+    return values
+
+
+#: The training settings every model shares (:class:`Trainer` arguments),
+#: with the authors' names as aliases.
+TRAIN_SETTINGS: Tuple[HyperParameter, ...] = (
+    HyperParameter('epochs', int, 'epoch cap (in total, when resuming)', 200,
+                   aliases=('epoch', )),
+    HyperParameter('patience', int, 'early-stopping patience in epochs', 10),
+    HyperParameter('lr', float, 'learning rate of the Adam optimisers', 1e-3),
+    HyperParameter('weight_decay', float,
+                   "Adam's weight decay (the models' own L2 terms are "
+                   'hyper-parameters)', 0.0),
+    HyperParameter('batch_size', int, 'training examples per step', 1024,
+                   aliases=('batch', )),
+    HyperParameter('eval_batch_size', int, 'users scored at once', 1024,
+                   aliases=('tstBat', )),
+    HyperParameter('seed', int, 'seed of initialisation and sampling', 0),
+    HyperParameter('max_batches', int,
+                   'cap on the training batches per epoch (smoke runs)',
+                   None),
+)

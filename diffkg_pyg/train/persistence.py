@@ -1,0 +1,142 @@
+r"""Saving trained models for inference and loading them back, for every
+model with a :class:`~diffkg_pyg.train.Recipe`: the file holds the model's
+name, hyper-parameters and parameters, the dataset sizes, the train pairs
+and the recipe's inference inputs, all on the CPU, so that a model trained
+on a GPU loads on a machine without one, and no dataset file is needed."""
+from dataclasses import asdict
+from typing import Dict, Optional, Tuple, Type
+
+import torch
+from torch import Tensor
+
+from diffkg_pyg.train.checkpoint import load_checkpoint, save_atomic
+from diffkg_pyg.train.recipe import Recipe, Sizes
+from diffkg_pyg.utils import gather_rows, to_csr
+
+__all__ = ['save_model', 'load_model', 'Recommender']
+
+MODEL_FORMAT = 'diffkg_pyg.model/1'
+
+
+def save_model(path: str, recipe: Recipe, model: torch.nn.Module,
+               sizes: Sizes, train_edge_index: Tensor) -> None:
+    r"""Saves :obj:`model` (trained with :obj:`recipe` on a dataset of
+    :obj:`sizes` with the train pairs :obj:`train_edge_index`) for
+    :func:`load_model`. Parameters under the recipe's
+    :obj:`inference_skip` prefixes (e.g. DiffKG's denoiser) are left out.
+    """
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()
+             if not k.startswith(recipe.inference_skip or ('\0', ))}
+    save_atomic({
+        'format': MODEL_FORMAT,
+        'model_name': recipe.name,
+        'hyperparameters': recipe.hparams,
+        'sizes': asdict(sizes),
+        'state_dict': state,
+        'train_edge_index': train_edge_index.cpu(),
+        'inputs': {k: v.cpu() for k, v in recipe.inference_inputs().items()},
+    }, path)
+
+
+class Recommender:
+    r"""A trained model ready to score and recommend (see
+    :func:`load_model`).
+
+    Args:
+        recipe (Recipe): The model's recipe, set up for inference.
+        model (torch.nn.Module): The model, in evaluation mode.
+        sizes (Sizes): The dataset sizes.
+        train_edge_index (torch.Tensor): The train pairs (never
+            recommended back by default).
+    """
+    def __init__(self, recipe: Recipe, model: torch.nn.Module, sizes: Sizes,
+                 train_edge_index: Tensor) -> None:
+        self.recipe = recipe
+        self.model = model.eval()
+        self.sizes = sizes
+        self.train_ptr, self.train_col = to_csr(train_edge_index,
+                                                sizes.num_users)
+        with torch.no_grad():
+            self._scores = recipe.scores(model)
+
+    @torch.no_grad()
+    def scores(self, user_index: Tensor) -> Tensor:
+        r"""The scores of all items for :obj:`user_index` :obj:`[B]`,
+        shape :obj:`[B, num_items]`."""
+        return self._scores(user_index)
+
+    @torch.no_grad()
+    def recommend(self, user_index: Tensor, k: int = 20,
+                  exclude_train: bool = True) -> Tuple[Tensor, Tensor]:
+        r"""The top-:obj:`k` items of every user of :obj:`user_index`
+        :obj:`[B]`: item indices and scores, both :obj:`[B, k]`, best first
+        (a user's train items left out when :obj:`exclude_train`)."""
+        num_users, num_items = self.sizes.num_users, self.sizes.num_items
+        if not 1 <= k <= num_items:
+            raise ValueError(f"'k' must be in [1, num_items] = "
+                             f"[1, {num_items}] (got {k})")
+        user_index = user_index.view(-1)
+        if user_index.numel() and not (0 <= int(user_index.min()) and
+                                       int(user_index.max()) < num_users):
+            raise ValueError(f"'user_index' must lie in [0, {num_users - 1}]"
+                             f" (got values in [{int(user_index.min())}, "
+                             f"{int(user_index.max())}])")
+        score = self.scores(user_index).clone()
+        if exclude_train:
+            row, col = gather_rows(self.train_ptr, self.train_col,
+                                   user_index.cpu())
+            score[row.to(score.device), col.to(score.device)] = float('-inf')
+        score, item = score.topk(k, dim=-1)
+        return item, score
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.recipe.name}, '
+                f'num_users={self.sizes.num_users}, '
+                f'num_items={self.sizes.num_items})')
+
+
+def load_model(path: str, map_location: Optional[torch.device] = None,
+               recipes: Optional[Dict[str, Type[Recipe]]] = None
+               ) -> Recommender:
+    r"""Loads a model written by :func:`save_model` (or
+    :obj:`diffkg-pyg train --save-model`) and returns a
+    :class:`Recommender`.
+
+    Args:
+        path (str): The file.
+        map_location (torch.device, optional): Where to put the model.
+            (default: CPU)
+        recipes (dict, optional): Recipes by name, for models that are not
+            registered (a user's own). (default: the registry)
+    """
+    saved = load_checkpoint(path, torch.device('cpu'))
+    if saved.get('format') != MODEL_FORMAT:
+        raise ValueError(f'{path}: not a model saved by this package '
+                         f'(format {saved.get("format")!r})')
+    name = saved['model_name']
+    if recipes is None or name not in recipes:
+        from diffkg_pyg.train.registry import get_recipe
+        try:
+            recipe_class = get_recipe(name)
+        except KeyError as error:
+            raise ValueError(f'{path}: {error.args[0]}; pass its recipe as '
+                             f'recipes={{{name!r}: ...}}') from error
+    else:
+        recipe_class = recipes[name]
+    recipe = recipe_class(**saved['hyperparameters'])
+    sizes = Sizes(**saved['sizes'])
+    device = torch.device(map_location or 'cpu')
+    model = recipe.build_model(sizes)
+    missing, unexpected = model.load_state_dict(saved['state_dict'],
+                                                strict=False)
+    skip = recipe.inference_skip or ('\0', )
+    if unexpected or any(not k.startswith(skip) for k in missing):
+        raise ValueError(f'{path}: parameters do not match the '
+                         f'hyper-parameters (missing {missing}, unexpected '
+                         f'{unexpected})')
+    model = model.to(device).eval()
+    train_edge_index = saved['train_edge_index']
+    recipe.setup_inference(model, train_edge_index.to(device),
+                           {k: v.to(device)
+                            for k, v in saved['inputs'].items()})
+    return Recommender(recipe, model, sizes, train_edge_index)

@@ -1,0 +1,217 @@
+r"""The training recipe of :class:`~diffkg_pyg.DiffKG`."""
+import time
+from typing import Any, Callable, Dict, List
+
+import torch
+from torch import Tensor
+
+from diffkg_pyg.data.graph import KG
+from diffkg_pyg.nn.models.diffkg import MAIN_VIEWS, PRESETS, DiffKG
+from diffkg_pyg.optim import SparseRowAdam
+from diffkg_pyg.train.hyperparameters import HyperParameter, from_signature
+from diffkg_pyg.train.recipe import Recipe, Sizes
+from diffkg_pyg.utils import to_csr
+
+__all__ = ['DiffKGRecipe']
+
+
+def _cl_pattern(value: int) -> str:
+    if value not in (0, 1):
+        raise ValueError(f'cl_pattern must be 0 or 1 (got {value!r})')
+    return MAIN_VIEWS[value]
+
+
+def _dims(value: str) -> int:
+    # The authors' --dims '[1000]': one hidden layer.
+    text = str(value).strip().strip('[]').split(',')
+    if len(text) != 1 or not text[0].strip().isdigit():
+        raise ValueError(f'dims must be one hidden size such as [1000] (got '
+                         f'{value!r}; the denoiser has one hidden layer)')
+    return int(text[0])
+
+
+class DiffKGRecipe(Recipe):
+    r"""Trains :class:`~diffkg_pyg.DiffKG` as the method does. Every epoch
+    runs, in order (the method notes, section 4):
+
+    1. **diffusion**: one pass of denoiser steps over every KG head that has
+       edges (shuffled, :obj:`batch_size` heads per step), with their own
+       optimisers (:class:`torch.optim.Adam` for the dense parameters,
+       :class:`~diffkg_pyg.optim.SparseRowAdam`, the update of
+       :class:`torch.optim.SparseAdam`, for the entity tables, so that a
+       step touches only the rows of its support);
+    2. **rebuild**: the denoised KG (:meth:`DiffKG.rebuild_kg`);
+    3. **recommendation**: one pass of BPR triples, each step on
+       :meth:`DiffKG.loss` with the two KG views
+       (:meth:`DiffKG.views`).
+
+    With :obj:`diffusion=False` (the ablation) there is no denoiser and no
+    rebuild; the sampled original KG feeds both views. The KG is sampled
+    once (:meth:`DiffKG.sample_kg`); the denoised KG is the recipe's state
+    (checkpointed, and kept with the best epoch). Evaluation and saved
+    models encode with the main view's KG.
+    """
+    name = 'diffkg'
+    description = ('DiffKG: knowledge-graph diffusion for recommendation '
+                   '(Jiang et al., WSDM 2024)')
+    presets = PRESETS
+    inference_skip = ('denoiser.', )
+    hyperparameters = from_signature(
+        DiffKG,
+        HyperParameter('embedding_dim', int, 'embedding size',
+                       aliases=('latdim', )),
+        HyperParameter('num_layers', int, 'user-item propagation layers',
+                       aliases=('gnn_layer', )),
+        HyperParameter('num_kg_layers', int, 'relation-aware attention hops',
+                       aliases=('layer_num_kg', )),
+        HyperParameter('kg_dropout', float,
+                       'dropout after every attention hop',
+                       aliases=('mess_dropout', 'mess_dropout_rate')),
+        HyperParameter('kg_residual', float,
+                       'residual weight of the KG encoder',
+                       aliases=('res_lambda', )),
+        HyperParameter('kg_sample_size', int, 'KG edges sampled per head '
+                       'for the original view (-1: all)',
+                       aliases=('triplet_num', )),
+        HyperParameter('l2_weight', float, 'L2 weight on the full tables',
+                       aliases=('reg', )),
+        HyperParameter('ssl_weight', float, 'weight of the InfoNCE terms',
+                       aliases=('ssl_reg', )),
+        HyperParameter('temperature', float, 'InfoNCE temperature',
+                       aliases=('temp', )),
+        HyperParameter('main_view', str,
+                       'the KG of the main view and of evaluation; the other '
+                       'feeds the second view', choices=MAIN_VIEWS,
+                       aliases=('cl_pattern', ), from_alias=_cl_pattern,
+                       alias_type=int),
+        HyperParameter('denoiser_hidden_channels', int,
+                       'hidden size of the denoiser', aliases=('dims', ),
+                       from_alias=_dims, alias_type=str),
+        HyperParameter('time_channels', int,
+                       'size of the diffusion-step embedding',
+                       aliases=('d_emb_size', )),
+        HyperParameter('norm', bool, "L2-normalise the denoiser's input "
+                       'rows'),
+        HyperParameter('denoiser_dropout', float,
+                       'input dropout of the denoiser'),
+        HyperParameter('diffusion_steps', int, 'diffusion steps',
+                       aliases=('steps', )),
+        HyperParameter('noise_scale', float, 'noise scale of the schedule'),
+        HyperParameter('noise_min', float,
+                       'lower noise bound of the schedule'),
+        HyperParameter('noise_max', float,
+                       'upper noise bound of the schedule'),
+        HyperParameter('sampling_steps', int, 'noise steps before the '
+                       'rebuild'),
+        HyperParameter('ckgc_weight', float, 'weight of the CKGC loss',
+                       aliases=('e_loss', )),
+        HyperParameter('rebuild_k', int, 'edges kept per head by the '
+                       'rebuild'),
+        HyperParameter('keep_rate', float,
+                       'keep probability of every rebuilt edge',
+                       aliases=('keepRate', )),
+        HyperParameter('num_negatives', int, 'sampled non-edges per KG edge '
+                       "in the denoiser's support"),
+        HyperParameter('use_compile', bool, "torch.compile the denoiser's "
+                       'hot path', aliases=('compile', ), compared=False),
+    ) + (HyperParameter('diffusion', bool, 'train the denoiser and rebuild '
+                        'the KG (off: the ablation, the sampled original KG '
+                        'in both views)', default=True), )
+
+    def build_model(self, sizes: Sizes) -> DiffKG:
+        hparams = {k: v for k, v in self.hparams.items() if k != 'diffusion'}
+        return DiffKG(sizes.num_users, sizes.num_items, sizes.num_entities,
+                      sizes.num_relations, **hparams)
+
+    def setup(self, model: DiffKG, trainer, data) -> None:
+        device = trainer.device
+        self.train_edge_index = trainer.train_edge_index
+        self.adj = model.build_adjacency(self.train_edge_index)
+        self.kg = (data[KG].edge_index.to(device),
+                   data[KG].edge_type.to(device))
+        self.kg_ptr, self.kg_col = to_csr(self.kg[0], model.num_entities)
+        degree = self.kg_ptr[1:] - self.kg_ptr[:-1]
+        self.heads = torch.nonzero(degree > 0).view(-1)
+        self.sampled_kg = model.sample_kg(*self.kg,
+                                          generator=trainer.generator)
+        self.denoised_kg = self.sampled_kg  # Until the first rebuild.
+
+    def configure_optimizers(self, model: DiffKG,
+                             trainer) -> List[torch.optim.Optimizer]:
+        self.optimizer = torch.optim.Adam(model.recommender_parameters(),
+                                          lr=trainer.lr,
+                                          weight_decay=trainer.weight_decay)
+        self.denoiser_optimizers = [
+            torch.optim.Adam(model.denoiser.dense_parameters(),
+                             lr=trainer.lr),
+            SparseRowAdam(model.denoiser.sparse_parameters(), lr=trainer.lr),
+        ]
+        return [self.optimizer, *self.denoiser_optimizers]
+
+    def train_diffusion(self, model: DiffKG, trainer, epoch: int) -> None:
+        r"""Phase 1: one pass of denoiser steps."""
+        item_user_emb = model.item_user_embedding(self.train_edge_index)
+        perm = torch.randperm(self.heads.numel(), generator=trainer.generator,
+                              device=trainer.device)
+        batches = trainer.batches(self.heads[perm])
+        for heads in trainer.progress(batches, f'epoch {epoch} diffusion'):
+            loss, diff, ckgc = model.diffusion_loss(
+                self.kg_ptr, self.kg_col, heads, item_user_emb,
+                trainer.generator)
+            trainer.step(self.denoiser_optimizers, loss, 'denoiser_loss',
+                         diff=diff, ckgc=ckgc)
+
+    def train_recommendation(self, model: DiffKG, trainer,
+                             epoch: int) -> None:
+        r"""Phase 3: one pass of recommendation steps."""
+        main_kg, second_kg = model.views(self.sampled_kg, self.denoised_kg)
+        for user, pos, neg in trainer.bpr_batches(
+                f'epoch {epoch} recommendation'):
+            loss, terms = model.loss(self.adj, main_kg, second_kg, user, pos,
+                                     neg, trainer.batch_size)
+            trainer.step([self.optimizer], loss, **terms)
+
+    def train_epoch(self, model: DiffKG, trainer,
+                    epoch: int) -> Dict[str, Any]:
+        start = time.perf_counter()
+        if self.hparams['diffusion']:
+            self.train_diffusion(model, trainer, epoch)
+        diffusion_end = time.perf_counter()
+        if self.hparams['diffusion']:
+            self.denoised_kg = model.rebuild_kg(
+                *self.kg, batch_size=trainer.batch_size,
+                generator=trainer.generator)
+        rebuild_end = time.perf_counter()
+        self.train_recommendation(model, trainer, epoch)
+        return {'kg_edges_kept': int(self.denoised_kg[0].size(1)),
+                'diffusion_seconds': diffusion_end - start,
+                'rebuild_seconds': rebuild_end - diffusion_end,
+                'recommendation_seconds': time.perf_counter() - rebuild_end}
+
+    def scores(self, model: DiffKG) -> Callable[[Tensor], Tensor]:
+        main_kg, _ = model.views(self.sampled_kg, self.denoised_kg)
+        user_emb, item_emb = model.get_embedding(self.adj, *main_kg)
+        return lambda users: user_emb[users.to(user_emb.device)] @ \
+            item_emb.t()
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {'sampled_kg': self.sampled_kg,
+                'denoised_kg': self.denoised_kg}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.sampled_kg = tuple(state['sampled_kg'])
+        self.denoised_kg = tuple(state['denoised_kg'])
+
+    def summary(self) -> Dict[str, Any]:
+        return {'kg_edges_kept': int(self.denoised_kg[0].size(1))}
+
+    def inference_inputs(self) -> Dict[str, Tensor]:
+        main_kg = (self.denoised_kg if self.hparams['main_view'] ==
+                   'denoised' else self.sampled_kg)
+        return {'kg_edge_index': main_kg[0], 'kg_edge_type': main_kg[1]}
+
+    def setup_inference(self, model: DiffKG, train_edge_index: Tensor,
+                        inputs: Dict[str, Tensor]) -> None:
+        self.adj = model.build_adjacency(train_edge_index)
+        self.sampled_kg = self.denoised_kg = (inputs['kg_edge_index'],
+                                              inputs['kg_edge_type'])

@@ -1,0 +1,87 @@
+r"""Helpers every layer of the package uses: CSR grouping of edge lists
+(on PyG's :mod:`torch_geometric.index` utilities) and atomic file writes."""
+import json
+import os
+import os.path as osp
+from typing import Any, Callable, Tuple
+
+import torch
+from torch import Tensor
+from torch_geometric.index import index2ptr, ptr2index
+
+__all__ = ['to_csr', 'rows_of', 'gather_rows', 'atomic_write', 'save_json']
+
+
+def to_csr(edge_index: Tensor, num_rows: int) -> Tuple[Tensor, Tensor]:
+    r"""Returns the row pointer :obj:`[num_rows + 1]` and the columns
+    (sorted by row, stable) of :obj:`edge_index` :obj:`[2, num_edges]`."""
+    row, col = edge_index
+    perm = torch.argsort(row, stable=True)
+    return index2ptr(row[perm], num_rows), col[perm]
+
+
+def rows_of(ptr: Tensor, num_entries: int) -> Tensor:
+    r"""Returns the row of every entry of a CSR-grouped array given its row
+    pointer :obj:`ptr` :obj:`[num_rows + 1]` (:obj:`num_entries` is
+    :obj:`ptr[-1]`, passed so that no host sync is needed)."""
+    return ptr2index(ptr, output_size=num_entries)
+
+
+def gather_rows(ptr: Tensor, col: Tensor,
+                rows: Tensor) -> Tuple[Tensor, Tensor]:
+    r"""Gathers the CSR rows :obj:`rows` :obj:`[batch_size]` without a
+    Python loop.
+
+    Returns:
+        :obj:`(local_row, col)`: for every gathered entry, the position of
+        its row in :obj:`rows` and its column.
+    """
+    start, count = ptr[rows], ptr[rows + 1] - ptr[rows]
+    local_row = torch.repeat_interleave(
+        torch.arange(rows.numel(), device=rows.device), count)
+    offset = torch.cumsum(count, dim=0) - count
+    position = (torch.arange(local_row.numel(), device=rows.device) -
+                offset[local_row] + start[local_row])
+    return local_row, col[position]
+
+
+def atomic_write(path: str, write: Callable[[str], None]) -> None:
+    r"""Calls :obj:`write(temporary_path)` for a temporary file beside
+    :obj:`path`, flushes it to disk and renames it into place, so that
+    :obj:`path` always holds either the previous or the new complete file
+    (a killed process or a full disk never leaves half a file). The folder
+    is created when missing.
+
+    Args:
+        path (str): The file to write.
+        write (callable): Writes the content to the path it is given.
+    """
+    directory = osp.dirname(osp.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    temporary = f'{path}.tmp{os.getpid()}'
+    try:
+        write(temporary)
+        fd = os.open(temporary, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    finally:
+        if osp.exists(temporary):
+            os.remove(temporary)
+    if hasattr(os, 'O_DIRECTORY'):  # Make the rename itself durable.
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def save_json(path: str, obj: Any) -> None:
+    r"""Writes :obj:`obj` as indented JSON to :obj:`path`, atomically (see
+    :func:`atomic_write`)."""
+    def write(temporary: str) -> None:
+        with open(temporary, 'w') as f:
+            json.dump(obj, f, indent=2)
+    atomic_write(path, write)
