@@ -29,6 +29,7 @@ VARIANTS = {
     'no-diffusion': ['--no-diffusion'],
     'no-ckgc': ['--ckgc-weight', '0'],
     'no-cl': ['--ssl-weight', '0'],
+    'published-code': ['--views', 'published-code'],
     'lightgcn': ['--model', 'lightgcn'],
 }
 METRICS = ['recall@20', 'ndcg@20', 'recall@10', 'ndcg@10', 'recall@40',

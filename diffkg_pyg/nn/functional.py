@@ -1,8 +1,10 @@
 r"""Functional building blocks of the package's models."""
 import torch
+import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
-__all__ = ['symmetric_spmm']
+__all__ = ['symmetric_spmm', 'info_nce']
 
 
 class _SymmetricSpMM(torch.autograd.Function):
@@ -23,3 +25,31 @@ def symmetric_spmm(adj: Tensor, x: Tensor) -> Tensor:
     computed without transposing the sparse matrix (twice as fast as
     autograd's for a CSR matrix). :obj:`adj` must be symmetric."""
     return _SymmetricSpMM.apply(adj, x)
+
+
+def _logsumexp_scores(anchor: Tensor, positive: Tensor) -> Tensor:
+    return torch.logsumexp(anchor @ positive.t(), dim=-1)
+
+
+def info_nce(anchor: Tensor, positive: Tensor, index: Tensor,
+             temperature: float, chunk_size: int = 4096) -> Tensor:
+    r"""The InfoNCE loss of the nodes :obj:`index`: anchors from
+    :obj:`anchor`, positives the same rows of :obj:`positive`, negatives
+    all rows of :obj:`positive`, on L2-normalised embeddings at temperature
+    :math:`\tau`,
+
+    .. math::
+        \frac{1}{|B|} \sum_{b \in B} \left(\log \sum_{v}
+        e^{\mathbf{a}_b^\top \mathbf{p}_v / \tau} -
+        \mathbf{a}_b^\top \mathbf{p}_b / \tau\right)
+
+    (the authors' :obj:`contrastLoss`). The log-sum-exp runs over
+    :obj:`chunk_size` negatives at a time and is recomputed in the backward
+    pass, so no :obj:`[|B|, num_nodes]` matrix is ever held (on
+    Alibaba-iFashion's users that matrix is 470 MB per copy)."""
+    anchor = F.normalize(anchor[index] + 1e-8, dim=-1) / temperature
+    positive = F.normalize(positive + 1e-8, dim=-1)
+    lse = [checkpoint(_logsumexp_scores, anchor, part, use_reentrant=False)
+           for part in torch.split(positive, chunk_size)]
+    lse = torch.logsumexp(torch.stack(lse, dim=-1), dim=-1)
+    return (lse - (anchor * positive[index]).sum(dim=-1)).mean()

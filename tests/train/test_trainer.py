@@ -167,3 +167,33 @@ def test_non_finite_loss_names_the_term(name, term):
     with pytest.raises(NonFiniteLossError,
                        match=f'the {term} loss is nan in epoch 1'):
         trainer.fit(2)
+
+
+@pytest.mark.parametrize('kg_dropout', [0.0, 0.5])
+def test_published_code_views(kg_dropout):
+    trainer = make_trainer('diffkg', model=dict(views='published-code',
+                                                kg_dropout=kg_dropout))
+    model, recipe = trainer.model, trainer.recipe
+    encoded = []
+    original = model.kg_encoder.forward
+
+    def spy(entity_emb, relation_emb, kg_edge_index, kg_edge_type):
+        encoded.append(kg_edge_index)
+        return original(entity_emb, relation_emb, kg_edge_index, kg_edge_type)
+
+    model.kg_encoder.forward = spy
+    trainer.train_epoch(1)
+    denoised, sampled = recipe.denoised_kg[0], recipe.sampled_kg[0]
+    assert not torch.equal(denoised, sampled)
+    # Both training views of every step encode the sampled original KG:
+    assert len(encoded) == 4 and all(e is sampled for e in encoded)
+    # Evaluation encodes with the denoised KG (the main view):
+    encoded.clear()
+    trainer.evaluate(trainer.valid_evaluator)
+    assert len(encoded) == 1 and encoded[0] is denoised
+    # The two views differ by their dropout masks only:
+    model.train()
+    views = model.views(recipe.sampled_kg, recipe.denoised_kg)
+    (user1, item1), (user2, item2) = model._embed(recipe.adj, views)
+    equal = torch.equal(user1, user2) and torch.equal(item1, item2)
+    assert equal == (kg_dropout == 0.0)

@@ -4,14 +4,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Parameter
-from torch.utils.checkpoint import checkpoint
 from torch_geometric.data import HeteroData
 from torch_geometric.utils import scatter
 
 from diffkg_pyg.data.graph import KG, bipartite_adjacency
 from diffkg_pyg.nn.denoiser import SparseDenoiser
 from diffkg_pyg.nn.diffusion import GaussianDiffusion
-from diffkg_pyg.nn.functional import symmetric_spmm
+from diffkg_pyg.nn.functional import info_nce, symmetric_spmm
 from diffkg_pyg.nn.kg_attention import KGEncoder
 from diffkg_pyg.nn.kg_diffusion import (
     denoiser_loss,
@@ -41,10 +40,9 @@ PRESETS: Dict[str, Dict[str, Any]] = {
 #: The two choices of :obj:`main_view` (the authors' :obj:`cl_pattern` 0
 #: and 1).
 MAIN_VIEWS = ('denoised', 'original')
-
-
-def _logsumexp_scores(anchor: Tensor, positive: Tensor) -> Tensor:
-    return torch.logsumexp(anchor @ positive.t(), dim=-1)
+#: The two choices of :obj:`views`: the paper's training views, or those the
+#: authors' published code trained.
+VIEWS = ('paper', 'published-code')
 
 
 def _check(condition: bool, name: str, value, allowed: str) -> None:
@@ -91,10 +89,15 @@ class DiffKG(torch.nn.Module):
     node's :math:`V_2` embedding (anchor) with its :math:`V_1` embedding
     (positive) and all :math:`V_1` embeddings of its type (negatives).
 
-    Unlike the authors' published code, the denoised KG really feeds one of
-    the two views in training (their :obj:`Main.py` passes it into the
-    dropout argument, so training only ever sees the original KG); this
-    follows the paper and the SSLRec port.
+    With :obj:`views='paper'` (the default) the denoised KG really feeds
+    one of the two views in training, as the paper describes (and the
+    SSLRec port and the authors' repository since late 2025 do). The
+    authors' published code did not train that: its :obj:`Main.py` passed
+    the denoised KG into the dropout argument, so both training views encode
+    the sampled original KG and differ only by their independent
+    message-dropout masks, and the denoised KG is used at evaluation only
+    (when it is the main view). :obj:`views='published-code'` reproduces
+    that; the diffusion, CKGC and rebuild run unchanged.
 
     The graphs are inputs: the normalised user-item adjacency
     (:meth:`build_adjacency`, built once by the caller) and the KG as
@@ -123,6 +126,12 @@ class DiffKG(torch.nn.Module):
         main_view (str, optional): :obj:`'denoised'`: the denoised KG feeds
             the main view (and evaluation); :obj:`'original'`: the sampled
             original KG does. (default: :obj:`'denoised'`)
+        views (str, optional): :obj:`'paper'`: the two training views
+            encode the denoised and the sampled original KG;
+            :obj:`'published-code'`: both encode the sampled original KG
+            (independent dropout), as the authors' published code trained;
+            evaluation uses the :obj:`main_view` KG either way.
+            (default: :obj:`'paper'`)
         denoiser_hidden_channels (int, optional): Hidden size of the
             denoiser. (default: :obj:`1000`)
         time_channels (int, optional): :math:`d_t`. (default: :obj:`10`)
@@ -165,6 +174,7 @@ class DiffKG(torch.nn.Module):
         ssl_weight: float = 0.1,
         temperature: float = 0.1,
         main_view: str = 'denoised',
+        views: str = 'paper',
         denoiser_hidden_channels: int = 1000,
         time_channels: int = 10,
         norm: bool = True,
@@ -201,6 +211,8 @@ class DiffKG(torch.nn.Module):
         _check(temperature > 0, 'temperature', temperature, '> 0')
         _check(main_view in MAIN_VIEWS, 'main_view', main_view,
                ' or '.join(repr(v) for v in MAIN_VIEWS))
+        _check(views in VIEWS, 'views', views,
+               ' or '.join(repr(v) for v in VIEWS))
         _check(0.0 <= ckgc_weight <= 1.0, 'ckgc_weight', ckgc_weight,
                'in [0, 1]')
         _check(0.0 < keep_rate <= 1.0, 'keep_rate', keep_rate, 'in (0, 1]')
@@ -221,6 +233,7 @@ class DiffKG(torch.nn.Module):
         self.ssl_weight = ssl_weight
         self.temperature = temperature
         self.main_view = main_view
+        self.views_of = views
         self.sampling_steps = sampling_steps
         self.ckgc_weight = ckgc_weight
         self.rebuild_k = rebuild_k
@@ -284,11 +297,19 @@ class DiffKG(torch.nn.Module):
 
     def views(self, sampled_kg: EdgeSet,
               denoised_kg: EdgeSet) -> Tuple[EdgeSet, EdgeSet]:
-        r"""The KGs of the main and of the second view, by
-        :obj:`main_view`."""
+        r"""The KGs of the main and of the second training view: by
+        :obj:`main_view` with :obj:`views='paper'`, the sampled original KG
+        twice with :obj:`views='published-code'`."""
+        if self.views_of == 'published-code':
+            return sampled_kg, sampled_kg
         if self.main_view == 'denoised':
             return denoised_kg, sampled_kg
         return sampled_kg, denoised_kg
+
+    def eval_kg(self, sampled_kg: EdgeSet, denoised_kg: EdgeSet) -> EdgeSet:
+        r"""The KG that evaluation and recommendation encode with: the
+        :obj:`main_view` one (whatever :obj:`views` is)."""
+        return denoised_kg if self.main_view == 'denoised' else sampled_kg
 
     def get_embedding(self, adj: Tensor, kg_edge_index: Tensor,
                       kg_edge_type: Tensor) -> Tuple[Tensor, Tensor]:
@@ -326,31 +347,6 @@ class DiffKG(torch.nn.Module):
         return (user[edge_label_index[0]] *
                 item[edge_label_index[1]]).sum(dim=-1)
 
-    @staticmethod
-    def info_nce(anchor: Tensor, positive: Tensor, index: Tensor,
-                 temp: float, chunk_size: int = 4096) -> Tensor:
-        r"""The InfoNCE loss of the nodes :obj:`index`: anchors from
-        :obj:`anchor`, positives the same rows of :obj:`positive`,
-        negatives all rows of :obj:`positive`, on L2-normalised
-        embeddings at temperature :obj:`temp`,
-
-        .. math::
-            \frac{1}{|B|} \sum_{b \in B} \left(\log \sum_{v}
-            e^{\mathbf{a}_b^\top \mathbf{p}_v / \tau} -
-            \mathbf{a}_b^\top \mathbf{p}_b / \tau\right).
-
-        The log-sum-exp runs over :obj:`chunk_size` negatives at a time and
-        is recomputed in the backward pass, so no :obj:`[|B|, num_nodes]`
-        matrix is ever held (on Alibaba-iFashion's users that matrix is
-        470 MB per copy)."""
-        anchor = F.normalize(anchor[index] + 1e-8, dim=-1) / temp
-        positive = F.normalize(positive + 1e-8, dim=-1)
-        lse = [checkpoint(_logsumexp_scores, anchor, part,
-                          use_reentrant=False)
-               for part in torch.split(positive, chunk_size)]
-        lse = torch.logsumexp(torch.stack(lse, dim=-1), dim=-1)
-        return (lse - (anchor * positive[index]).sum(dim=-1)).mean()
-
     def loss(self, adj: Tensor, main_kg: EdgeSet, second_kg: EdgeSet,
              user: Tensor, pos_item: Tensor, neg_item: Tensor,
              batch_size: Optional[int] = None
@@ -386,8 +382,8 @@ class DiffKG(torch.nn.Module):
         ssl = torch.zeros((), device=user.device)
         if self.ssl_weight > 0:
             tau = self.temperature
-            ssl = (self.info_nce(user_emb2, user_emb, user, tau) +
-                   self.info_nce(item_emb2, item_emb, pos_item, tau))
+            ssl = (info_nce(user_emb2, user_emb, user, tau) +
+                   info_nce(item_emb2, item_emb, pos_item, tau))
             loss = loss + self.ssl_weight * ssl
         return loss, {'bpr': bpr.detach(), 'reg': reg.detach(),
                       'ssl': ssl.detach()}

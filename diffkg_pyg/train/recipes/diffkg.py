@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from diffkg_pyg.data.graph import KG
-from diffkg_pyg.nn.models.diffkg import MAIN_VIEWS, PRESETS, DiffKG
+from diffkg_pyg.nn.models.diffkg import MAIN_VIEWS, PRESETS, VIEWS, DiffKG
 from diffkg_pyg.optim import SparseRowAdam
 from diffkg_pyg.train.hyperparameters import HyperParameter, from_signature
 from diffkg_pyg.train.recipe import Recipe, Sizes
@@ -84,6 +84,10 @@ class DiffKGRecipe(Recipe):
                        'feeds the second view', choices=MAIN_VIEWS,
                        aliases=('cl_pattern', ), from_alias=_cl_pattern,
                        alias_type=int),
+        HyperParameter('views', str, "the two training views: the paper's "
+                       '(denoised and original KG) or those the published '
+                       'code trained (the original KG twice)',
+                       choices=VIEWS),
         HyperParameter('denoiser_hidden_channels', int,
                        'hidden size of the denoiser', aliases=('dims', ),
                        from_alias=_dims, alias_type=str),
@@ -189,8 +193,8 @@ class DiffKGRecipe(Recipe):
                 'recommendation_seconds': time.perf_counter() - rebuild_end}
 
     def scores(self, model: DiffKG) -> Callable[[Tensor], Tensor]:
-        main_kg, _ = model.views(self.sampled_kg, self.denoised_kg)
-        user_emb, item_emb = model.get_embedding(self.adj, *main_kg)
+        kg = model.eval_kg(self.sampled_kg, self.denoised_kg)
+        user_emb, item_emb = model.get_embedding(self.adj, *kg)
         return lambda users: user_emb[users.to(user_emb.device)] @ \
             item_emb.t()
 
