@@ -3,7 +3,6 @@ r"""The one training loop of the package: every model, through its
 validation after every epoch, early stopping on validation Recall@20, the
 best epoch restored, then one test evaluation; the test set is never used
 for selection), with checkpoints, exact resume and clean interruption."""
-import copy
 import math
 import os.path as osp
 import signal
@@ -53,13 +52,13 @@ def _check(condition: bool, name: str, value, allowed: str) -> None:
         raise ValueError(f"'{name}' must be {allowed} (got {value!r})")
 
 
-def _to(obj: Any, device: torch.device) -> Any:
+def _to(obj: Any, device: torch.device, copy: bool = False) -> Any:
     if isinstance(obj, Tensor):
-        return obj.to(device)
+        return obj.detach().to(device, copy=copy)
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_to(v, device) for v in obj)
+        return type(obj)(_to(v, device, copy) for v in obj)
     if isinstance(obj, dict):
-        return {k: _to(v, device) for k, v in obj.items()}
+        return {k: _to(v, device, copy) for k, v in obj.items()}
     return obj
 
 
@@ -263,8 +262,12 @@ class Trainer:
         return evaluator(scores)
 
     def _snapshot(self) -> Dict[str, Any]:
-        return copy.deepcopy({'model': self.model.state_dict(),
-                              'recipe': self.recipe.state_dict()})
+        # The best epoch's state, copied to the CPU: it would otherwise hold
+        # a second copy of every parameter (DiffKG: the 2 x N x 1000
+        # denoiser tables) in the device's memory.
+        return _to({'model': self.model.state_dict(),
+                    'recipe': self.recipe.state_dict()},
+                   torch.device('cpu'), copy=True)
 
     def _restore(self, snapshot: Dict[str, Any]) -> None:
         self.model.load_state_dict(snapshot['model'])
