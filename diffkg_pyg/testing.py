@@ -1,6 +1,8 @@
 r"""Reference implementations of the method, transcribed literally from the
 specification (and the authors' code), that the package's fast forms are
 checked against in the tests and timed against in the benchmarks."""
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -8,24 +10,53 @@ from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import softmax
 
 from diffkg_pyg.nn.denoiser import SparseDenoiser, timestep_embedding
+from diffkg_pyg.nn.diffusion import GaussianDiffusion
 from diffkg_pyg.nn.kg_attention import KGAttentionConv
 
-__all__ = ['dense_denoiser', 'DenseDenoiser', 'literal_hop',
+__all__ = ['dense_hidden', 'dense_denoiser', 'dense_reverse',
+           'DenseDenoiser', 'literal_hop',
            'PerEdgeAttention', 'literal_contrast_loss']
 
 
-def dense_denoiser(model: SparseDenoiser, x: Tensor, t: Tensor) -> Tensor:
-    r"""The method's dense denoiser on rows :obj:`x` :obj:`[B, N]`,
-    Linear(N + d_t, H), tanh, Linear(H, N) on the L2-normalised row,
-    assembled from the weights of a :class:`SparseDenoiser` (in evaluation
-    mode: no dropout)."""
+def dense_hidden(model: SparseDenoiser, x: Tensor, t: Tensor,
+                 mask: Optional[Tensor] = None) -> Tensor:
+    r"""The hidden layer of the method's dense denoiser on rows :obj:`x`
+    :obj:`[B, N]`: :math:`\tanh(\mathbf{W}_1 [\mathrm{dropout}(\mathbf{x}
+    / \Vert\mathbf{x}\Vert) \Vert \mathrm{Linear}(\mathrm{emb}(t))] +
+    \mathbf{b}_1)`, assembled from the weights of a
+    :class:`SparseDenoiser`; dropout by the keep :obj:`mask` :obj:`[B, N]`
+    when given (none otherwise)."""
     w1 = torch.cat([model.input_emb.weight.t(), model.input_time.weight],
                    dim=1)  # [H, N + d_t]
     b1 = model.input_time.bias
-    w2, b2 = model.output_emb.weight, model.output_bias.weight.view(-1)
     time = model.time_layer(timestep_embedding(t, model.time_channels))
-    h = torch.cat([F.normalize(x, dim=-1), time], dim=-1)
-    return torch.tanh(h @ w1.t() + b1) @ w2.t() + b2
+    x = F.normalize(x, dim=-1) if model.norm else x
+    if mask is not None:
+        x = x * mask / (1.0 - model.dropout)
+    return torch.tanh(torch.cat([x, time], dim=-1) @ w1.t() + b1)
+
+
+def dense_denoiser(model: SparseDenoiser, x: Tensor, t: Tensor,
+                   mask: Optional[Tensor] = None) -> Tensor:
+    r"""The method's dense denoiser on rows :obj:`x` :obj:`[B, N]`,
+    Linear(N + d_t, H), tanh, Linear(H, N) on the L2-normalised row (see
+    :func:`dense_hidden`), assembled from the weights of a
+    :class:`SparseDenoiser`."""
+    w2, b2 = model.output_emb.weight, model.output_bias.weight.view(-1)
+    return dense_hidden(model, x, t, mask) @ w2.t() + b2
+
+
+def dense_reverse(model: SparseDenoiser, diffusion: GaussianDiffusion,
+                  x: Tensor) -> Tensor:
+    r"""The method's deterministic reverse process on dense rows :obj:`x`
+    :obj:`[B, N]`: :math:`\mathbf{x} \leftarrow c_{1,i}
+    \mathrm{denoiser}(\mathbf{x}, i) + c_{2,i} \mathbf{x}` for :math:`i
+    = T - 1, \dots, 0` (no dropout)."""
+    for i in reversed(range(diffusion.steps)):
+        t = torch.full((x.size(0), ), i, dtype=torch.long)
+        x = (diffusion.posterior_mean_coef1[i] * dense_denoiser(model, x, t) +
+             diffusion.posterior_mean_coef2[i] * x).float()
+    return x
 
 
 class DenseDenoiser(torch.nn.Module):

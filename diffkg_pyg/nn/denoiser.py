@@ -1,7 +1,7 @@
 r"""The sparse, edge-level knowledge-graph denoiser of DiffKG."""
 import logging
 import math
-from typing import Callable
+from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -28,11 +28,10 @@ def timestep_embedding(t: Tensor, channels: int,
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
 
-def _support_output(hidden: Tensor, time: Tensor, output_rows: Tensor,
+def _support_output(hidden: Tensor, output_rows: Tensor,
                     output_bias: Tensor, row: Tensor) -> Tensor:
     # The hot path: [num_support, H] gathers and products, fused when
     # compiled.
-    hidden = torch.tanh(hidden + time)
     return (hidden[row] * output_rows).sum(dim=-1) + output_bias
 
 
@@ -93,8 +92,11 @@ class SparseDenoiser(torch.nn.Module):
     :math:`S_h` (an :class:`~torch.nn.EmbeddingBag` with per-sample
     weights), and the output is evaluated on :math:`S_h` only (the hidden
     state dotted with the output row of each entry's entity, plus its bias).
-    With :math:`S_h` all :math:`N` entities this is exactly the dense
-    network. Entity tables are sparse-gradient embeddings, so an optimiser
+    What the row holds outside :math:`S_h` (its noise, in training) enters
+    through :obj:`outside` (see :meth:`hidden`,
+    :func:`~diffkg_pyg.nn.kg_noise.full_noise`); with it, or with
+    :math:`S_h` all :math:`N` entities, this is exactly the dense network.
+    Entity tables are sparse-gradient embeddings, so an optimiser
     such as :class:`torch.optim.SparseAdam` touches only the rows of the
     batch's support.
 
@@ -166,37 +168,78 @@ class SparseDenoiser(torch.nn.Module):
         return (list(self.time_layer.parameters()) +
                 list(self.input_time.parameters()))
 
-    def forward(self, x: Tensor, ptr: Tensor, index: Tensor,
-                t: Tensor) -> Tensor:
-        r"""Denoises a batch of rows given on their support.
+    def forward(self, x: Tensor, ptr: Tensor, index: Tensor, t: Tensor,
+                outside: Optional[Tuple[Tensor, Tensor]] = None,
+                mask: Optional[Tensor] = None) -> Tensor:
+        r"""Denoises a batch of rows given on their support: returns
+        :math:`\hat{\mathbf{x}}_0` on the support entries,
+        shape :obj:`[num_support]` (see :meth:`hidden` for the arguments).
+        """
+        return self.output(self.hidden(x, ptr, index, t, outside, mask),
+                           ptr, index)
+
+    def hidden(self, x: Tensor, ptr: Tensor, index: Tensor, t: Tensor,
+               outside: Optional[Tuple[Tensor, Tensor]] = None,
+               mask: Optional[Tensor] = None) -> Tensor:
+        r"""The hidden layer :math:`\tanh(\mathbf{W}_1
+        [\mathrm{dropout}(\mathbf{x}_t / \Vert\mathbf{x}_t\Vert) \Vert
+        \mathrm{Linear}(\mathrm{emb}(t))] + \mathbf{b}_1)` of rows given
+        on their support, shape :obj:`[batch_size, hidden_channels]`.
 
         Args:
             x (torch.Tensor): Values of the support entries, grouped by row,
-                shape :obj:`[num_support]`.
+                before dropout, shape :obj:`[num_support]`.
             ptr (torch.Tensor): Row pointer of the support entries,
                 shape :obj:`[batch_size + 1]`.
-            index (torch.Tensor): Entity of every support entry,
-                shape :obj:`[num_support]`.
+            index (torch.Tensor): Entity of every support entry (at most
+                once per row), shape :obj:`[num_support]`.
             t (torch.Tensor): Diffusion step of every row,
                 shape :obj:`[batch_size]`.
-
-        Returns:
-            :math:`\hat{\mathbf{x}}_0` on the support, shape
-            :obj:`[num_support]`.
+            outside (tuple, optional): What the entries outside the support
+                add to each row: their contribution to the input layer,
+                :math:`\sum_{j \notin S} \mathbf{W}_{1,j}\,
+                \mathrm{dropout}(x_j)` :obj:`[batch_size, hidden_channels]`
+                (no gradient flows into it), and their squared norm
+                :math:`\sum_{j \notin S} x_j^2` :obj:`[batch_size]`. With it
+                the row is the full row, and the result equals the dense
+                network's exactly. (default: :obj:`None`: the row is zero
+                outside its support)
+            mask (torch.Tensor, optional): The dropout keep mask (0/1) of
+                the support entries, in training; drawn when not given.
         """
         batch_size = t.numel()
-        row = rows_of(ptr, x.numel())
+        if mask is not None and self.training and self.dropout > 0:
+            x_in = x * mask / (1.0 - self.dropout)
+        else:
+            x_in = F.dropout(x, self.dropout, self.training)
+        product = self.input_emb(index, ptr[:-1], per_sample_weights=x_in)
+        if outside is not None:
+            product = product + outside[0]
         if self.norm:
-            length = scatter(x * x, row, 0, dim_size=batch_size).sqrt()
-            x = x / length.clamp(min=1e-12)[row]
-        x = F.dropout(x, self.dropout, self.training)
+            row = rows_of(ptr, x.numel())
+            square = scatter(x * x, row, 0, dim_size=batch_size)
+            if outside is not None:
+                square = square + outside[1]
+            product = product / square.sqrt().clamp(min=1e-12)[:, None]
+        return torch.tanh(product + self.time_input(t))
+
+    def time_input(self, t: Tensor) -> Tensor:
+        r"""The input layer's time term :math:`\mathbf{W}_{1,t}
+        \mathrm{Linear}(\mathrm{emb}(t)) + \mathbf{b}_1`,
+        shape :obj:`[len(t), hidden_channels]`."""
         time = self.time_layer(timestep_embedding(t, self.time_channels))
-        hidden = self.input_emb(index, ptr[:-1], per_sample_weights=x)
+        return self.input_time(time)
+
+    def output(self, hidden: Tensor, ptr: Tensor, index: Tensor) -> Tensor:
+        r""":math:`\hat{\mathbf{x}}_0 = \mathbf{W}_2 \mathbf{h} +
+        \mathbf{b}_2` at the support entries :obj:`index` (grouped by row
+        with pointer :obj:`ptr`) of the rows' hidden states :obj:`hidden`;
+        shape :obj:`[num_support]`."""
         # The entity tables are gathered eagerly (their sparse gradients do
         # not compile); the rest may be compiled:
-        return self._support_output(hidden, self.input_time(time),
-                                    self.output_emb(index),
-                                    self.output_bias(index).view(-1), row)
+        return self._support_output(hidden, self.output_emb(index),
+                                    self.output_bias(index).view(-1),
+                                    rows_of(ptr, index.numel()))
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.num_entities}, '

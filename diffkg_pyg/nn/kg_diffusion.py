@@ -1,32 +1,62 @@
 r"""Edge-level knowledge-graph diffusion: support sampling, the denoiser
 objective (diffusion + CKGC) and the rebuild of the denoised KG, all
-vectorised (no loop over heads or edges)."""
+vectorised (no loop over heads or edges).
+
+What is exact and what is estimated, against the dense method (rows of
+length :math:`N`):
+
+* the denoiser's **input** carries the noise of all :math:`N` entries of a
+  row (drawn in column chunks, never a :obj:`[batch_size, N]` array at
+  once) and its norm counts them: the hidden state equals the dense
+  network's for the same noise and dropout draw;
+* the **CKGC** term is exact: the output layer is linear, so
+  :math:`\hat{\mathbf{x}}_{0,:I}^\top \mathbf{A} = \mathbf{h}^\top
+  (\mathbf{W}_{2,:I}^\top \mathbf{A}) + \mathbf{b}_{2,:I}^\top \mathbf{A}`;
+* the **rebuild**'s reverse process is exact: every row stays of the form
+  :math:`\alpha \mathbf{x}_0 + \gamma \boldsymbol{\epsilon} + \mathbf{W}_2
+  \mathbf{g} + \beta \mathbf{b}_2`, whose input-layer product and norm need
+  only :math:`H \times H` matrices;
+* the **diffusion loss**'s sum over the :math:`N` entries of a row is
+  estimated from the support (the row's edges plus sampled non-edges,
+  Horvitz-Thompson weighted): unbiased for the given hidden state;
+* the input layer's **gradient** reaches the columns of the support only:
+  the dense network also moves the other columns, by the noise they carried
+  (measured in ``benchmarks/fidelity.py``).
+"""
 from typing import NamedTuple, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.utils import cumsum, scatter
 
 from diffkg_pyg.nn.denoiser import SparseDenoiser
 from diffkg_pyg.nn.diffusion import GaussianDiffusion
+from diffkg_pyg.nn.kg_noise import full_noise, noise_sums
 from diffkg_pyg.utils import gather_rows, rows_of
 
-__all__ = ['Support', 'sample_support', 'denoiser_loss', 'segment_top_k',
-           'rebuild_kg']
+__all__ = ['Support', 'sample_support', 'denoise_support',
+           'denoiser_loss', 'segment_top_k', 'rebuild_kg', 'rebuild_scores',
+           'select_edges']
 
+#: Entries of a noise chunk (rows x columns) drawn at once.
+CHUNK_ENTRIES = 1 << 22
 
 class Support(NamedTuple):
-    r"""Support entries of a batch of heads, grouped by head.
+    r"""Support entries of a batch of heads, grouped by head, each entity at
+    most once per head.
 
     Attributes:
         ptr: Row pointer :obj:`[batch_size + 1]`.
         index: Entity of every entry :obj:`[num_support]`.
         target: :math:`\mathbf{x}_0` at the entry (1 for a KG edge, 0 for a
             sampled non-edge).
-        weight: Importance weight of the entry (1 for edges, :math:`(N -
-            d_h) / (m\, d_h)` for the :math:`m\, d_h` sampled non-edges of a
-            head of degree :math:`d_h`), so that weighted sums over the
-            support estimate sums over all :math:`N` entities unbiasedly.
+        weight: Importance weight of the entry: 1 for edges, the inverse of
+            its inclusion probability :math:`1 / (1 - (1 - 1/F_h)^{k_h})`
+            for a non-edge (:math:`k_h` draws with replacement among the
+            :math:`F_h` non-edges of head :math:`h`), so that weighted sums
+            over the support are unbiased estimates of sums over all
+            :math:`N` entities (Horvitz-Thompson).
     """
     ptr: Tensor
     index: Tensor
@@ -37,9 +67,10 @@ class Support(NamedTuple):
 def sample_support(kg_ptr: Tensor, kg_col: Tensor, heads: Tensor,
                    num_entities: int, num_negatives: int = 1,
                    generator: Optional[torch.Generator] = None) -> Support:
-    r"""Builds the support of :obj:`heads`: their KG edges plus
-    :obj:`num_negatives` non-edges per edge, drawn uniformly without
-    rejection among the head's non-edges.
+    r"""Builds the support of :obj:`heads`: their KG edges plus the distinct
+    non-edges among :math:`k_h = \min(m\,d_h, F_h)` draws per head, uniform
+    with replacement among the head's :math:`F_h = N - d_h` non-edges
+    (without rejection), weighted as in :class:`Support`.
 
     Args:
         kg_ptr (torch.Tensor): CSR row pointer of the KG by head
@@ -57,9 +88,9 @@ def sample_support(kg_ptr: Tensor, kg_col: Tensor, heads: Tensor,
     edge_row, edge_col = gather_rows(kg_ptr, kg_col, heads)
     degree = kg_ptr[heads + 1] - kg_ptr[heads]
     num_free = num_entities - degree
-    num_neg = torch.minimum(degree * num_negatives, num_free)
+    num_draws = torch.minimum(degree * num_negatives, num_free)
     neg_row = torch.repeat_interleave(
-        torch.arange(heads.numel(), device=device), num_neg)
+        torch.arange(heads.numel(), device=device), num_draws)
     # The r-th non-edge of a head is r + #{j : c_j - j <= r} for its sorted
     # edges c_j; one searchsorted over all heads at once (rows offset by
     # N + 1 so that they do not mix).
@@ -70,14 +101,18 @@ def sample_support(kg_ptr: Tensor, kg_col: Tensor, heads: Tensor,
     shift = edge_col - local + edge_row * (num_entities + 1)
     query = rank + neg_row * (num_entities + 1)
     below = torch.searchsorted(shift, query, right=True) - edge_ptr[neg_row]
-    neg_col = rank + below
+    # Distinct draws only (sorted by head, then entity):
+    key = torch.unique(neg_row * (num_entities + 1) + rank + below)
+    neg_row, neg_col = key // (num_entities + 1), key % (num_entities + 1)
+    free, draws = num_free.double(), num_draws.double()
+    inclusion = -torch.expm1(draws * torch.log1p(-1.0 / free.clamp(min=1)))
+    weight = (1.0 / inclusion.clamp(min=1e-12)).float()[neg_row]
 
-    weight = (num_free.float() / num_neg.clamp(min=1).float())[neg_row]
     row = torch.cat([edge_row, neg_row])
     perm = torch.argsort(row, stable=True)
-    ptr = cumsum(degree + num_neg)
+    count = degree + torch.bincount(neg_row, minlength=heads.numel())
     return Support(
-        ptr=ptr,
+        ptr=cumsum(count),
         index=torch.cat([edge_col, neg_col])[perm],
         target=torch.cat([torch.ones_like(edge_col, dtype=torch.float),
                           torch.zeros_like(neg_col, dtype=torch.float)])[perm],
@@ -86,10 +121,41 @@ def sample_support(kg_ptr: Tensor, kg_col: Tensor, heads: Tensor,
     )
 
 
+def denoise_support(denoiser: SparseDenoiser, diffusion: GaussianDiffusion,
+                    support: Support, t: Tensor,
+                    noise: Optional[Tensor] = None,
+                    mask: Optional[Tensor] = None,
+                    generator: Optional[torch.Generator] = None,
+                    num_columns: Optional[int] = None
+                    ) -> Tuple[Tensor, Tensor]:
+    r"""The denoiser on the noised rows :math:`\mathbf{x}_{t_h} =
+    \sqrt{\bar\alpha_t} \mathbf{x}_0 + \sqrt{1 - \bar\alpha_t}
+    \boldsymbol{\epsilon}` of a batch of heads, the noise (and, in
+    training, the dropout) on all :math:`N` entities: returns the hidden
+    states :obj:`[batch_size, hidden_channels]` and
+    :math:`\hat{\mathbf{x}}_0` on the support :obj:`[num_support]`, both
+    equal to the dense network's for the same draws (see
+    :func:`denoiser_loss` for the arguments)."""
+    row = rows_of(support.ptr, support.index.numel())
+    acp = diffusion.alphas_cumprod[t]
+    a, b = acp.sqrt().float(), (1.0 - acp).sqrt().float()
+    keep = 1.0 - denoiser.dropout if denoiser.training else 1.0
+    eps, keep_mask, outside = full_noise(
+        denoiser.input_emb.weight, support.ptr, support.index, b, keep,
+        noise, mask, generator, num_columns)
+    x_t = a[row] * support.target + b[row] * eps
+    hidden = denoiser.hidden(x_t, support.ptr, support.index, t, outside,
+                             keep_mask)
+    return hidden, denoiser.output(hidden, support.ptr, support.index)
+
+
 def denoiser_loss(denoiser: SparseDenoiser, diffusion: GaussianDiffusion,
                   support: Support, t: Tensor, item_user_emb: Tensor,
                   head_emb: Tensor, ckgc_weight: float = 0.5,
-                  noise: Optional[Tensor] = None
+                  noise: Optional[Tensor] = None,
+                  mask: Optional[Tensor] = None,
+                  generator: Optional[torch.Generator] = None,
+                  num_columns: Optional[int] = None
                   ) -> Tuple[Tensor, Tensor, Tensor]:
     r"""The denoiser objective of DiffKG on a batch of heads,
 
@@ -101,9 +167,15 @@ def denoiser_loss(denoiser: SparseDenoiser, diffusion: GaussianDiffusion,
         (\mathbf{R}^\top \mathbf{E}_u)_i\big)_k - (\mathbf{E}_e)_{hk}
         \right)^2,
 
-    the sums over all entities (items :math:`i < I` for the collaborative
-    knowledge-graph convolution, CKGC) estimated from the support with its
-    importance weights (exact when the support holds every entity).
+    with :math:`\hat{\mathbf{x}}_{0,h}` the denoiser's output for
+    :math:`\mathbf{x}_{t_h} = \sqrt{\bar\alpha_t} \mathbf{x}_0 +
+    \sqrt{1 - \bar\alpha_t} \boldsymbol{\epsilon}`, the noise on all
+    :math:`N` entities (see :func:`full_noise`). The hidden state and the
+    CKGC term (the sum over items :math:`i < I`, the collaborative
+    knowledge-graph convolution) are exact; the sum over the :math:`N`
+    entities of the diffusion term is estimated from the support with its
+    importance weights (unbiased; exact when the support holds every
+    entity).
 
     Args:
         denoiser (SparseDenoiser): The denoiser.
@@ -114,29 +186,102 @@ def denoiser_loss(denoiser: SparseDenoiser, diffusion: GaussianDiffusion,
             shape :obj:`[num_items, d]` (detached).
         head_emb (torch.Tensor): :math:`\mathbf{E}_e` of the heads,
             shape :obj:`[batch_size, d]` (detached).
-        ckgc_weight (float, optional): :math:`\lambda_0`. (default: :obj:`0.5`)
-        noise (torch.Tensor, optional): Standard normal noise per support
-            entry (sampled when not given).
+        ckgc_weight (float, optional): :math:`\lambda_0`.
+            (default: :obj:`0.5`)
+        noise (torch.Tensor, optional): The standard normal noise of the
+            rows on all entities :obj:`[batch_size, N]` (drawn in column
+            chunks from :obj:`generator` when not given).
+        mask (torch.Tensor, optional): The dropout keep mask
+            :obj:`[batch_size, N]` in training (drawn when not given).
+        generator (torch.Generator, optional): For the draws.
+        num_columns (int, optional): Estimate the noise outside the support
+            from this many columns when :math:`N` is larger (see
+            :func:`full_noise`). (default: :obj:`None`: exact)
 
     Returns:
         The objective, the diffusion term and the CKGC term.
     """
     row = rows_of(support.ptr, support.index.numel())
     batch_size = t.numel()
-    if noise is None:
-        noise = torch.randn_like(support.target)
-    x_t = diffusion.q_sample(support.target, t[row], noise)
-    x_hat = denoiser(x_t, support.ptr, support.index, t)
+    hidden, x_hat = denoise_support(denoiser, diffusion, support, t, noise,
+                                    mask, generator, num_columns)
     error = support.weight * (support.target - x_hat).square()
     mse = scatter(error, row, 0, dim_size=batch_size) / denoiser.num_entities
     diff = (diffusion.loss_weight[t].float() * mse).mean()
 
-    is_item = support.index < item_user_emb.size(0)
-    contribution = ((support.weight * x_hat)[is_item, None] *
-                    item_user_emb[support.index[is_item]])
-    z = scatter(contribution, row[is_item], 0, dim_size=batch_size)
+    items = torch.arange(item_user_emb.size(0), device=t.device)
+    output_rows = denoiser.output_emb(items)  # Sparse gradient, I rows.
+    output_bias = denoiser.output_bias(items).view(-1)
+    z = (hidden @ (output_rows.t() @ item_user_emb) +
+         output_bias @ item_user_emb)
     ckgc = (z - head_emb).square().mean(dim=-1).mean()
     return (1.0 - ckgc_weight) * diff + ckgc_weight * ckgc, diff, ckgc
+
+
+class _RebuildTables:
+    r"""The :math:`H \times H` tables of the exact reverse process (see
+    :func:`rebuild_kg`) of a denoiser, computed once per rebuild."""
+    def __init__(self, denoiser: SparseDenoiser) -> None:
+        self.denoiser = denoiser
+        self.w1 = denoiser.input_emb.weight.detach()  # [N, H]
+        self.w2 = denoiser.output_emb.weight.detach()  # [N, H]
+        self.b2 = denoiser.output_bias.weight.detach().view(-1)  # [N]
+        self.m = self.w1.t() @ self.w2  # W1 W2 in the row's space.
+        self.u = self.w1.t() @ self.b2  # W1 b2
+        self.q = self.w2.t() @ self.w2  # W2^T W2
+        self.r = self.w2.t() @ self.b2  # W2^T b2
+        self.bb = self.b2 @ self.b2
+
+    def reverse(self, diffusion: GaussianDiffusion, ptr: Tensor,
+                tail: Tensor, sampling_steps: int,
+                generator: Optional[torch.Generator],
+                noise: Optional[Tensor]) -> Tensor:
+        r"""The reverse process of a batch of heads (edges :obj:`tail`
+        grouped by :obj:`ptr`); returns the final value at every edge."""
+        batch_size = ptr.numel() - 1
+        row = rows_of(ptr, tail.numel())
+        offsets = ptr[:-1]
+        p0 = F.embedding_bag(tail, self.w1, offsets, mode='sum')
+        q0 = F.embedding_bag(tail, self.w2, offsets, mode='sum')
+        s0 = scatter(self.b2[tail], row, 0, dim_size=batch_size)
+        d = (ptr[1:] - ptr[:-1]).float()
+        ones = torch.ones(batch_size, device=tail.device)
+        alpha, beta, gamma = ones, 0.0 * ones, 0.0 * ones
+        g = torch.zeros_like(p0)
+        pe = qe = torch.zeros_like(p0)
+        ee = eb = e0 = 0.0 * ones
+        eps_edge = torch.zeros(tail.numel(), device=tail.device)
+        if sampling_steps > 0:
+            acp = diffusion.alphas_cumprod[sampling_steps - 1]
+            alpha = alpha * float(acp.sqrt())
+            gamma = ones * float((1.0 - acp).sqrt())
+            eps_edge, _, (pe, qe, eb), ee = noise_sums(
+                [self.w1, self.w2, self.b2[:, None]], ptr, tail, 1.0, noise,
+                None, generator)
+            eb = eb.view(-1)
+            e0 = scatter(eps_edge, row, 0, dim_size=batch_size)
+        denoiser = self.denoiser
+        for i in reversed(range(diffusion.steps)):
+            t = torch.full((batch_size, ), i, dtype=torch.long,
+                           device=tail.device)
+            product = (alpha[:, None] * p0 + g @ self.m.t() +
+                       beta[:, None] * self.u + gamma[:, None] * pe)
+            if denoiser.norm:
+                square = (alpha.square() * d + ((g @ self.q) * g).sum(-1) +
+                          beta.square() * self.bb + gamma.square() * ee +
+                          2 * alpha * (q0 * g).sum(-1) +
+                          2 * alpha * beta * s0 + 2 * alpha * gamma * e0 +
+                          2 * beta * (g @ self.r) +
+                          2 * gamma * (qe * g).sum(-1) +
+                          2 * beta * gamma * eb)
+                product = product / square.clamp(min=1e-24).sqrt()[:, None]
+            hidden = torch.tanh(product + denoiser.time_input(t))
+            c1 = float(diffusion.posterior_mean_coef1[i])
+            c2 = float(diffusion.posterior_mean_coef2[i])
+            alpha, beta, gamma = c2 * alpha, c1 + c2 * beta, c2 * gamma
+            g = c1 * hidden + c2 * g
+        return (alpha[row] + (self.w2[tail] * g[row]).sum(-1) +
+                beta[row] * self.b2[tail] + gamma[row] * eps_edge)
 
 
 def segment_top_k(score: Tensor, row: Tensor, k: int) -> Tensor:
@@ -164,25 +309,25 @@ def rebuild_kg(denoiser: SparseDenoiser, diffusion: GaussianDiffusion,
                edge_index: Tensor, edge_type: Tensor, num_entities: int,
                rebuild_k: int = 1, keep_rate: float = 0.5,
                sampling_steps: int = 0, batch_size: int = 1024,
-               generator: Optional[torch.Generator] = None
-               ) -> Tuple[Tensor, Tensor]:
+               generator: Optional[torch.Generator] = None,
+               noise: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     r"""Rebuilds the denoised knowledge graph.
 
     Every head's row starts from :math:`\mathbf{x}_0` (or from
     :math:`q(\mathbf{x}_s | \mathbf{x}_0)` with :math:`s =`
-    :obj:`sampling_steps - 1` when :obj:`sampling_steps > 0`) and goes
-    through the deterministic reverse process :math:`\mathbf{x} \leftarrow
-    c_{1,i}\,\mathrm{denoiser}(\mathbf{x}, i) + c_{2,i}\,\mathbf{x}` for
-    :math:`i = T-1, \dots, 0`; the :obj:`rebuild_k` best-scored edges of
-    every head are kept, the reverse of every kept pair is added (once),
-    every pair carries its relation from the input KG, and finally every
-    edge is kept with probability :obj:`keep_rate`.
-
-    Only the entries of a head's existing edges are carried through the
-    reverse process (they are the only candidates kept); the published code
-    carries all :math:`N` entries of the row, whose non-edge values enter
-    the next step's input normalisation. At the first step, started from
-    :math:`\mathbf{x}_0`, both agree exactly.
+    :obj:`sampling_steps - 1` when :obj:`sampling_steps > 0`, the noise on
+    all :math:`N` entities) and goes through the deterministic reverse
+    process :math:`\mathbf{x} \leftarrow c_{1,i}\,\mathrm{denoiser}
+    (\mathbf{x}, i) + c_{2,i}\,\mathbf{x}` for :math:`i = T-1, \dots, 0`
+    on all :math:`N` entries, as the dense method does, exactly: the row
+    stays :math:`\alpha \mathbf{x}_0 + \gamma \boldsymbol{\epsilon} +
+    \mathbf{W}_2 \mathbf{g} + \beta \mathbf{b}_2`, so its input-layer
+    product needs :math:`\mathbf{W}_1 \mathbf{W}_2` and its norm
+    :math:`\mathbf{W}_2^\top \mathbf{W}_2` (both :math:`H \times H`,
+    computed once). The :obj:`rebuild_k` best-scored edges of every head
+    are kept, the reverse of every kept pair is added (once), every pair
+    carries its relation from the input KG, and finally every edge is kept
+    with probability :obj:`keep_rate`.
 
     Args:
         denoiser (SparseDenoiser): The trained denoiser.
@@ -202,6 +347,9 @@ def rebuild_kg(denoiser: SparseDenoiser, diffusion: GaussianDiffusion,
             (default: :obj:`1024`)
         generator (torch.Generator, optional): For the keep mask (and the
             start noise).
+        noise (torch.Tensor, optional): The start noise of every head with
+            edges, in order, on all entities :obj:`[num_heads, N]` (drawn
+            in column chunks when not given).
 
     Returns:
         The denoised :obj:`(edge_index, edge_type)`, sorted by head.
@@ -213,30 +361,47 @@ def rebuild_kg(denoiser: SparseDenoiser, diffusion: GaussianDiffusion,
     if not 0 <= sampling_steps <= diffusion.steps:
         raise ValueError(f"'sampling_steps' must lie in [0, "
                          f"{diffusion.steps}] (got {sampling_steps})")
-    was_training = denoiser.training
-    denoiser.eval()
+    score = rebuild_scores(denoiser, diffusion, edge_index, sampling_steps,
+                           batch_size, generator, noise)
+    return select_edges(score, edge_index, edge_type, num_entities,
+                        rebuild_k, keep_rate, generator)
+
+
+@torch.no_grad()
+def rebuild_scores(denoiser: SparseDenoiser, diffusion: GaussianDiffusion,
+                   edge_index: Tensor, sampling_steps: int = 0,
+                   batch_size: int = 1024,
+                   generator: Optional[torch.Generator] = None,
+                   noise: Optional[Tensor] = None) -> Tensor:
+    r"""The final value of the exact reverse process (see
+    :func:`rebuild_kg`) at every edge of :obj:`edge_index` (sorted by
+    head), shape :obj:`[num_edges]`."""
     head, tail = edge_index
-    device = head.device
     heads, degree = torch.unique_consecutive(head, return_counts=True)
     edge_ptr = cumsum(degree)
-    score = torch.empty(head.numel(), device=device)
+    score = torch.empty(head.numel(), device=head.device)
+    tables = _RebuildTables(denoiser)
     for start in range(0, heads.numel(), batch_size):
         end = min(start + batch_size, heads.numel())
         lo, hi = int(edge_ptr[start]), int(edge_ptr[end])
-        ptr = edge_ptr[start:end + 1] - lo
-        x = torch.ones(hi - lo, device=device)
-        if sampling_steps > 0:
-            step = torch.full_like(tail[lo:hi], sampling_steps - 1)
-            noise = torch.randn(hi - lo, generator=generator, device=device)
-            x = diffusion.q_sample(x, step, noise)
-        for i in reversed(range(diffusion.steps)):
-            t = torch.full((end - start, ), i, dtype=torch.long,
-                           device=device)
-            x_hat = denoiser(x, ptr, tail[lo:hi], t)
-            x = diffusion.posterior_mean(x_hat, x, t[:1].expand_as(x))
-        score[lo:hi] = x
-    denoiser.train(was_training)
+        score[lo:hi] = tables.reverse(
+            diffusion, edge_ptr[start:end + 1] - lo, tail[lo:hi],
+            sampling_steps, generator,
+            None if noise is None else noise[start:end])
 
+    return score
+
+
+def select_edges(score: Tensor, edge_index: Tensor, edge_type: Tensor,
+                 num_entities: int, rebuild_k: int = 1,
+                 keep_rate: float = 0.5,
+                 generator: Optional[torch.Generator] = None
+                 ) -> Tuple[Tensor, Tensor]:
+    r"""The rebuild's selection (see :func:`rebuild_kg`) from the
+    :obj:`score` of every edge: the :obj:`rebuild_k` best edges of every
+    head, their reverses, their relations, each kept with probability
+    :obj:`keep_rate`."""
+    head, tail = edge_index
     keep = segment_top_k(score, head, rebuild_k)
     kept = edge_index[:, keep]
     pairs = torch.cat([kept, kept.flip(0)], dim=1)
@@ -249,5 +414,5 @@ def rebuild_kg(denoiser: SparseDenoiser, diffusion: GaussianDiffusion,
     out_index = torch.stack([key // num_entities, key % num_entities])
     out_type = edge_type[position]
     mask = torch.rand(key.numel(), generator=generator,
-                      device=device) < keep_rate
+                      device=head.device) < keep_rate
     return out_index[:, mask], out_type[mask]

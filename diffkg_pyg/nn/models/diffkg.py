@@ -154,6 +154,11 @@ class DiffKG(torch.nn.Module):
             in :obj:`(0, 1]`. (default: :obj:`0.5`)
         num_negatives (int, optional): Sampled non-edges per KG edge in the
             denoiser's support. (default: :obj:`1`)
+        noise_columns (int, optional): The denoiser's training input carries
+            noise on all :math:`N` entities; when :math:`N` is larger than
+            this, the noise outside the support is estimated from this many
+            columns per step, with the dense law's mean and covariance
+            (:obj:`-1`: always exact). (default: :obj:`16384`)
         use_compile (bool, optional): :func:`torch.compile` the denoiser's
             hot path (falls back to eager, logging once, where compilation
             fails). (default: :obj:`True`)
@@ -188,6 +193,7 @@ class DiffKG(torch.nn.Module):
         rebuild_k: int = 1,
         keep_rate: float = 0.5,
         num_negatives: int = 1,
+        noise_columns: int = 16384,
         use_compile: bool = True,
     ) -> None:
         super().__init__()
@@ -216,6 +222,8 @@ class DiffKG(torch.nn.Module):
         _check(0.0 <= ckgc_weight <= 1.0, 'ckgc_weight', ckgc_weight,
                'in [0, 1]')
         _check(0.0 < keep_rate <= 1.0, 'keep_rate', keep_rate, 'in (0, 1]')
+        _check(noise_columns == -1 or noise_columns >= 1, 'noise_columns',
+               noise_columns, '-1 (exact) or >= 1')
         _check(diffusion_steps >= 1, 'diffusion_steps', diffusion_steps,
                '>= 1')
         _check(0 <= sampling_steps <= diffusion_steps, 'sampling_steps',
@@ -239,6 +247,7 @@ class DiffKG(torch.nn.Module):
         self.rebuild_k = rebuild_k
         self.keep_rate = keep_rate
         self.num_negatives = num_negatives
+        self.noise_columns = None if noise_columns == -1 else noise_columns
 
         self.user_emb = Parameter(torch.empty(num_users, embedding_dim))
         self.entity_emb = Parameter(torch.empty(num_entities, embedding_dim))
@@ -412,7 +421,8 @@ class DiffKG(torch.nn.Module):
             kg_col (torch.Tensor): Its tails, sorted within every head.
             heads (torch.Tensor): The batch's heads :obj:`[B]`.
             item_user_emb (torch.Tensor): :meth:`item_user_embedding`.
-            generator (torch.Generator, optional): For supports and steps.
+            generator (torch.Generator, optional): For supports, steps,
+                noise and dropout.
 
         Returns:
             The objective, its diffusion term and its CKGC term.
@@ -421,11 +431,10 @@ class DiffKG(torch.nn.Module):
                                  self.num_negatives, generator)
         t = torch.randint(self.diffusion.steps, heads.shape,
                           generator=generator, device=heads.device)
-        noise = torch.randn(support.index.shape, generator=generator,
-                            device=heads.device)
         return denoiser_loss(self.denoiser, self.diffusion, support, t,
                              item_user_emb, self.entity_emb[heads].detach(),
-                             self.ckgc_weight, noise)
+                             self.ckgc_weight, generator=generator,
+                             num_columns=self.noise_columns)
 
     def rebuild_kg(self, edge_index: Tensor, edge_type: Tensor,
                    batch_size: int = 1024,

@@ -116,6 +116,9 @@ class DiffKGRecipe(Recipe):
                        aliases=('keepRate', )),
         HyperParameter('num_negatives', int, 'sampled non-edges per KG edge '
                        "in the denoiser's support"),
+        HyperParameter('noise_columns', int, "columns carrying the "
+                       "denoiser's input noise outside the support when N is "
+                       'larger (-1: all, exact)'),
         HyperParameter('use_compile', bool, "torch.compile the denoiser's "
                        'hot path', aliases=('compile', ), compared=False),
     ) + (HyperParameter('diffusion', bool, 'train the denoiser and rebuild '

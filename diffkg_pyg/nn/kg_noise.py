@@ -1,0 +1,212 @@
+r"""The noise of the denoiser's rows on all :math:`N` entities, drawn in
+column chunks (never a :obj:`[batch_size, N]` array at once), exactly or,
+for large :math:`N`, estimated from sampled columns with the dense law's
+mean and covariance."""
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch_geometric.utils import scatter
+
+from diffkg_pyg.utils import rows_of
+
+__all__ = ['full_noise', 'noise_sums']
+
+#: Entries of a noise chunk (rows x columns) drawn at once.
+CHUNK_ENTRIES = 1 << 22
+
+
+def _noise_chunks(batch_size: int, num_entities: int, keep: float,
+                  noise: Optional[Tensor], mask: Optional[Tensor],
+                  generator: Optional[torch.Generator],
+                  device: torch.device):
+    # Yields (start, end, noise, keep mask or None) over column chunks of
+    # the rows' standard normal noise and dropout keep mask: copies of
+    # `noise` / `mask` when given, drawn from `generator` otherwise, into
+    # buffers reused from chunk to chunk (the caller may overwrite them).
+    size = min(num_entities, max(1, CHUNK_ENTRIES // max(1, batch_size)))
+    buffer = torch.empty((batch_size, size), device=device)
+    uniform = torch.empty((batch_size, size), device=device) \
+        if keep < 1.0 and mask is None else None
+    for start in range(0, num_entities, size):
+        end = min(start + size, num_entities)
+        eps = buffer[:, :end - start]
+        if noise is not None:
+            eps.copy_(noise[:, start:end])
+        else:
+            eps.normal_(generator=generator)
+        keep_mask = None
+        if keep < 1.0:
+            if mask is not None:
+                keep_mask = mask[:, start:end].bool()
+            else:
+                keep_mask = uniform[:, :end - start].uniform_(
+                    generator=generator) < keep
+        yield start, end, eps, keep_mask
+
+
+def noise_sums(weights: List[Tensor], ptr: Tensor, index: Tensor,
+                keep: float, noise: Optional[Tensor], mask: Optional[Tensor],
+                generator: Optional[torch.Generator]):
+    r"""Over column chunks of the rows' standard normal noise (and keep
+    mask, when :obj:`keep < 1`): the noise and the mask at the support
+    entries :obj:`index` (grouped by :obj:`ptr`), :math:`\sum_j \epsilon_j
+    m_j / p\, \mathbf{w}_j` for every table of :obj:`weights`
+    (:obj:`[N, k]` each) and :math:`\sum_j \epsilon_j^2`, all over every
+    column (given :obj:`noise` / :obj:`mask` :obj:`[B, N]`, or drawn from
+    :obj:`generator`)."""
+    batch_size, num_entities = ptr.numel() - 1, weights[0].size(0)
+    row = rows_of(ptr, index.numel())
+    eps_support = torch.zeros(index.numel(), device=index.device)
+    mask_support = (torch.ones(index.numel(), device=index.device)
+                    if keep < 1.0 else None)
+    sums = [w.new_zeros(batch_size, w.size(1)) for w in weights]
+    square = weights[0].new_zeros(batch_size)
+    for start, end, eps, keep_mask in _noise_chunks(
+            batch_size, num_entities, keep, noise, mask, generator,
+            index.device):
+        inside = (index >= start) & (index < end)
+        eps_support[inside] = eps[row[inside], index[inside] - start]
+        square += torch.linalg.vector_norm(eps, dim=-1).square()
+        if keep_mask is not None:
+            mask_support[inside] = keep_mask[row[inside],
+                                             index[inside] - start].float()
+            eps.mul_(keep_mask)
+        for total, weight in zip(sums, weights):
+            total.addmm_(eps, weight[start:end], alpha=1.0 / keep)
+    return eps_support, mask_support, sums, square
+
+
+def _chi_square(dof: Tensor,
+                generator: Optional[torch.Generator]) -> Tensor:
+    # Exact chi-square draws, 2 Gamma(dof / 2), by Marsaglia and Tsang's
+    # method (vectorised rejection; Gamma(a) = Gamma(a + 1) U^(1/a) for
+    # a < 1), from `generator`.
+    alpha = dof.double() / 2
+    boost = alpha < 1
+    d = torch.where(boost, alpha + 1, alpha) - 1.0 / 3
+    c = 1.0 / (9 * d).sqrt()
+    out = torch.zeros_like(d)
+    todo = dof > 0
+    while bool(todo.any()):
+        x = torch.randn(d.shape, generator=generator, device=d.device,
+                        dtype=d.dtype)
+        u = torch.rand(d.shape, generator=generator, device=d.device,
+                       dtype=d.dtype)
+        v = (1 + c * x)**3
+        ok = (v > 0) & (u.log() < 0.5 * x * x + d - d * v +
+                        d * v.clamp(min=1e-300).log())
+        out = torch.where(todo & ok, d * v, out)
+        todo = todo & ~ok
+    u = torch.rand(d.shape, generator=generator, device=d.device,
+                   dtype=d.dtype)
+    out = torch.where(boost, out * u.pow(1 / alpha.clamp(min=1e-12)), out)
+    return (2 * out).float()
+
+
+def _sampled_noise(weight: Tensor, ptr: Tensor, index: Tensor,
+                   scale: Tensor, keep: float, num_columns: int,
+                   generator: Optional[torch.Generator]):
+    r"""The estimator of :func:`full_noise` for large :math:`N`: the noise
+    of the support entries is drawn exactly; outside the support, the
+    input-layer term :math:`\sum_{j \notin S_h} \mathbf{W}_{1,j}
+    \epsilon_j m_j / p` is estimated from :math:`K` columns drawn without
+    replacement (shared by the batch), those of row :math:`h` outside its
+    support (:math:`K_h` of its :math:`F_h`) weighted by :math:`\sqrt{F_h
+    / K_h}`: given :math:`K_h` they are a uniform subset, so the term has
+    mean 0 and covariance :math:`\sum_{j \notin S_h} \mathbf{W}_{1,j}
+    \mathbf{W}_{1,j}^\top / p`, the dense law's (its higher moments are
+    not matched). The squared norm :math:`\sum_{j \notin S_h}
+    \epsilon_j^2` is the drawn columns' squares plus a
+    :math:`\chi^2_{F_h - K_h}` draw for the others: its exact law, and the
+    dense law's covariance with the outer product of the input term."""
+    batch_size, num_entities = ptr.numel() - 1, weight.size(0)
+    device = index.device
+    row = rows_of(ptr, index.numel())
+    eps = torch.randn(index.numel(), generator=generator, device=device)
+    keep_mask = None
+    if keep < 1.0:
+        keep_mask = (torch.rand(index.numel(), generator=generator,
+                                device=device) < keep).float()
+    columns = torch.randperm(num_entities, generator=generator,
+                             device=device)[:num_columns].sort().values
+    # Which drawn columns lie outside each row's support:
+    key = torch.sort(row * num_entities + index).values
+    query = (torch.arange(batch_size, device=device)[:, None] *
+             num_entities + columns[None, :])
+    position = torch.searchsorted(key, query).clamp(max=key.numel() - 1)
+    outside = key[position] != query  # [B, K]
+    draws = torch.randn(outside.shape, generator=generator, device=device)
+    draws = draws * outside
+    free = (num_entities - (ptr[1:] - ptr[:-1])).float()
+    count = outside.sum(dim=-1).float()
+    # The drawn columns' own squares plus the chi-square of the rest: the
+    # exact law of the norm, and the dense law's covariance between the
+    # norm and the outer product of the input term.
+    square = draws.square().sum(dim=-1) + _chi_square(free - count,
+                                                      generator)
+    if keep < 1.0:
+        draws = draws * (torch.rand(outside.shape, generator=generator,
+                                    device=device) < keep) / keep
+    factor = (free / count.clamp(min=1)).sqrt()
+    product = (draws @ weight[columns]) * factor[:, None]
+    return eps, keep_mask, (product * scale[:, None],
+                            square * scale.square())
+
+
+def full_noise(weight: Tensor, ptr: Tensor, index: Tensor, scale: Tensor,
+               keep: float = 1.0, noise: Optional[Tensor] = None,
+               mask: Optional[Tensor] = None,
+               generator: Optional[torch.Generator] = None,
+               num_columns: Optional[int] = None
+               ) -> Tuple[Tensor, Optional[Tensor], Tuple[Tensor, Tensor]]:
+    r"""The noise :math:`s_h \boldsymbol{\epsilon}_h` of every row
+    :math:`h` over all :math:`N` entities, split into the part on the
+    support and the rest, in column chunks (never a :obj:`[batch_size, N]`
+    array at once).
+
+    Args:
+        weight (torch.Tensor): The input layer's entity columns
+            :math:`\mathbf{W}_1^\top` :obj:`[N, hidden_channels]` (no
+            gradient is taken).
+        ptr (torch.Tensor): Row pointer of the support :obj:`[B + 1]`.
+        index (torch.Tensor): Entity of every support entry (at most once
+            per row).
+        scale (torch.Tensor): :math:`s_h` :obj:`[B]`.
+        keep (float, optional): Dropout keep probability :math:`p` (1: no
+            dropout). (default: :obj:`1.0`)
+        noise (torch.Tensor, optional): The standard normal noise
+            :obj:`[B, N]` (drawn in chunks when not given).
+        mask (torch.Tensor, optional): The keep mask :obj:`[B, N]` (drawn
+            when not given and :obj:`keep < 1`).
+        generator (torch.Generator, optional): For the draws.
+        num_columns (int, optional): When smaller than :math:`N` (and no
+            :obj:`noise` is given), the noise outside the support is
+            estimated from this many columns (see :func:`_sampled_noise`)
+            instead of drawn on all of them. (default: :obj:`None`: exact)
+
+    Returns:
+        :math:`\boldsymbol{\epsilon}` on the support :obj:`[num_support]`,
+        the keep mask on the support (or :obj:`None`), and
+        :obj:`(product, square)` outside the support:
+        :math:`\sum_{j \notin S} \mathbf{W}_{1,j} s\,\epsilon_j m_j / p`
+        :obj:`[B, hidden_channels]` and :math:`\sum_{j \notin S} s^2
+        \epsilon_j^2` :obj:`[B]`.
+    """
+    weight = weight.detach()
+    if num_columns is not None and num_columns < weight.size(0) and \
+            noise is None:
+        return _sampled_noise(weight, ptr, index, scale, keep, num_columns,
+                              generator)
+    eps, keep_mask, (product, ), square = noise_sums(
+        [weight], ptr, index, keep, noise, mask, generator)
+    # Take the support's own noise out (it enters through the support):
+    dropped = eps if keep_mask is None else eps * keep_mask / keep
+    product = product - F.embedding_bag(index, weight, ptr[:-1], mode='sum',
+                                        per_sample_weights=dropped)
+    row = rows_of(ptr, index.numel())
+    square = square - scatter(eps.square(), row, 0,
+                              dim_size=ptr.numel() - 1)
+    return eps, keep_mask, (product * scale[:, None],
+                            square * scale.square())
