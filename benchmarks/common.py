@@ -1,6 +1,7 @@
 r"""Helpers shared by the speed benchmarks (``benchmarks/speed_*.py``):
 the KGs and dataset graphs they run on, peak memory, and running one
 measured case in a fresh subprocess, so that its peak RSS is its own."""
+import inspect
 import json
 import os
 import resource
@@ -9,6 +10,7 @@ import sys
 
 import torch
 
+from diffkg_pyg import DiffKG
 from diffkg_pyg.data import ITEM_USER, KG, USER_ITEM, load_dataset
 from diffkg_pyg.nn.kg_diffusion import denoiser_loss, sample_support
 
@@ -85,15 +87,19 @@ def subsample(data, fraction: float):
     return out
 
 
+#: DiffKG's default number of noise columns (see DiffKG's noise_columns).
+NOISE_COLUMNS = inspect.signature(DiffKG).parameters['noise_columns'].default
+
+
 def sparse_steps(model, optimizers, diffusion, batches, ptr, col,
-                 item_user, entity):
+                 item_user, entity, num_columns=NOISE_COLUMNS):
     r"""Denoiser steps of the sparse formulation over :obj:`batches` of
-    heads."""
+    heads, as DiffKG trains them (its default :obj:`noise_columns`)."""
     for batch in batches:
         support = sample_support(ptr, col, batch, model.num_entities)
         t = torch.randint(diffusion.steps, batch.shape)
         loss, _, _ = denoiser_loss(model, diffusion, support, t, item_user,
-                                   entity[batch])
+                                   entity[batch], num_columns=num_columns)
         for optimizer in optimizers:
             optimizer.zero_grad()
         loss.backward()
