@@ -88,7 +88,8 @@ def subsample(data, fraction: float):
 
 
 #: DiffKG's default number of noise columns (see DiffKG's noise_columns).
-NOISE_COLUMNS = inspect.signature(DiffKG).parameters['noise_columns'].default
+NOISE_COLUMNS = getattr(inspect.signature(DiffKG).parameters.get(
+    'noise_columns'), 'default', None)  # (None in code before it existed.)
 
 
 def sparse_steps(model, optimizers, diffusion, batches, ptr, col,
