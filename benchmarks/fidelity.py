@@ -8,7 +8,8 @@ heads, this measures over many draws (noise, dropout, supports):
   ``denoiser_loss``), their standard errors and relative gap;
 * the cosine between the expected gradients of every denoiser parameter
   tensor, sparse against dense, and, as the Monte-Carlo floor of that
-  figure, the cosine between two independent halves of the dense draws;
+  figure, the cosine between two independent halves of the dense draws
+  (and of the sparse draws: the sparse estimator's own floor);
   for the entity tables also the cosine on the rows of the heads' edges
   (which every sparse step updates) and the share of the dense expected
   gradient on the other rows (reached by the sparse step only through its
@@ -165,6 +166,8 @@ def measure(model, data, heads, t_value, draws, seed):
         'grad_cosine': cosine(mean['dense'], mean['sparse']),
         'grad_cosine_dense_halves': cosine(sums['dense'][0],
                                            sums['dense'][1]),
+        'grad_cosine_sparse_halves': cosine(sums['sparse'][0],
+                                            sums['sparse'][1]),
         'grad_cosine_edge_rows': on_edges,
         'dense_grad_share_off_edge_rows': share_off,
         'dense_ckgc': stats(values['dense_ckgc'])[0],
