@@ -9,7 +9,9 @@ heads, this measures over many draws (noise, dropout, supports):
 * the cosine between the expected gradients of every denoiser parameter
   tensor, sparse against dense, and, as the Monte-Carlo floor of that
   figure, the cosine between two independent halves of the dense draws
-  (and of the sparse draws: the sparse estimator's own floor);
+  (and of the sparse draws: the sparse estimator's own floor), and the
+  cosine corrected for the Monte-Carlo noise of both means (an estimate of
+  the cosine of the expected gradients themselves);
   for the entity tables also the cosine on the rows of the heads' edges
   (which every sparse step updates) and the share of the dense expected
   gradient on the other rows (reached by the sparse step only through its
@@ -106,6 +108,24 @@ def cosine(a, b):
             for name in a}
 
 
+def corrected_cosine(dense, sparse):
+    r"""The cosine of the two expected gradients with the Monte-Carlo
+    noise taken out: the product of two independent halves' sums is an
+    unbiased estimate of the squared norm of the expected gradient, so
+    :math:`(S \cdot D) / \sqrt{(S_1 \cdot S_2)(D_1 \cdot D_2)}` estimates
+    :math:`\cos(E S, E D)` without the attenuation by the noise of either
+    mean (it may leave [-1, 1] by Monte-Carlo error; NaN when a half
+    product is not positive)."""
+    out = {}
+    for n in dense[0]:
+        d, s = dense[0][n] + dense[1][n], sparse[0][n] + sparse[1][n]
+        norm = float((dense[0][n] * dense[1][n]).sum() *
+                     (sparse[0][n] * sparse[1][n]).sum())
+        out[n] = (float((d * s).sum()) / 4 / norm**0.5 if norm > 0 else
+                  float('nan'))
+    return out
+
+
 def measure(model, data, heads, t_value, draws, seed):
     denoiser, diffusion = model.denoiser, model.diffusion
     denoiser.train()
@@ -168,6 +188,8 @@ def measure(model, data, heads, t_value, draws, seed):
                                            sums['dense'][1]),
         'grad_cosine_sparse_halves': cosine(sums['sparse'][0],
                                             sums['sparse'][1]),
+        'grad_cosine_corrected': corrected_cosine(sums['dense'],
+                                                  sums['sparse']),
         'grad_cosine_edge_rows': on_edges,
         'dense_grad_share_off_edge_rows': share_off,
         'dense_ckgc': stats(values['dense_ckgc'])[0],
