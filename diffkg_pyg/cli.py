@@ -24,14 +24,15 @@ from diffkg_pyg.train.hyperparameters import (
     TRAIN_SETTINGS,
     HyperParameter,
     lookup,
+    parse_bool,
 )
 
 __all__ = ['main']
 
 PROG = 'diffkg-pyg'
 COMMANDS = ('train', 'models', 'stats')
-_POSITIVE = ('epochs', 'patience', 'batch_size', 'eval_batch_size',
-             'max_batches')
+_POSITIVE = ('epochs', 'patience', 'eval_every', 'batch_size',
+             'eval_batch_size', 'max_batches')
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,18 +67,35 @@ def _add(group, parameter: HyperParameter, prefix: str) -> None:
         aliases = ' (also ' + ', '.join(f'--{a}' for a in
                                         parameter.aliases) + ')'
     text = f'{parameter.help} (default: {parameter.default}){aliases}'
-    for alias in (None, *parameter.aliases):
-        flags = [parameter.flag if alias is None else f'--{alias}']
-        if alias is not None and '_' in alias:
-            flags.append('--' + alias.replace('_', '-'))
+    # The canonical flag (shown), its snake-case spelling as the authors'
+    # scripts write names (--mean_type, --batch_size), and the aliases in
+    # both spellings (hidden):
+    spellings = [(None, [parameter.flag], True)]
+    if '_' in parameter.name:
+        spellings.append((None, [f'--{parameter.name}'], False))
+    for alias in parameter.aliases:
+        spellings.append((alias, list(dict.fromkeys(
+            [f'--{alias}', '--' + alias.replace('_', '-')])), False))
+    for alias, flags, shown in spellings:
         kind = (parameter.type if alias is None else
                 parameter.alias_type or parameter.type)
         kwargs: Dict[str, Any] = dict(
             dest=f'{prefix}:{parameter.name}:{alias or ""}',
             default=argparse.SUPPRESS,
-            help=text if alias is None else argparse.SUPPRESS)
+            help=text if shown else argparse.SUPPRESS)
         if kind is bool:
-            kwargs['action'] = argparse.BooleanOptionalAction
+            # `--norm`, `--norm 0` / `--norm=true` (the authors' scripts
+            # pass 0/1) and `--no-norm`:
+            kwargs.update(nargs='?', const=True, type=parse_bool,
+                          metavar='BOOL')
+            group.add_argument(*flags, **kwargs)
+            group.add_argument(*['--no-' + flag[2:] for flag in flags],
+                               dest=kwargs['dest'], action='store_const',
+                               const=False, default=argparse.SUPPRESS,
+                               help=argparse.SUPPRESS)
+            continue
+        if kind is tuple:  # Parsed and checked by HyperParameter.check.
+            kwargs.update(type=str, metavar='INTS')
         else:
             kwargs.update(type=kind, metavar=kind.__name__.upper())
             if alias is None and parameter.choices:
@@ -231,7 +249,12 @@ def _train(argv: List[str]) -> int:
     config_settings, config_model = _split_config(config, args.config,
                                                   recipe_class)
     from diffkg_pyg.train.hyperparameters import resolve
-    settings = resolve(TRAIN_SETTINGS, config_settings,
+    preset = getattr(args, 'preset', config.get('preset'))
+    recipe = recipe_class(preset, **{
+        **config_model, **_given(args, 'model', recipe_class.hyperparameters)
+    })
+    settings = resolve(TRAIN_SETTINGS, recipe.preset_settings,
+                       config_settings,
                        _given(args, 'setting', TRAIN_SETTINGS))
     for key in _POSITIVE:
         if settings[key] is not None and settings[key] < 1:
@@ -242,10 +265,6 @@ def _train(argv: List[str]) -> int:
         if value is not None and value < 1:
             raise ValueError(f'--{key.replace("_", "-")} must be >= 1 (got '
                              f'{value})')
-    preset = getattr(args, 'preset', config.get('preset'))
-    recipe = recipe_class(preset, **{
-        **config_model, **_given(args, 'model', recipe_class.hyperparameters)
-    })
     return _run(args, recipe, settings)
 
 
@@ -265,6 +284,7 @@ def _run(args: argparse.Namespace, recipe, settings: Dict[str, Any]) -> int:
         weight_decay=settings['weight_decay'], seed=settings['seed'],
         max_batches=settings['max_batches'],
         eval_batch_size=settings['eval_batch_size'],
+        eval_every=settings['eval_every'],
         device=torch.device(args.device), checkpoint_dir=args.checkpoint_dir,
         checkpoint_every=args.checkpoint_every)
     result = trainer.fit(settings['epochs'], settings['patience'],

@@ -31,3 +31,28 @@ def kgat_folder(tmp_path):
     write(folder / 'test.txt', '0 3\n1 0\n2 1 2\n')
     write(folder / 'kg_final.txt', '0 0 4\n1 0 4\n2 1 5\n3 1 5\n0 0 4\n')
     return folder
+
+
+def write_diffrec_folder(folder, num_users: int = 12, num_items: int = 15,
+                         seed: int = 0):
+    r"""Writes a random dataset in DiffRec's layout (every user with train,
+    validation and test items, no pair in two lists) into :obj:`folder`."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = {'train': [], 'valid': [], 'test': []}
+    for user in range(num_users):
+        items = rng.permutation(num_items)[:rng.integers(5, 10)]
+        parts['test'] += [[user, int(i)] for i in items[:1]]
+        parts['valid'] += [[user, int(i)] for i in items[1:2]]
+        parts['train'] += [[user, int(i)] for i in items[2:]]
+    for name, pairs in parts.items():
+        np.save(folder / f'{name}_list.npy', np.array(pairs, dtype=np.int64))
+    return folder
+
+
+@pytest.fixture
+def diffrec_folder(tmp_path):
+    r"""A tiny dataset in DiffRec's layout: 12 users, at most 15 items."""
+    return write_diffrec_folder(tmp_path / 'tiny-diffrec')

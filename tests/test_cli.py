@@ -116,11 +116,13 @@ def test_no_arguments_trains_on_synthetic_default():
 def test_models_lists_every_registered_model(capsys):
     assert main(['models']) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == ['diffkg', 'lightgcn']
+    assert [line.split()[0] for line in lines] == [
+        'diffkg', 'lightgcn', 'diffrec', 'tdiffrec']
     assert all(len(line.split()) > 2 for line in lines)  # A description.
 
 
-@pytest.mark.parametrize('name', ['diffkg', 'lightgcn'])
+@pytest.mark.parametrize('name', ['diffkg', 'lightgcn', 'diffrec',
+                                  'tdiffrec'])
 def test_models_name_lists_hyperparameters(name, capsys):
     from diffkg_pyg.train import get_recipe
     assert main(['models', name]) == 0
@@ -132,7 +134,8 @@ def test_models_name_lists_hyperparameters(name, capsys):
     assert '--epochs' in out  # The training settings too.
 
 
-@pytest.mark.parametrize('name', ['diffkg', 'lightgcn'])
+@pytest.mark.parametrize('name', ['diffkg', 'lightgcn', 'diffrec',
+                                  'tdiffrec'])
 def test_train_help_shows_the_model_flags(name, capsys):
     from diffkg_pyg.train import get_recipe
     with pytest.raises(SystemExit):
@@ -177,8 +180,8 @@ def test_config_file_and_precedence(tmp_path):
     assert hyperparameters['temperature'] == 0.5  # the file the preset,
     assert hyperparameters['l2_weight'] == 1e-6  # the preset the default.
     assert hyperparameters['ssl_weight'] == 1.0
-    assert settings == {'epochs': 1, 'patience': 10, 'lr': 0.01,
-                        'weight_decay': 1e-6, 'batch_size': 256,
+    assert settings == {'epochs': 1, 'patience': 10, 'eval_every': 1,
+                        'lr': 0.01, 'weight_decay': 1e-6, 'batch_size': 256,
                         'eval_batch_size': 1024, 'seed': 0,
                         'max_batches': 1}
 

@@ -1,11 +1,13 @@
 from diffkg_pyg.data.datasets import (
     DATASETS,
+    DIFFREC_FILES,
     MIND,
     AlibabaIFashion,
     KGRecDataset,
     LastFM,
     detect_format,
     load_dataset,
+    read_diffrec_folder,
     read_folder,
 )
 from diffkg_pyg.data.graph import (
@@ -16,7 +18,9 @@ from diffkg_pyg.data.graph import (
     bipartite_adjacency,
     build_hetero_data,
     build_knowledge_graph,
+    build_user_item_data,
     format_statistics,
+    has_kg,
     statistics,
 )
 from diffkg_pyg.data.io import (
@@ -27,6 +31,7 @@ from diffkg_pyg.data.io import (
     TripletFile,
     read_interaction_file,
     read_interaction_matrix,
+    read_pair_array,
     read_triplet_file,
 )
 from diffkg_pyg.data.split import validation_mask
@@ -41,6 +46,7 @@ __all__ = [
     'read_interaction_file',
     'read_interaction_matrix',
     'read_triplet_file',
+    'read_pair_array',
     'validation_mask',
     'USER_ITEM',
     'ITEM_USER',
@@ -48,12 +54,16 @@ __all__ = [
     'KnowledgeGraph',
     'build_knowledge_graph',
     'build_hetero_data',
+    'build_user_item_data',
+    'has_kg',
     'bipartite_adjacency',
     'statistics',
     'format_statistics',
     'synthetic_dataset',
     'detect_format',
     'read_folder',
+    'read_diffrec_folder',
+    'DIFFREC_FILES',
     'KGRecDataset',
     'LastFM',
     'MIND',

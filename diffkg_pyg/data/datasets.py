@@ -11,6 +11,7 @@ from torch_geometric.data import HeteroData, InMemoryDataset, download_url
 
 from diffkg_pyg.data.graph import (
     build_hetero_data,
+    build_user_item_data,
     format_statistics,
     statistics,
 )
@@ -19,8 +20,10 @@ from diffkg_pyg.data.io import (
     InteractionFile,
     MissingFileError,
     TripletFile,
+    find_files,
     read_interaction_file,
     read_interaction_matrix,
+    read_pair_array,
     read_triplet_file,
 )
 from diffkg_pyg.utils import atomic_write
@@ -28,6 +31,8 @@ from diffkg_pyg.utils import atomic_write
 __all__ = [
     'KGAT_FILES',
     'AUTHORS_FILES',
+    'DIFFREC_FILES',
+    'read_diffrec_folder',
     'detect_format',
     'read_folder',
     'KGRecDataset',
@@ -40,6 +45,7 @@ __all__ = [
 
 KGAT_FILES = ['train.txt', 'test.txt', 'kg_final.txt']
 AUTHORS_FILES = ['trnMat.pkl', 'tstMat.pkl', 'kg.txt']
+DIFFREC_FILES = ['train_list.npy', 'valid_list.npy', 'test_list.npy']
 # Bump when the processed layout changes, to invalidate old caches:
 _PROCESSED_VERSION = 1
 
@@ -74,6 +80,17 @@ def read_folder(
     return (read_interaction_matrix(osp.join(folder, 'trnMat.pkl')),
             read_interaction_matrix(osp.join(folder, 'tstMat.pkl')),
             read_triplet_file(osp.join(folder, 'kg.txt')))
+
+
+def read_diffrec_folder(folder: str) -> HeteroData:
+    r"""Reads a dataset folder in DiffRec's layout (``train_list.npy``,
+    ``valid_list.npy``, ``test_list.npy``; see
+    :func:`~diffkg_pyg.data.build_user_item_data`): its own validation
+    split is used, and it has no knowledge graph."""
+    paths = find_files(folder, DIFFREC_FILES)
+    train, valid, test = (read_pair_array(path) for path in paths)
+    return build_user_item_data(train, valid, test,
+                                name=osp.basename(osp.abspath(folder)))
 
 
 def _hash_file(path: str, digest) -> str:
@@ -379,7 +396,10 @@ def load_dataset(
     Args:
         name_or_path (str, optional): A folder in either layout (see
             :func:`detect_format`; a folder named like a built-in dataset is
-            read by that dataset's class), the name of a built-in dataset
+            read by that dataset's class) or in DiffRec's (with
+            ``train_list.npy``: see :func:`read_diffrec_folder`; its own
+            validation split is used, :obj:`val_ratio` and
+            :obj:`split_seed` are not), the name of a built-in dataset
             (``'last-fm'``, ``'mind'``, ``'alibaba-ifashion'``; read from or
             downloaded to :obj:`data_root/<name>`), or ``'synthetic'`` /
             :obj:`None` for the embedded default
@@ -404,6 +424,11 @@ def load_dataset(
         return data
     kwargs = dict(val_ratio=val_ratio, split_seed=split_seed,
                   processed_dir=processed_dir, log=log)
+    if osp.isfile(osp.join(str(name_or_path), DIFFREC_FILES[0])):
+        data = read_diffrec_folder(name_or_path)
+        if log:
+            print(format_statistics(statistics(data), data.name))
+        return data
     if osp.isdir(name_or_path):
         name = osp.basename(osp.abspath(name_or_path)).lower()
         cls = DATASETS.get(name, KGRecDataset)

@@ -14,6 +14,13 @@ The layout, shared by every dataset of the package (real or synthetic):
   ``edge_type``: the knowledge graph as ordered head-tail pairs (inverse
   relations added, one relation per pair), sorted by head, plus
   ``num_relations`` and ``num_triplets``.
+
+A dataset without a knowledge graph (DiffRec's layout,
+:func:`build_user_item_data`) has the same layout with an empty knowledge
+graph (no edges, :obj:`num_relations = 0`, the entities being the items),
+and ``edge_time`` on the train interactions: each pair's position in the
+chronological file order (within a user, the train pairs are in that
+order).
 """
 import warnings
 from typing import Dict, Optional
@@ -34,6 +41,8 @@ __all__ = [
     'KnowledgeGraph',
     'build_knowledge_graph',
     'build_hetero_data',
+    'build_user_item_data',
+    'has_kg',
     'bipartite_adjacency',
     'statistics',
     'format_statistics',
@@ -191,6 +200,58 @@ def build_hetero_data(
     if name is not None:
         data.name = name
     return data
+
+
+def build_user_item_data(train: InteractionFile, valid: InteractionFile,
+                         test: InteractionFile,
+                         name: Optional[str] = None) -> HeteroData:
+    r"""Builds the graph of a dataset without a knowledge graph whose
+    validation split is given (DiffRec's layout; see the module
+    docstring): duplicate pairs keep their first occurrence, the train
+    pairs are grouped by user in file (chronological) order.
+
+    Args:
+        train (InteractionFile): The train interactions, in chronological
+            order per user.
+        valid (InteractionFile): The validation interactions.
+        test (InteractionFile): The test interactions.
+        name (str, optional): The dataset's name, stored as ``data.name``.
+    """
+    parts = (train, valid, test)
+    num_users = max(int(p.user.max(initial=-1)) for p in parts) + 1
+    num_items = max(int(p.item.max(initial=-1)) for p in parts) + 1
+    key = train.user * num_items + train.item
+    _, first = np.unique(key, return_index=True)
+    first = np.sort(first)  # File order,
+    first = first[np.argsort(train.user[first], kind='stable')]  # by user.
+
+    data = HeteroData()
+    data['user'].num_nodes = num_users
+    data['item'].num_nodes = num_items
+    data['entity'].num_nodes = num_items
+    store = data[USER_ITEM]
+    store.edge_index = torch.from_numpy(
+        np.stack([train.user[first], train.item[first]]))
+    store.edge_time = torch.from_numpy(first.astype(np.int64))
+    store.val_edge_index = torch.from_numpy(
+        _unique_pairs(valid.user, valid.item, num_items))
+    store.test_edge_index = torch.from_numpy(
+        _unique_pairs(test.user, test.item, num_items))
+    data[ITEM_USER].edge_index = store.edge_index.flip(0)
+    store = data[KG]
+    store.edge_index = torch.empty(2, 0, dtype=torch.long)
+    store.edge_type = torch.empty(0, dtype=torch.long)
+    store.num_relations = 0
+    store.num_triplets = 0
+    if name is not None:
+        data.name = name
+    return data
+
+
+def has_kg(data: HeteroData) -> bool:
+    r"""Whether a dataset graph has a knowledge graph (see
+    :func:`build_user_item_data` for those without)."""
+    return KG in data.edge_types and data[KG].edge_index.size(1) > 0
 
 
 def bipartite_adjacency(edge_index: Tensor, num_users: int, num_items: int,

@@ -1,5 +1,4 @@
-r"""Readers for the two on-disk layouts of knowledge-aware recommendation
-datasets.
+r"""Readers for the on-disk layouts of recommendation datasets.
 
 * The KGAT/KGIN text layout: ``train.txt`` and ``test.txt`` with one line per
   user (``user item item ...``) and ``kg_final.txt`` with one triplet per line
@@ -7,12 +6,16 @@ datasets.
 * The layout of the DiffKG authors: ``trnMat.pkl`` and ``tstMat.pkl``
   (pickled :class:`scipy.sparse` user x item matrices) and ``kg.txt``
   (``head relation tail``).
+* DiffRec's layout (no knowledge graph): ``train_list.npy``,
+  ``valid_list.npy`` and ``test_list.npy``, NumPy arrays of (user, item)
+  rows, each user's rows in chronological order.
 
 Text files are parsed with vectorised :obj:`numpy` operations on the raw
 bytes (no Python loop over lines), so the full Alibaba-iFashion loads in well
 under a second. Every problem is reported as a :class:`DataFormatError` that
 names the file, the 1-based line number and what was wrong.
 """
+import io
 import os
 import os.path as osp
 import pickle
@@ -30,6 +33,7 @@ __all__ = [
     'read_interaction_file',
     'read_interaction_matrix',
     'read_triplet_file',
+    'read_pair_array',
 ]
 
 # Tokens longer than this could overflow int64 while being accumulated:
@@ -258,6 +262,40 @@ def read_interaction_matrix(path: str) -> InteractionFile:
     user = matrix.row[nonzero].astype(np.int64)
     item = matrix.col[nonzero].astype(np.int64)
     return InteractionFile(path, user, item, None, tuple(matrix.shape))
+
+
+def read_pair_array(path: str) -> InteractionFile:
+    r"""Reads a NumPy array of (user, item) rows (DiffRec's
+    ``train_list.npy``, ``valid_list.npy``, ``test_list.npy``), keeping the
+    row order.
+
+    Raises:
+        MissingFileError: If the file does not exist.
+        DataFormatError: If it is not a NumPy file holding an integer array
+            of shape :obj:`[num_pairs, 2]` with non-negative ids.
+    """
+    data = _read_bytes(path)
+    try:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception as e:  # Any NumPy reading failure: a corrupt file.
+        raise DataFormatError(path, None,
+                              f'not a readable .npy array ({e})') from e
+    if array.ndim != 2 or array.shape[1] != 2:
+        raise DataFormatError(path, None, f'expected an array of (user, '
+                              f'item) rows, shape [n, 2]; found shape '
+                              f'{list(array.shape)}')
+    if not np.issubdtype(array.dtype, np.integer):
+        raise DataFormatError(path, None, f'expected integer ids, found '
+                              f'dtype {array.dtype}')
+    if array.shape[0] == 0:
+        raise DataFormatError(path, None, 'the array is empty')
+    negative = np.flatnonzero((array < 0).any(axis=1))
+    if negative.size > 0:
+        k = int(negative[0])
+        raise DataFormatError(path, None, f'row {k}: negative id '
+                              f'{array[k].tolist()}')
+    array = array.astype(np.int64)
+    return InteractionFile(path, array[:, 0].copy(), array[:, 1].copy())
 
 
 def find_files(folder: str, names: List[str]) -> List[str]:

@@ -1,13 +1,17 @@
-from diffkg_pyg.nn.denoiser import SparseDenoiser
-from diffkg_pyg.nn.diffusion import GaussianDiffusion
+from diffkg_pyg.nn.denoiser import MLPDenoiser, SparseDenoiser
+from diffkg_pyg.nn.diffusion import GaussianDiffusion, ImportanceStepSampler
 from diffkg_pyg.nn.kg_attention import KGAttentionConv, KGEncoder
-from diffkg_pyg.nn.models import PRESETS, DiffKG
+from diffkg_pyg.nn.models import PRESETS, DiffKG, DiffRec, TDiffRec
 
 __all__ = [
     'KGAttentionConv',
     'KGEncoder',
     'GaussianDiffusion',
     'SparseDenoiser',
+    'MLPDenoiser',
+    'ImportanceStepSampler',
     'DiffKG',
+    'DiffRec',
+    'TDiffRec',
     'PRESETS',
 ]

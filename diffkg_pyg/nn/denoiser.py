@@ -1,7 +1,7 @@
 r"""The sparse, edge-level knowledge-graph denoiser of DiffKG."""
 import logging
 import math
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -10,7 +10,8 @@ from torch_geometric.utils import scatter
 
 from diffkg_pyg.utils import rows_of
 
-__all__ = ['SparseDenoiser', 'CompiledOrEager', 'timestep_embedding']
+__all__ = ['SparseDenoiser', 'MLPDenoiser', 'CompiledOrEager',
+           'timestep_embedding']
 
 logger = logging.getLogger(__name__)
 
@@ -246,3 +247,89 @@ class SparseDenoiser(torch.nn.Module):
                 f'hidden_channels={self.hidden_channels}, '
                 f'time_channels={self.time_channels})')
 
+
+
+class MLPDenoiser(torch.nn.Module):
+    r"""The denoiser of the `"Diffusion Recommender Model"
+    <https://arxiv.org/abs/2304.04971>`_ paper (DiffRec): a multi-layer
+    perceptron over whole rows :math:`\mathbf{x}_t \in \mathbb{R}^N`,
+
+    .. math::
+        \hat{\mathbf{x}} = f_L \circ \tanh \circ \cdots \circ \tanh
+        \circ f_1\left([\mathrm{dropout}(\mathbf{x}_t) \,\Vert\,
+        \mathrm{Linear}(\mathrm{emb}(t))]\right)
+
+    (:math:`\mathbf{x}_t` L2-normalised first with :obj:`norm`), where the
+    linear layers :math:`f_l` run through the sizes
+    :math:`N + d_t \to c_K \to \cdots \to c_1 \to c_2 \to \cdots \to
+    c_K \to N` for :obj:`hidden_channels` :math:`= [c_1, \ldots, c_K]`
+    (the authors' :obj:`dims` give the decoder's sizes, the encoder mirrors
+    them: :obj:`[200, 600]` is :math:`N + d_t \to 600 \to 200 \to 600
+    \to N`). :class:`SparseDenoiser` is the one-hidden-layer case
+    evaluated on a support.
+
+    Initialisation as the authors': weights
+    :math:`\mathcal{N}(0, \sqrt{2 / (\mathrm{fan_{in}} +
+    \mathrm{fan_{out}})})`, biases :math:`\mathcal{N}(0, 0.001)`.
+
+    Args:
+        channels (int): :math:`N`.
+        hidden_channels (list of int, optional): :math:`[c_1, \ldots,
+            c_K]`. (default: :obj:`(1000, )`)
+        time_channels (int, optional): :math:`d_t`. (default: :obj:`10`)
+        norm (bool, optional): L2-normalise the input rows.
+            (default: :obj:`False`)
+        dropout (float, optional): Input dropout in training.
+            (default: :obj:`0.5`)
+    """
+    def __init__(self, channels: int,
+                 hidden_channels: Sequence[int] = (1000, ),
+                 time_channels: int = 10, norm: bool = False,
+                 dropout: float = 0.5) -> None:
+        super().__init__()
+        hidden_channels = tuple(int(c) for c in hidden_channels)
+        if len(hidden_channels) == 0 or min(hidden_channels) < 1:
+            raise ValueError(f"'hidden_channels' must be positive sizes (got "
+                             f'{hidden_channels})')
+        if time_channels < 2 or time_channels % 2:
+            raise ValueError(f"'time_channels' must be even and >= 2 (got "
+                             f"{time_channels})")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"'dropout' must lie in [0, 1) (got {dropout})")
+        self.channels = channels
+        self.hidden_channels = hidden_channels
+        self.time_channels = time_channels
+        self.norm = norm
+        self.dropout = dropout
+        sizes = ([channels + time_channels, *hidden_channels[::-1],
+                  *hidden_channels[1:], channels])
+        self.time_layer = torch.nn.Linear(time_channels, time_channels)
+        self.lins = torch.nn.ModuleList([
+            torch.nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:])
+        ])
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for lin in [*self.lins, self.time_layer]:
+            _normal_(lin.weight, lin.in_features, lin.out_features)
+            torch.nn.init.normal_(lin.bias, 0.0, 0.001)
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        r"""Denoises rows :obj:`x` :obj:`[batch_size, channels]` at steps
+        :obj:`t` :obj:`[batch_size]`; returns
+        :obj:`[batch_size, channels]`."""
+        time = self.time_layer(timestep_embedding(t, self.time_channels))
+        if self.norm:
+            x = F.normalize(x, dim=-1)
+        x = F.dropout(x, self.dropout, self.training)
+        h = torch.cat([x, time.to(x.dtype)], dim=-1)
+        for i, lin in enumerate(self.lins):
+            h = lin(h)
+            if i < len(self.lins) - 1:
+                h = torch.tanh(h)
+        return h
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.channels}, '
+                f'hidden_channels={list(self.hidden_channels)}, '
+                f'time_channels={self.time_channels})')

@@ -15,9 +15,32 @@ from typing import (
     Tuple,
 )
 
-__all__ = ['HyperParameter', 'from_signature', 'resolve', 'TRAIN_SETTINGS']
+__all__ = ['HyperParameter', 'from_signature', 'resolve', 'TRAIN_SETTINGS',
+           'parse_bool', 'parse_int_list']
 
-_TYPE_NAMES = {int: 'int', float: 'float', str: 'str', bool: 'bool'}
+_TYPE_NAMES = {int: 'int', float: 'float', str: 'str', bool: 'bool',
+               tuple: 'list of int'}
+_BOOLS = {'1': True, 'true': True, 'yes': True, 'on': True, '0': False,
+          'false': False, 'no': False, 'off': False}
+
+
+def parse_bool(text: str) -> bool:
+    r"""A boolean from the command line: 1/0, true/false, yes/no, on/off."""
+    key = str(text).strip().lower()
+    if key not in _BOOLS:
+        raise ValueError(f'not a boolean: {text!r} (use 1/0 or true/false)')
+    return _BOOLS[key]
+
+
+def parse_int_list(text: str) -> Tuple[int, ...]:
+    r"""A list of integers from the command line: ``200,600`` or
+    ``[200, 600]``."""
+    items = [item.strip() for item in str(text).strip().strip('[]()')
+             .split(',') if item.strip()]
+    if not items or not all(item.lstrip('-').isdigit() for item in items):
+        raise ValueError(f'not a list of integers: {text!r} (e.g. '
+                         f'[200,600])')
+    return tuple(int(item) for item in items)
 
 
 @dataclass(frozen=True)
@@ -27,7 +50,9 @@ class HyperParameter:
     Args:
         name (str): Its name, a keyword argument of the model (snake case;
             the flag is its kebab case).
-        type (type): :obj:`int`, :obj:`float`, :obj:`str` or :obj:`bool`.
+        type (type): :obj:`int`, :obj:`float`, :obj:`str`, :obj:`bool` or
+            :obj:`tuple` (a list of integers: ``200,600`` on the command
+            line, ``[200, 600]`` in a config file).
         help (str): One line for :obj:`--help` and :obj:`diffkg-pyg models`.
         default (Any, optional): The default (taken from the model's
             constructor by :func:`from_signature`).
@@ -69,6 +94,23 @@ class HyperParameter:
         accepted where the default is :obj:`None`."""
         if value is None and self.default is None:
             return None
+        if self.type is tuple:
+            try:
+                if isinstance(value, str):
+                    value = parse_int_list(value)
+                elif isinstance(value, (list, tuple)) and all(
+                        isinstance(v, int) and not isinstance(v, bool)
+                        for v in value):
+                    value = tuple(value)
+                else:
+                    raise ValueError
+            except ValueError:
+                raise ValueError(f'{where}{self.name} must be a list of '
+                                 f'integers such as [200, 600] (got '
+                                 f'{value!r})') from None
+        if self.type is bool and isinstance(value, int) and \
+                not isinstance(value, bool) and value in (0, 1):
+            value = bool(value)  # 0/1, as the authors' scripts pass them.
         ok = isinstance(value, self.type) and not (
             self.type is not bool and isinstance(value, bool))
         if self.type is float and isinstance(value, int) and \
@@ -147,6 +189,8 @@ TRAIN_SETTINGS: Tuple[HyperParameter, ...] = (
     HyperParameter('epochs', int, 'epoch cap (in total, when resuming)', 200,
                    aliases=('epoch', )),
     HyperParameter('patience', int, 'early-stopping patience in epochs', 10),
+    HyperParameter('eval_every', int, 'epochs between validations (the last '
+                   'epoch is always validated)', 1),
     HyperParameter('lr', float, 'learning rate of the Adam optimisers', 1e-3),
     HyperParameter('weight_decay', float,
                    "Adam's weight decay (the models' own L2 terms are "

@@ -18,7 +18,11 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from diffkg_pyg.data.graph import KG
-from diffkg_pyg.train.hyperparameters import HyperParameter, resolve
+from diffkg_pyg.train.hyperparameters import (
+    TRAIN_SETTINGS,
+    HyperParameter,
+    resolve,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from diffkg_pyg.train.trainer import Trainer
@@ -55,7 +59,9 @@ class Recipe:
       :obj:`hyperparameters` (a tuple of
       :class:`~diffkg_pyg.train.HyperParameter`, usually built by
       :func:`~diffkg_pyg.train.from_signature` from the model's
-      constructor) and :obj:`presets` (named hyper-parameter sets);
+      constructor) and :obj:`presets` (named hyper-parameter sets, which
+      may also hold training settings such as :obj:`lr`: those land in
+      :attr:`preset_settings`);
     * :meth:`build_model`: the :class:`torch.nn.Module` for the data's
       sizes (required);
     * :meth:`setup`: the graph inputs and other state, once, on the
@@ -93,8 +99,15 @@ class Recipe:
             raise ValueError(f'unknown preset {preset!r} for {self.name} '
                              f'(known: {", ".join(self.presets) or "none"})')
         self.preset = preset
+        values = self.presets.get(preset, {})
+        settings = {p.name for p in TRAIN_SETTINGS}
+        #: The training settings of the preset (the command line applies
+        #: them under the config file and the flags).
+        self.preset_settings: Dict[str, Any] = {
+            k: v for k, v in values.items() if k in settings}
         self.hparams: Dict[str, Any] = resolve(
-            self.hyperparameters, self.presets.get(preset, {}),
+            self.hyperparameters,
+            {k: v for k, v in values.items() if k not in settings},
             hyperparameters, where=f'{self.name}: ' if self.name else '')
 
     def build_model(self, sizes: Sizes) -> torch.nn.Module:

@@ -14,6 +14,8 @@ __all__ = ['MODELS', 'get_recipe', 'register']
 MODELS: Dict[str, str] = {
     'diffkg': 'diffkg_pyg.train.recipes.diffkg:DiffKGRecipe',
     'lightgcn': 'diffkg_pyg.train.recipes.lightgcn:LightGCNRecipe',
+    'diffrec': 'diffkg_pyg.train.recipes.diffrec:DiffRecRecipe',
+    'tdiffrec': 'diffkg_pyg.train.recipes.diffrec:TDiffRecRecipe',
 }
 
 _LOADED: Dict[str, Type[Recipe]] = {}

@@ -106,6 +106,10 @@ class Trainer:
             (default: :obj:`0`)
         max_batches (int, optional): Cap on the steps per epoch pass (smoke
             runs). (default: :obj:`None`)
+        eval_every (int, optional): Validate every this many epochs (and
+            after the epoch cap); early stopping and the best epoch are
+            decided at validated epochs, patience still counts epochs.
+            (default: :obj:`1`)
         ks (list of int, optional): Metric cut-offs.
             (default: :obj:`(10, 20, 40)`)
         eval_batch_size (int, optional): Users scored at once.
@@ -129,6 +133,7 @@ class Trainer:
         weight_decay: float = 0.0,
         seed: int = 0,
         max_batches: Optional[int] = None,
+        eval_every: int = 1,
         ks: Sequence[int] = (10, 20, 40),
         eval_batch_size: int = 1024,
         device: Optional[torch.device] = None,
@@ -144,6 +149,7 @@ class Trainer:
                max_batches, '>= 1')
         _check(checkpoint_every >= 1, 'checkpoint_every', checkpoint_every,
                '>= 1')
+        _check(eval_every >= 1, 'eval_every', eval_every, '>= 1')
         self.recipe = recipe
         self.lr = lr
         self.batch_size = batch_size
@@ -156,7 +162,8 @@ class Trainer:
         self.log = log or tqdm.write
         self.settings = {'lr': lr, 'batch_size': batch_size,
                          'weight_decay': weight_decay, 'seed': seed,
-                         'max_batches': max_batches}
+                         'max_batches': max_batches, 'eval_every': eval_every}
+        self.eval_every = eval_every
         self.eval_batch_size = eval_batch_size
         self._fit_settings: Dict[str, Any] = {}
         self.sizes = Sizes.from_data(data)
@@ -298,7 +305,9 @@ class Trainer:
             for epoch in range(state.epoch + 1, epochs + 1):
                 if state.stopped:
                     break
-                self._run_epoch(state, epoch, patience, start)
+                self._run_epoch(state, epoch, patience, start,
+                                epoch % self.eval_every == 0 or
+                                epoch == epochs)
                 self._on_epoch_end(state, epochs)
                 if state.stopped:
                     self.log(f'early stop: no better valid {self.metric} '
@@ -325,10 +334,19 @@ class Trainer:
                          {**self.recipe.summary(), 'phase_seconds': phases})
 
     def _run_epoch(self, state: FitState, epoch: int, patience: int,
-                   start: float) -> None:
+                   start: float, validate: bool = True) -> None:
         epoch_start = time.perf_counter()
         record = {'epoch': epoch, **self.train_epoch(epoch)}
         record['train_seconds'] = time.perf_counter() - epoch_start
+        if not validate:
+            state.history.append(record)
+            state.epoch = epoch
+            self.log(' | '.join([f'epoch {epoch:3d}'] + [
+                f'{k} {_format(v)}' for k, v in record.items()
+                if k != 'epoch']))
+            state.stopped = epoch - state.best_epoch >= patience
+            state.seconds = time.perf_counter() - start
+            return
         eval_start = time.perf_counter()
         valid = self.evaluate(self.valid_evaluator)
         record['eval_seconds'] = time.perf_counter() - eval_start
@@ -399,7 +417,10 @@ class Trainer:
                              f'{saved["fingerprint"][:12]}..., this data '
                              f'{self.fingerprint[:12]}...)')
         mine = self._compared()
-        theirs = {**saved['hyperparameters'], **saved['settings']}
+        # Checkpoints older than the `eval_every` setting validated every
+        # epoch:
+        theirs = {'eval_every': 1, **saved['hyperparameters'],
+                  **saved['settings']}
         differ = [f'{k}={theirs.get(k)!r} (given {mine.get(k)!r})'
                   for k in sorted(mine) if mine.get(k) != theirs.get(k)]
         if differ:

@@ -60,13 +60,28 @@ def test_resolve_layers_and_aliases():
                      {'keepRate': 0.25, 'cap': 3})
     assert values == {'rate': 0.25, 'view': 'b', 'flag': True, 'cap': 3}
     assert isinstance(resolve(PARAMETERS, {'rate': 1})['rate'], float)
+    # The authors' scripts pass booleans as 0/1:
+    assert resolve(PARAMETERS, {'flag': 0})['flag'] is False
+
+
+@pytest.mark.parametrize('text,expected', [
+    ('200,600', (200, 600)), ('[200, 600]', (200, 600)), ('[1000]', (1000, )),
+])
+def test_int_list_parameter(text, expected):
+    parameter = HyperParameter('dims', tuple, 'sizes', (1000, ))
+    assert parameter.check(text) == expected
+    assert parameter.check(list(expected)) == expected
+    for bad in ('', '[a]', [1.5], 3):
+        with pytest.raises(ValueError, match='dims must be a list of int'):
+            parameter.check(bad)
 
 
 @pytest.mark.parametrize('layer,match', [
     ({'bogus': 1}, "f: unknown hyper-parameter 'bogus'"),
     ({'rate': 'x'}, "f: rate must be a float"),
     ({'rate': True}, 'f: rate must be a float'),
-    ({'flag': 1}, 'f: flag must be a bool'),
+    ({'flag': 2}, 'f: flag must be a bool'),
+    ({'flag': 'yes'}, 'f: flag must be a bool'),
     ({'cap': 2.5}, 'f: cap must be an int'),
     ({'view': 'c'}, "f: view must be one of 'a', 'b'"),
 ])

@@ -126,6 +126,10 @@ class DiffKGRecipe(Recipe):
                         'in both views)', default=True), )
 
     def build_model(self, sizes: Sizes) -> DiffKG:
+        if sizes.num_relations == 0:
+            raise ValueError('diffkg needs a knowledge graph and this '
+                             'dataset has none (DiffRec layout); train '
+                             'diffrec, tdiffrec or lightgcn on it')
         hparams = {k: v for k, v in self.hparams.items() if k != 'diffusion'}
         return DiffKG(sizes.num_users, sizes.num_items, sizes.num_entities,
                       sizes.num_relations, **hparams)
