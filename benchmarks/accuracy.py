@@ -1,14 +1,23 @@
-r"""Accuracy of DiffKG, its ablations and LightGCN under one protocol (same
-splits, validation early stopping, test Recall/NDCG@10/20/40), several
-seeds; every run is one ``diffkg-pyg train`` whose JSON lands in
+r"""Accuracy of DiffKG, its ablations, LightGCN and DiffRec under one
+protocol (same splits, validation early stopping, test Recall/NDCG@10/20/40),
+several seeds; every run is one ``diffkg-pyg train`` whose JSON lands in
 --results (existing files are kept, so the script resumes), then a Markdown
-table of means and standard deviations is printed.
+table of means and standard deviations is printed, with the mean training
+seconds per epoch, seconds per validation and the peak memory of the runs
+(where their JSON has it).
 
     python benchmarks/accuracy.py --data-root ../shared/data \
         --datasets lastfm-hetrec2011 synthetic --seeds 0 1 2 --jobs 2 \
         --threads 1
     python benchmarks/accuracy.py --table-only \
         --plot benchmarks/results/learning-curves
+    python benchmarks/accuracy.py --datasets diffrec-ml-1m-clean \
+        --variants diffrec --preset-protocol \
+        --results benchmarks/results/diffrec-ml-1m
+
+With --preset-protocol the runs take the epoch cap, validation interval and
+patience of the model's dataset preset (DiffRec's published protocol on
+its datasets) instead of --epochs and --patience.
 
 With --plot (needs matplotlib, the ``[bench]`` extra), one PNG per dataset
 of validation Recall@20 per epoch, every run as one line.
@@ -24,6 +33,8 @@ import sys
 
 PRESET = {'alibaba-ifashion': 'alibaba', 'last-fm': 'lastfm',
           'mind': 'mind'}
+# The presets of the DiffRec models, by dataset folder:
+DIFFREC_PRESET = {'diffrec-ml-1m-clean': 'ml-1m'}
 VARIANTS = {
     'diffkg': [],
     'no-diffusion': ['--no-diffusion'],
@@ -31,6 +42,8 @@ VARIANTS = {
     'no-cl': ['--ssl-weight', '0'],
     'published-code': ['--views', 'published-code'],
     'lightgcn': ['--model', 'lightgcn'],
+    'diffrec': ['--model', 'diffrec'],
+    'tdiffrec': ['--model', 'tdiffrec'],
 }
 METRICS = ['recall@20', 'ndcg@20', 'recall@10', 'ndcg@10', 'recall@40',
            'ndcg@40']
@@ -43,11 +56,14 @@ def run(args, dataset, variant, seed):
     data = (dataset if dataset == 'synthetic' else
             os.path.join(args.data_root, dataset))
     command = [sys.executable, '-m', 'diffkg_pyg', 'train', data,
-               '--epochs', str(args.epochs), '--patience',
-               str(args.patience), '--seed', str(seed), '--threads',
-               str(args.threads), '--output', path, *VARIANTS[variant]]
-    if variant != 'lightgcn' and dataset in PRESET:
-        command += ['--preset', PRESET[dataset]]
+               '--seed', str(seed), '--threads', str(args.threads),
+               '--output', path, *VARIANTS[variant]]
+    if not args.preset_protocol:
+        command += ['--epochs', str(args.epochs), '--patience',
+                    str(args.patience)]
+    presets = DIFFREC_PRESET if 'diffrec' in variant else PRESET
+    if variant != 'lightgcn' and dataset in presets:
+        command += ['--preset', presets[dataset]]
     print(' '.join(command), flush=True)
     subprocess.run(command, check=True)
     with open(path) as f:
@@ -76,8 +92,8 @@ def table(results: str) -> str:
         name = os.path.basename(path)[:-5].rsplit('-s', 1)[0]
         runs.setdefault(name, []).append(record)
     lines = ['| dataset-variant | seeds | best epochs | ' +
-             ' | '.join(METRICS) + ' |',
-             '|---|---|---|' + '---:|' * len(METRICS)]
+             ' | '.join(METRICS) + ' | s/epoch | s/validation | peak MiB |',
+             '|---|---|---|' + '---:|' * (len(METRICS) + 3)]
     for name, records in runs.items():
         cells = []
         for metric in METRICS:
@@ -87,6 +103,12 @@ def table(results: str) -> str:
             cells.append(f'{statistics.mean(values):.4f}{spread}')
         epochs = ', '.join(f"{r['best_epoch']}/{r['epochs_run']}"
                            for r in records)
+        for key in ('train_seconds', 'eval_seconds'):
+            values = [h[key] for r in records for h in r['history']
+                      if key in h]
+            cells.append(f'{statistics.mean(values):.1f}' if values else '')
+        peaks = [r['peak_rss_mb'] for r in records if r.get('peak_rss_mb')]
+        cells.append(f'{max(peaks):,.0f}' if peaks else '')
         lines.append(f'| {name} | {len(records)} | {epochs} | ' +
                      ' | '.join(cells) + ' |')
     return '\n'.join(lines)
@@ -102,6 +124,9 @@ def main():
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--epochs', type=int, default=400)
     parser.add_argument('--patience', type=int, default=20)
+    parser.add_argument('--preset-protocol', action='store_true',
+                        help="the preset's epochs, validation interval and "
+                        'patience')
     parser.add_argument('--threads', type=int, default=2,
                         help='torch threads per run')
     parser.add_argument('--jobs', type=int, default=1,

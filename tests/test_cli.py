@@ -35,7 +35,8 @@ def test_train_output(kgat_folder, tmp_path, capsys):
     assert 'valid recall@20' in out and 'test  recall@20' in out
     result = json.loads(output.read_text())
     assert {'model', 'dataset', 'epochs_run', 'best_epoch', 'seconds',
-            'valid', 'test'} <= set(result)
+            'valid', 'test', 'peak_rss_mb'} <= set(result)
+    assert 50 < result['peak_rss_mb'] < 1e5  # MiB: torch alone is ~200.
     assert result['model'] == 'lightgcn'
     assert result['dataset'] == str(kgat_folder)
     assert result['epochs_run'] == 2
