@@ -298,22 +298,8 @@ def _run(args: argparse.Namespace, recipe, settings: Dict[str, Any]) -> int:
         print(f'{split:5s} recall@20 {metrics["recall@20"]:.4f}  '
               f'ndcg@20 {metrics["ndcg@20"]:.4f}')
     if args.output:
-        record = trainer.result_record(result, args.data)
-        record['peak_rss_mb'] = _peak_rss_mb()
-        save_json(args.output, record)
+        save_json(args.output, trainer.result_record(result, args.data))
     return 0
-
-
-def _peak_rss_mb() -> Optional[float]:
-    r"""The process's peak resident memory in MiB (:obj:`None` where the
-    platform does not say)."""
-    try:
-        import resource
-    except ImportError:  # pragma: no cover (Windows)
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # Kilobytes on Linux, bytes on macOS:
-    return peak / (2**20 if sys.platform == 'darwin' else 2**10)
 
 
 def _format_table(rows: List[List[str]]) -> str:

@@ -3,13 +3,15 @@ r"""Helpers every layer of the package uses: CSR grouping of edge lists
 import json
 import os
 import os.path as osp
-from typing import Any, Callable, Tuple
+import sys
+from typing import Any, Callable, Optional, Tuple
 
 import torch
 from torch import Tensor
 from torch_geometric.index import index2ptr, ptr2index
 
-__all__ = ['to_csr', 'rows_of', 'gather_rows', 'atomic_write', 'save_json']
+__all__ = ['to_csr', 'rows_of', 'gather_rows', 'atomic_write', 'save_json',
+           'peak_rss_mb']
 
 
 def to_csr(edge_index: Tensor, num_rows: int) -> Tuple[Tensor, Tensor]:
@@ -85,3 +87,15 @@ def save_json(path: str, obj: Any) -> None:
         with open(temporary, 'w') as f:
             json.dump(obj, f, indent=2)
     atomic_write(path, write)
+
+
+def peak_rss_mb() -> Optional[float]:
+    r"""The process's peak resident memory in MiB (:obj:`None` where the
+    platform does not say)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover (Windows)
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Kilobytes on Linux, bytes on macOS:
+    return peak / (2**20 if sys.platform == 'darwin' else 2**10)

@@ -118,12 +118,12 @@ def test_models_lists_every_registered_model(capsys):
     assert main(['models']) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == [
-        'diffkg', 'lightgcn', 'diffrec', 'tdiffrec']
+        'diffkg', 'lightgcn', 'diffrec', 'tdiffrec', 'ldiffrec']
     assert all(len(line.split()) > 2 for line in lines)  # A description.
 
 
 @pytest.mark.parametrize('name', ['diffkg', 'lightgcn', 'diffrec',
-                                  'tdiffrec'])
+                                  'tdiffrec', 'ldiffrec'])
 def test_models_name_lists_hyperparameters(name, capsys):
     from diffkg_pyg.train import get_recipe
     assert main(['models', name]) == 0
@@ -136,7 +136,7 @@ def test_models_name_lists_hyperparameters(name, capsys):
 
 
 @pytest.mark.parametrize('name', ['diffkg', 'lightgcn', 'diffrec',
-                                  'tdiffrec'])
+                                  'tdiffrec', 'ldiffrec'])
 def test_train_help_shows_the_model_flags(name, capsys):
     from diffkg_pyg.train import get_recipe
     with pytest.raises(SystemExit):

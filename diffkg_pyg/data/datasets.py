@@ -17,6 +17,7 @@ from diffkg_pyg.data.graph import (
 )
 from diffkg_pyg.data.io import (
     DataError,
+    DataFormatError,
     InteractionFile,
     MissingFileError,
     TripletFile,
@@ -46,6 +47,8 @@ __all__ = [
 KGAT_FILES = ['train.txt', 'test.txt', 'kg_final.txt']
 AUTHORS_FILES = ['trnMat.pkl', 'tstMat.pkl', 'kg.txt']
 DIFFREC_FILES = ['train_list.npy', 'valid_list.npy', 'test_list.npy']
+#: Optional in DiffRec's layout: item embeddings (L-DiffRec's clustering).
+DIFFREC_ITEM_EMBEDDINGS = 'item_emb.npy'
 # Bump when the processed layout changes, to invalidate old caches:
 _PROCESSED_VERSION = 1
 
@@ -86,11 +89,30 @@ def read_diffrec_folder(folder: str) -> HeteroData:
     r"""Reads a dataset folder in DiffRec's layout (``train_list.npy``,
     ``valid_list.npy``, ``test_list.npy``; see
     :func:`~diffkg_pyg.data.build_user_item_data`): its own validation
-    split is used, and it has no knowledge graph."""
+    split is used, and it has no knowledge graph. An ``item_emb.npy``
+    beside them (float item embeddings, one row per item) becomes
+    ``data['item'].x``."""
     paths = find_files(folder, DIFFREC_FILES)
     train, valid, test = (read_pair_array(path) for path in paths)
-    return build_user_item_data(train, valid, test,
+    data = build_user_item_data(train, valid, test,
                                 name=osp.basename(osp.abspath(folder)))
+    path = osp.join(folder, DIFFREC_ITEM_EMBEDDINGS)
+    if osp.isfile(path):
+        import numpy as np
+        import torch
+        try:
+            x = np.load(path, allow_pickle=False)
+        except Exception as e:  # Any NumPy reading failure.
+            raise DataFormatError(path, None, f'not a readable .npy array '
+                                  f'({e})') from e
+        num_items = data['item'].num_nodes
+        if x.ndim != 2 or x.shape[0] != num_items or \
+                not np.issubdtype(x.dtype, np.floating):
+            raise DataFormatError(
+                path, None, f'expected float item embeddings of shape '
+                f'[{num_items}, d]; found {x.dtype} {list(x.shape)}')
+        data['item'].x = torch.from_numpy(x.astype(np.float32))
+    return data
 
 
 def _hash_file(path: str, digest) -> str:

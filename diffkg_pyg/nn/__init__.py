@@ -1,7 +1,13 @@
 from diffkg_pyg.nn.denoiser import MLPDenoiser, SparseDenoiser
 from diffkg_pyg.nn.diffusion import GaussianDiffusion, ImportanceStepSampler
 from diffkg_pyg.nn.kg_attention import KGAttentionConv, KGEncoder
-from diffkg_pyg.nn.models import PRESETS, DiffKG, DiffRec, TDiffRec
+from diffkg_pyg.nn.models import (
+    PRESETS,
+    DiffKG,
+    DiffRec,
+    LDiffRec,
+    TDiffRec,
+)
 
 __all__ = [
     'KGAttentionConv',
@@ -13,5 +19,6 @@ __all__ = [
     'DiffKG',
     'DiffRec',
     'TDiffRec',
+    'LDiffRec',
     'PRESETS',
 ]

@@ -88,12 +88,16 @@ def _to_tuples(value):
 
 def fingerprint(data: HeteroData) -> str:
     r"""A SHA-256 over the sizes, the interactions (train, validation,
-    test) and the knowledge graph of a dataset graph."""
+    test), the knowledge graph and the item features (if any) of a dataset
+    graph."""
     digest = hashlib.sha256()
     store, kg = data[USER_ITEM], data[KG]
     sizes = [data[t].num_nodes for t in ('user', 'item', 'entity')]
     digest.update(repr(sizes + [int(kg.num_relations)]).encode())
-    for tensor in (store.edge_index, store.val_edge_index,
-                   store.test_edge_index, kg.edge_index, kg.edge_type):
+    tensors = [store.edge_index, store.val_edge_index,
+               store.test_edge_index, kg.edge_index, kg.edge_type]
+    if 'x' in data['item']:  # Item features (L-DiffRec's clusters).
+        tensors.append(data['item'].x)
+    for tensor in tensors:
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()

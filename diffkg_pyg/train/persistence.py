@@ -126,6 +126,7 @@ def load_model(path: str, map_location: Optional[torch.device] = None,
     recipe = recipe_class(**saved['hyperparameters'])
     sizes = Sizes(**saved['sizes'])
     device = torch.device(map_location or 'cpu')
+    recipe.prepare_inference(dict(saved['inputs']))
     model = recipe.build_model(sizes)
     missing, unexpected = model.load_state_dict(saved['state_dict'],
                                                 strict=False)

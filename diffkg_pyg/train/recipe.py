@@ -62,6 +62,9 @@ class Recipe:
       constructor) and :obj:`presets` (named hyper-parameter sets, which
       may also hold training settings such as :obj:`lr`: those land in
       :attr:`preset_settings`);
+    * :meth:`prepare` / :meth:`prepare_inference`: what the model's
+      structure needs beyond the sizes (e.g. L-DiffRec's item clusters),
+      before it is built;
     * :meth:`build_model`: the :class:`torch.nn.Module` for the data's
       sizes (required);
     * :meth:`setup`: the graph inputs and other state, once, on the
@@ -109,6 +112,16 @@ class Recipe:
             self.hyperparameters,
             {k: v for k, v in values.items() if k not in settings},
             hyperparameters, where=f'{self.name}: ' if self.name else '')
+
+    def prepare(self, data: HeteroData, seed: int) -> None:
+        r"""Called by the trainer before :meth:`build_model`, with the
+        dataset and the run's seed: computes what the model's structure
+        depends on beyond the sizes, from the train data only (keep it in
+        :meth:`inference_inputs` for saved models)."""
+
+    def prepare_inference(self, inputs: Dict[str, Tensor]) -> None:
+        r"""The same as :meth:`prepare` for a saved model, from its
+        :meth:`inference_inputs`, before :meth:`build_model`."""
 
     def build_model(self, sizes: Sizes) -> torch.nn.Module:
         r"""Creates the model for a dataset of these sizes from

@@ -16,6 +16,7 @@ MODELS: Dict[str, str] = {
     'lightgcn': 'diffkg_pyg.train.recipes.lightgcn:LightGCNRecipe',
     'diffrec': 'diffkg_pyg.train.recipes.diffrec:DiffRecRecipe',
     'tdiffrec': 'diffkg_pyg.train.recipes.diffrec:TDiffRecRecipe',
+    'ldiffrec': 'diffkg_pyg.train.recipes.diffrec:LDiffRecRecipe',
 }
 
 _LOADED: Dict[str, Type[Recipe]] = {}

@@ -33,6 +33,7 @@ from diffkg_pyg.train.results import (
     TrainingInterrupted,
 )
 from diffkg_pyg.train.sampling import sample_negative_items
+from diffkg_pyg.utils import peak_rss_mb
 
 __all__ = ['Trainer', 'FitResult', 'FitState', 'TrainingInterrupted',
            'NonFiniteLossError']
@@ -183,6 +184,7 @@ class Trainer:
                                                num_items, ks,
                                                eval_batch_size)
 
+        recipe.prepare(data, seed)
         torch.manual_seed(seed)
         self.model = recipe.build_model(self.sizes).to(self.device)
         self.generator = torch.Generator(self.device).manual_seed(seed)
@@ -469,13 +471,13 @@ class Trainer:
         r"""The result of :meth:`fit` as one JSON-ready record (what
         :obj:`diffkg-pyg train --output` writes): the model, the dataset,
         the preset, every hyper-parameter and training setting, then
-        :meth:`FitResult.to_dict`."""
+        :meth:`FitResult.to_dict` and the process's peak memory in MiB."""
         settings = {**self.settings, **self._fit_settings,
                     'eval_batch_size': self.eval_batch_size}
         return {'model': self.recipe.name, 'dataset': dataset,
                 'seed': self.settings['seed'], 'preset': self.recipe.preset,
                 'hyperparameters': self.recipe.hparams, 'settings': settings,
-                **result.to_dict()}
+                **result.to_dict(), 'peak_rss_mb': peak_rss_mb()}
 
     def save_model(self, path: str) -> None:
         r"""Saves the current (after :meth:`fit`: the best) model for

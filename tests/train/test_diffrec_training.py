@@ -191,3 +191,44 @@ def test_saved_model_scores_as_trained(diffrec_folder, tmp_path, name):
     expected = trainer.recipe.scores(trainer.model.eval())(users)
     loaded = load_model(str(tmp_path / 'model.pt'))
     assert torch.allclose(loaded.scores(users), expected)
+
+
+@pytest.mark.parametrize('with_embeddings', [True, False])
+def test_ldiffrec_clusters_trains_saves_and_resumes(diffrec_folder, tmp_path,
+                                                    with_embeddings):
+    from diffkg_pyg import load_model
+    if with_embeddings:  # The dataset's item_emb.npy, else a LightGCN's.
+        num_items = load_dataset(str(diffrec_folder),
+                                 log=False)['item'].num_nodes
+        np.save(diffrec_folder / 'item_emb.npy',
+                np.random.default_rng(0).normal(size=(num_items, 4))
+                .astype(np.float32))
+
+    def trainer(directory):
+        recipe = get_recipe('ldiffrec')(
+            num_clusters=2, latent_channels=6, hidden_channels=(8, ),
+            diffusion_steps=3, embedding_epochs=2, autoencoder_lr=0.01)
+        return Trainer(recipe, load_dataset(str(diffrec_folder), log=False),
+                       batch_size=5, ks=(5, 20), log=lambda line: None,
+                       checkpoint_dir=str(tmp_path / directory))
+    straight = trainer('a')
+    result = straight.fit(4, patience=10)
+    assert straight.optimizers[0].param_groups[0]['lr'] == 0.01
+    assert straight.optimizers[1].param_groups[0]['lr'] == 1e-3
+    assert sorted(set(straight.recipe.cluster.tolist())) == [0, 1]
+    trainer('b').fit(2, patience=10)
+    resumed = trainer('b').fit(4, patience=10,
+                               resume=str(tmp_path / 'b' / 'last.pt'))
+    assert resumed.test == result.test
+    straight.save_model(str(tmp_path / 'model.pt'))
+    users = torch.arange(4)
+    expected = straight.recipe.scores(straight.model.eval())(users)
+    loaded = load_model(str(tmp_path / 'model.pt'))
+    assert torch.allclose(loaded.scores(users), expected, atol=1e-6)
+
+
+def test_bad_item_embeddings_are_named(diffrec_folder):
+    np.save(diffrec_folder / 'item_emb.npy', np.zeros((2, 3)))
+    with pytest.raises(DataFormatError, match=r'item_emb.npy: expected '
+                       r'float item embeddings of shape \['):
+        load_dataset(str(diffrec_folder), log=False)

@@ -14,7 +14,8 @@ from diffkg_pyg.nn.diffusion import (
 )
 from diffkg_pyg.utils import gather_rows, rows_of
 
-__all__ = ['DiffRec', 'TDiffRec', 'MEAN_TYPES', 'DIFFREC_PRESETS']
+__all__ = ['DiffRec', 'TDiffRec', 'MEAN_TYPES', 'DIFFREC_PRESETS',
+           'interaction_rows']
 
 #: What the denoiser predicts: the clean row or the noise.
 MEAN_TYPES = ('x0', 'eps')
@@ -46,6 +47,22 @@ DIFFREC_PRESETS = {
                  weight_decay=0.0, batch_size=400, epochs=1000,
                  eval_every=5, patience=15),
 }
+
+
+def interaction_rows(ptr: Tensor, col: Tensor, users: Tensor, num_items: int,
+                     weight: Optional[Tensor] = None) -> Tensor:
+    r"""The dense interaction rows :obj:`[len(users), num_items]` of
+    :obj:`users`, from CSR interactions :obj:`(ptr, col)` with values
+    :obj:`weight` (per interaction; ones if :obj:`None`)."""
+    row, item = gather_rows(ptr, col, users)
+    x = torch.zeros(users.numel(), num_items, device=col.device)
+    if weight is None:
+        x[row, item] = 1.0
+    else:
+        _, index = gather_rows(ptr, torch.arange(col.numel(),
+                                                 device=col.device), users)
+        x[row, item] = weight[index].to(x.dtype)
+    return x
 
 
 class DiffRec(torch.nn.Module):
@@ -173,16 +190,7 @@ class DiffRec(torch.nn.Module):
         :obj:`users`, from the CSR interactions :obj:`(ptr, col)` and their
         values :obj:`weight` (:meth:`input_weights`; ones if :obj:`None`).
         """
-        row, item = gather_rows(ptr, col, users)
-        x = torch.zeros(users.numel(), self.num_items, device=col.device)
-        if weight is None:
-            x[row, item] = 1.0
-        else:
-            _, index = gather_rows(ptr, torch.arange(col.numel(),
-                                                     device=col.device),
-                                   users)
-            x[row, item] = weight[index].to(x.dtype)
-        return x
+        return interaction_rows(ptr, col, users, self.num_items, weight)
 
     def loss(self, x_start: Tensor,
              generator: Optional[torch.Generator] = None
@@ -191,6 +199,15 @@ class DiffRec(torch.nn.Module):
         :obj:`[batch_size, num_items]` (in training mode; updates the
         step sampler's histories). Returns the loss and its unweighted mean
         squared error (detached, for the log)."""
+        loss, _, mse = self.diffusion_loss(x_start, generator)
+        return loss, mse
+
+    def diffusion_loss(self, x_start: Tensor,
+                       generator: Optional[torch.Generator] = None
+                       ) -> Tuple[Tensor, Tensor, Tensor]:
+        r"""As :meth:`loss`, returning also the predicted clean rows
+        :math:`\hat{\mathbf{x}}_0` (what L-DiffRec decodes): the loss,
+        :math:`\hat{\mathbf{x}}_0` and the detached mean squared error."""
         diffusion = self.diffusion
         t, divisor = self.sampler.sample(x_start.size(0), generator)
         noise = torch.randn(x_start.shape, generator=generator,
@@ -211,7 +228,9 @@ class DiffRec(torch.nn.Module):
             loss = torch.where(t == 0, likelihood, mse)
         weighted = weight * loss
         self.sampler.update(t, weighted)
-        return (weighted / divisor).mean(), mse.detach().mean()
+        start = out if self.mean_type == 'x0' else \
+            diffusion.predict_start_from_noise(x_t, t[:, None], out)
+        return (weighted / divisor).mean(), start, mse.detach().mean()
 
     @torch.no_grad()
     def recommend(self, x_start: Tensor,

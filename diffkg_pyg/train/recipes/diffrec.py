@@ -1,6 +1,7 @@
-r"""The training recipes of :class:`~diffkg_pyg.DiffRec` and
-:class:`~diffkg_pyg.TDiffRec`."""
-from typing import Any, Callable, Dict, List
+r"""The training recipes of :class:`~diffkg_pyg.DiffRec`,
+:class:`~diffkg_pyg.TDiffRec` and :class:`~diffkg_pyg.LDiffRec`."""
+import dataclasses
+from typing import Any, Callable, Dict, List, Tuple
 
 import torch
 from torch import Tensor
@@ -12,12 +13,18 @@ from diffkg_pyg.nn.models.diffrec import (
     MEAN_TYPES,
     DiffRec,
     TDiffRec,
+    interaction_rows,
 )
-from diffkg_pyg.train.hyperparameters import HyperParameter, from_signature
+from diffkg_pyg.nn.models.ldiffrec import LDIFFREC_PRESETS, LDiffRec, kmeans
+from diffkg_pyg.train.hyperparameters import (
+    HyperParameter,
+    from_signature,
+    parse_int_list,
+)
 from diffkg_pyg.train.recipe import Recipe, Sizes
 from diffkg_pyg.utils import to_csr
 
-__all__ = ['DiffRecRecipe', 'TDiffRecRecipe']
+__all__ = ['DiffRecRecipe', 'TDiffRecRecipe', 'LDiffRecRecipe']
 
 _DIFFREC_PARAMETERS = (
     HyperParameter('hidden_channels', tuple, "the denoiser's sizes (the "
@@ -123,3 +130,155 @@ class TDiffRecRecipe(DiffRecRecipe):
                              'train interactions, which only datasets in '
                              "DiffRec's layout (train_list.npy) have")
         super().setup(model, trainer, data)
+
+
+def _latent_denoiser_parameters() -> Tuple[HyperParameter, ...]:
+    # The latent denoiser's arguments, with the authors' L-DiffRec names
+    # and defaults (mlp_dims [300], steps 5):
+    out = []
+    for parameter in from_signature(DiffRec, *_DIFFREC_PARAMETERS):
+        if parameter.name == 'hidden_channels':
+            parameter = dataclasses.replace(parameter, default=(300, ),
+                                            aliases=('mlp_dims', ))
+        elif parameter.name == 'diffusion_steps':
+            parameter = dataclasses.replace(parameter, default=5)
+        out.append(parameter)
+    return tuple(out)
+
+
+def _in_dims(value: str) -> int:
+    # The authors' --in_dims '[300]': one encoder layer.
+    sizes = parse_int_list(value)
+    if len(sizes) != 1:
+        raise ValueError(f'in_dims must be one latent size such as [300] '
+                         f'(got {value!r}; one encoder layer per cluster is '
+                         f'supported)')
+    return sizes[0]
+
+
+class LDiffRecRecipe(Recipe):
+    r"""Trains :class:`~diffkg_pyg.LDiffRec` as its authors' ``main.py``
+    does: the items are clustered by :func:`~diffkg_pyg.nn.models.
+    ldiffrec.kmeans` (seeded by the run's seed) on the dataset's item
+    embeddings (``data['item'].x``: ``item_emb.npy`` in DiffRec's layout,
+    the authors' pretrained LightGCN embeddings) or, where it has none, on
+    the item embeddings of a LightGCN this recipe trains first on the train
+    interactions (:obj:`embedding_epochs` epochs, early stopping on
+    validation); then every epoch is one pass over all users in random
+    order, with one :class:`torch.optim.AdamW` for the autoencoder
+    (:obj:`autoencoder_lr`, :obj:`autoencoder_weight_decay`) and one for
+    the denoiser (the training learning rate and weight decay).
+    """
+    name = 'ldiffrec'
+    description = ('L-DiffRec: DiffRec in the latent space of clustered '
+                   'autoencoders (Wang et al., SIGIR 2023)')
+    presets = LDIFFREC_PRESETS
+    hyperparameters = (
+        HyperParameter('num_clusters', int, 'item clusters (k-means)', 2,
+                       aliases=('n_cate', )),
+        HyperParameter('embedding_epochs', int, 'epochs of the LightGCN '
+                       'whose item embeddings are clustered, for datasets '
+                       'without item_emb.npy', 100),
+    ) + from_signature(
+        LDiffRec,
+        HyperParameter('latent_channels', int, 'latent size (all clusters)',
+                       aliases=('in_dims', ), from_alias=_in_dims,
+                       alias_type=str),
+        HyperParameter('encoder_dropout', float,
+                       "dropout on the encoders' input"),
+        HyperParameter('reparam', bool, 'sample the latent in training'),
+        HyperParameter('lamda', float, 'weight of the diffusion loss'),
+        HyperParameter('anneal_cap', float, 'floor of that weight'),
+        HyperParameter('anneal_steps', int,
+                       'epochs over which that weight decays'),
+        HyperParameter('vae_anneal_cap', float, 'cap of the KL weight'),
+        HyperParameter('vae_anneal_steps', int,
+                       'steps over which the KL weight grows'),
+    ) + (
+        HyperParameter('autoencoder_lr', float, "the autoencoder's learning "
+                       'rate (default: the training lr)', None,
+                       aliases=('lr1', )),
+        HyperParameter('autoencoder_weight_decay', float, "the "
+                       "autoencoder's weight decay (default: the training "
+                       'weight decay)', None, aliases=('wd1', )),
+    ) + _latent_denoiser_parameters()
+
+    def prepare(self, data, seed: int) -> None:
+        item = data['item']
+        if 'x' in item:
+            embeddings = item.x
+        else:
+            embeddings = self._lightgcn_embeddings(data, seed)
+        generator = torch.Generator().manual_seed(seed)
+        self.cluster = kmeans(embeddings.cpu(), self.hparams['num_clusters'],
+                              generator)
+
+    def _lightgcn_embeddings(self, data, seed: int) -> Tensor:
+        from diffkg_pyg.train.recipes.lightgcn import LightGCNRecipe
+        from diffkg_pyg.train.trainer import Trainer
+        recipe = LightGCNRecipe()
+        trainer = Trainer(recipe, data, seed=seed,
+                          log=lambda line: None)
+        trainer.fit(self.hparams['embedding_epochs'], patience=10)
+        trainer.model.eval()
+        with torch.no_grad():
+            out = trainer.model.get_embedding(recipe.adj)
+        return out[recipe.num_users:].detach()
+
+    def prepare_inference(self, inputs: Dict[str, Tensor]) -> None:
+        self.cluster = inputs['cluster'].cpu()
+
+    def inference_inputs(self) -> Dict[str, Tensor]:
+        return {'cluster': self.cluster}
+
+    def build_model(self, sizes: Sizes) -> LDiffRec:
+        self.num_users = sizes.num_users
+        self.seed = 0
+        skip = {'num_clusters', 'embedding_epochs', 'autoencoder_lr',
+                'autoencoder_weight_decay'}
+        return LDiffRec(sizes.num_items, self.cluster,
+                        **{k: v for k, v in self.hparams.items()
+                           if k not in skip})
+
+    def setup(self, model: LDiffRec, trainer, data) -> None:
+        self.seed = trainer.settings['seed']
+        self.setup_inference(model, trainer.train_edge_index, {})
+
+    def setup_inference(self, model: LDiffRec, train_edge_index: Tensor,
+                        inputs: Dict[str, Tensor]) -> None:
+        self.ptr, self.col = to_csr(train_edge_index, self.num_users)
+
+    def configure_optimizers(self, model: LDiffRec,
+                             trainer) -> List[torch.optim.Optimizer]:
+        lr = self.hparams['autoencoder_lr']
+        decay = self.hparams['autoencoder_weight_decay']
+        return [
+            torch.optim.AdamW(model.autoencoder_parameters(),
+                              lr=trainer.lr if lr is None else lr,
+                              weight_decay=trainer.weight_decay
+                              if decay is None else decay),
+            torch.optim.AdamW(model.denoiser_parameters(), lr=trainer.lr,
+                              weight_decay=trainer.weight_decay),
+        ]
+
+    def train_epoch(self, model: LDiffRec, trainer,
+                    epoch: int) -> Dict[str, Any]:
+        perm = torch.randperm(self.num_users, generator=trainer.generator,
+                              device=trainer.device)
+        for users in trainer.progress(trainer.batches(perm),
+                                      f'epoch {epoch}'):
+            x = interaction_rows(self.ptr, self.col, users,
+                                 model.num_items)
+            loss, diffusion, recon, kl = model.loss(x, epoch,
+                                                    trainer.generator)
+            trainer.step(trainer.optimizers, loss, diffusion=diffusion,
+                         recon=recon, kl=kl)
+        return {}
+
+    def scores(self, model: LDiffRec) -> Callable[[Tensor], Tensor]:
+        device = self.col.device
+        generator = torch.Generator(device).manual_seed(self.seed)
+        return lambda users: model.recommend(
+            interaction_rows(self.ptr, self.col, users.to(device),
+                             model.num_items),
+            generator)
