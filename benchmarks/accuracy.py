@@ -44,6 +44,7 @@ VARIANTS = {
     'lightgcn': ['--model', 'lightgcn'],
     'diffrec': ['--model', 'diffrec'],
     'tdiffrec': ['--model', 'tdiffrec'],
+    'ldiffrec': ['--model', 'ldiffrec'],
 }
 METRICS = ['recall@20', 'ndcg@20', 'recall@10', 'ndcg@10', 'recall@40',
            'ndcg@40']
