@@ -167,8 +167,9 @@ def plot(results: str, folder: str) -> None:
         fig, axis = plt.subplots(figsize=(7, 4.5))
         colours = {}
         for variant, _, path in items:
-            with open(path) as f:
-                history = json.load(f)['history']
+            with open(path) as f:  # Validated epochs only:
+                history = [h for h in json.load(f)['history']
+                           if 'valid_recall@20' in h]
             first = variant not in colours
             colour = colours.setdefault(variant, f'C{len(colours)}')
             axis.plot([h['epoch'] for h in history],
