@@ -37,10 +37,21 @@ def _support_output(hidden: Tensor, output_rows: Tensor,
 
 
 class CompiledOrEager:
-    r"""Calls :obj:`torch.compile(function, dynamic=True)` and, when
-    compilation fails on the first call (no C compiler, an unsupported
-    platform), logs it once and runs :obj:`function` eagerly from then on.
-    Errors after a successful first call are not masked.
+    r"""Calls :obj:`torch.compile(function, dynamic=True)` and falls back to
+    running :obj:`function` eagerly, logging it once, where compilation
+    fails (no C compiler, an unsupported platform):
+
+    * on the first call, in the forward and, the first time the output
+      needs gradients, in the backward, which PyTorch compiles lazily at
+      the first :meth:`~torch.Tensor.backward`: it is tried at once on that
+      call's output (one extra backward pass, the graph retained);
+    * on any later call whose compiled run raises while the eager function
+      succeeds (a failing recompilation).
+
+    An error the eager function raises too is the caller's and propagates
+    (the compiled function is kept). A backward compiled only at a later
+    recompilation runs inside :meth:`~torch.Tensor.backward` and cannot be
+    guarded here; with dynamic shapes such recompilations are rare.
 
     Args:
         function (callable): The function to compile.
@@ -48,24 +59,28 @@ class CompiledOrEager:
     def __init__(self, function: Callable) -> None:
         self.function = function
         self.compiled = torch.compile(function, dynamic=True)
-        self.checked = False
+        self.backward_checked = False
 
     def __call__(self, *args, **kwargs):
         if self.compiled is None:
             return self.function(*args, **kwargs)
-        if self.checked:
-            return self.compiled(*args, **kwargs)
         try:
             out = self.compiled(*args, **kwargs)
-        except Exception as error:  # Any compiler failure: fall back once.
+            if not self.backward_checked and isinstance(out, Tensor) and \
+                    out.requires_grad:
+                inputs = [a for a in args
+                          if isinstance(a, Tensor) and a.requires_grad]
+                torch.autograd.grad(out, inputs, torch.ones_like(out),
+                                    retain_graph=True, allow_unused=True)
+                self.backward_checked = True
+        except Exception as error:  # Compiler failures have many types.
+            out = self.function(*args, **kwargs)  # Raises if not ours.
             logger.warning(
-                'torch.compile is unavailable here (%s: %s); running %s '
-                'eagerly', type(error).__name__,
+                'torch.compile failed here (%s: %s); running %s eagerly '
+                'from now on', type(error).__name__,
                 str(error).splitlines()[0] if str(error) else '',
                 getattr(self.function, '__name__', 'the function'))
             self.compiled = None
-            return self.function(*args, **kwargs)
-        self.checked = True
         return out
 
 

@@ -260,29 +260,73 @@ def test_compiled_denoiser_step_matches_eager():
         outputs.append(out)
         grads.append(model.output_emb.weight.grad.to_dense())
     assert isinstance(model._support_output, CompiledOrEager)
-    assert model._support_output.compiled is not None  # It did compile.
+    assert model._support_output.compiled is not None  # It did compile,
+    assert model._support_output.backward_checked  # the backward too.
     assert torch.allclose(outputs[0], outputs[1], atol=1e-5)
     assert torch.allclose(grads[0], grads[1], atol=1e-5)
 
 
-def test_compile_failure_falls_back_once(caplog):
+class _FailingBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError('backward compile failed')
+
+
+def _fallback_messages(caplog):
+    return [r.getMessage() for r in caplog.records
+            if 'running' in r.getMessage()]
+
+
+@pytest.mark.parametrize('failure', ['forward', 'backward', 'recompile'])
+def test_compile_failure_falls_back_once(caplog, failure):
     calls = []
 
     def function(x):
         calls.append(x)
-        return x + 1
+        return x * 2
 
-    def broken(*args):
-        raise RuntimeError('no compiler\nsecond line')
+    def broken(x):
+        if failure == 'forward':
+            raise RuntimeError('no compiler\nsecond line')
+        if failure == 'backward':
+            return _FailingBackward.apply(x)
+        if len(calls_compiled) > 0:  # A later recompilation fails.
+            raise RuntimeError('recompile failed')
+        calls_compiled.append(x)
+        return x * 2
 
+    calls_compiled = []
     wrapper = CompiledOrEager(function)
     wrapper.compiled = broken
+    x = torch.ones(3, requires_grad=True)
     with caplog.at_level(logging.WARNING, logger='diffkg_pyg'):
-        assert wrapper(1) == 2 and wrapper(2) == 3
-    messages = [r.getMessage() for r in caplog.records]
-    assert len(messages) == 1
-    assert 'RuntimeError: no compiler' in messages[0]
-    assert calls == [1, 2]
+        for _ in range(3):
+            out = wrapper(x)
+            out.sum().backward()  # Eager after the fallback: no failure.
+            assert torch.equal(out.detach(), 2 * torch.ones(3))
+    messages = _fallback_messages(caplog)
+    assert len(messages) == 1 and wrapper.compiled is None
+    expected = {'forward': 'RuntimeError: no compiler',
+                'backward': 'RuntimeError: backward compile failed',
+                'recompile': 'RuntimeError: recompile failed'}[failure]
+    assert expected in messages[0]
+    assert len(calls) == (3 if failure != 'recompile' else 2)
+
+
+def test_errors_of_the_function_itself_propagate(caplog):
+    def function(x):
+        raise ValueError('bad input')
+
+    wrapper = CompiledOrEager(function)
+    wrapper.compiled = function
+    with caplog.at_level(logging.WARNING, logger='diffkg_pyg'):
+        with pytest.raises(ValueError, match='bad input'):
+            wrapper(torch.ones(2))
+    assert wrapper.compiled is function and not _fallback_messages(caplog)
 
 
 @pytest.mark.parametrize('chunk_size', [1, 7, 64])
