@@ -61,7 +61,7 @@ def run(args, dataset, variant, seed):
                '--output', path, *VARIANTS[variant]]
     if not args.preset_protocol:
         command += ['--epochs', str(args.epochs), '--patience',
-                    str(args.patience)]
+                    str(args.patience), '--eval-every', str(args.eval_every)]
     presets = DIFFREC_PRESET if 'diffrec' in variant else PRESET
     if variant != 'lightgcn' and dataset in presets:
         command += ['--preset', presets[dataset]]
@@ -125,6 +125,8 @@ def main():
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--epochs', type=int, default=400)
     parser.add_argument('--patience', type=int, default=20)
+    parser.add_argument('--eval-every', type=int, default=1,
+                        help='epochs between validations')
     parser.add_argument('--preset-protocol', action='store_true',
                         help="the preset's epochs, validation interval and "
                         'patience')
