@@ -84,6 +84,14 @@ class CompiledOrEager:
         return out
 
 
+def _check_time_and_dropout(time_channels: int, dropout: float) -> None:
+    if time_channels < 2 or time_channels % 2:
+        raise ValueError(f"'time_channels' must be even and >= 2 (got "
+                         f"{time_channels})")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"'dropout' must lie in [0, 1) (got {dropout})")
+
+
 def _normal_(tensor: Tensor, fan_in: int, fan_out: int) -> None:
     torch.nn.init.normal_(tensor, 0.0, math.sqrt(2.0 / (fan_in + fan_out)))
 
@@ -137,11 +145,7 @@ class SparseDenoiser(torch.nn.Module):
                  time_channels: int = 10, norm: bool = True,
                  dropout: float = 0.5, use_compile: bool = False) -> None:
         super().__init__()
-        if time_channels < 2 or time_channels % 2:
-            raise ValueError(f"'time_channels' must be even and >= 2 (got "
-                             f"{time_channels})")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"'dropout' must lie in [0, 1) (got {dropout})")
+        _check_time_and_dropout(time_channels, dropout)
         self.num_entities = num_entities
         self.hidden_channels = hidden_channels
         self.time_channels = time_channels
@@ -306,11 +310,7 @@ class MLPDenoiser(torch.nn.Module):
         if len(hidden_channels) == 0 or min(hidden_channels) < 1:
             raise ValueError(f"'hidden_channels' must be positive sizes (got "
                              f'{hidden_channels})')
-        if time_channels < 2 or time_channels % 2:
-            raise ValueError(f"'time_channels' must be even and >= 2 (got "
-                             f"{time_channels})")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"'dropout' must lie in [0, 1) (got {dropout})")
+        _check_time_and_dropout(time_channels, dropout)
         self.channels = channels
         self.hidden_channels = hidden_channels
         self.time_channels = time_channels

@@ -169,6 +169,11 @@ class LDiffRec(torch.nn.Module):
         self.diffrec.reset_parameters()
         self.num_updates.zero_()
 
+    def input_weights(self, ptr: Tensor) -> None:
+        r"""The values of the input rows: all ones (see
+        :meth:`DiffRec.input_weights <diffkg_pyg.DiffRec.input_weights>`)."""
+        return None
+
     def autoencoder_parameters(self) -> List[torch.nn.Parameter]:
         r"""The encoders' and the decoder's parameters."""
         return [*self.encoders.parameters(), *self.decoder.parameters()]

@@ -106,8 +106,8 @@ class DiffRecRecipe(Recipe):
         device = self.col.device
         generator = torch.Generator(device).manual_seed(self.seed)
         return lambda users: model.recommend(
-            model.rows(self.ptr, self.col, users.to(device), self.weight),
-            generator)
+            interaction_rows(self.ptr, self.col, users.to(device),
+                             model.num_items, self.weight), generator)
 
 
 class TDiffRecRecipe(DiffRecRecipe):
@@ -156,7 +156,7 @@ def _in_dims(value: str) -> int:
     return sizes[0]
 
 
-class LDiffRecRecipe(Recipe):
+class LDiffRecRecipe(DiffRecRecipe):
     r"""Trains :class:`~diffkg_pyg.LDiffRec` as its authors' ``main.py``
     does: the items are clustered by :func:`~diffkg_pyg.nn.models.
     ldiffrec.kmeans` (seeded by the run's seed) on the dataset's item
@@ -240,14 +240,6 @@ class LDiffRecRecipe(Recipe):
                         **{k: v for k, v in self.hparams.items()
                            if k not in skip})
 
-    def setup(self, model: LDiffRec, trainer, data) -> None:
-        self.seed = trainer.settings['seed']
-        self.setup_inference(model, trainer.train_edge_index, {})
-
-    def setup_inference(self, model: LDiffRec, train_edge_index: Tensor,
-                        inputs: Dict[str, Tensor]) -> None:
-        self.ptr, self.col = to_csr(train_edge_index, self.num_users)
-
     def configure_optimizers(self, model: LDiffRec,
                              trainer) -> List[torch.optim.Optimizer]:
         lr = self.hparams['autoencoder_lr']
@@ -274,11 +266,3 @@ class LDiffRecRecipe(Recipe):
             trainer.step(trainer.optimizers, loss, diffusion=diffusion,
                          recon=recon, kl=kl)
         return {}
-
-    def scores(self, model: LDiffRec) -> Callable[[Tensor], Tensor]:
-        device = self.col.device
-        generator = torch.Generator(device).manual_seed(self.seed)
-        return lambda users: model.recommend(
-            interaction_rows(self.ptr, self.col, users.to(device),
-                             model.num_items),
-            generator)
