@@ -97,7 +97,8 @@ class DiffRecRecipe(Recipe):
                               device=trainer.device)
         for users in trainer.progress(trainer.batches(perm),
                                       f'epoch {epoch}'):
-            x = model.rows(self.ptr, self.col, users, self.weight)
+            x = interaction_rows(self.ptr, self.col, users,
+                                 model.num_items, self.weight)
             loss, mse = model.loss(x, trainer.generator)
             trainer.step(trainer.optimizers, loss, mse=mse)
         return {}
