@@ -346,7 +346,9 @@ class Trainer:
             self.log(' | '.join([f'epoch {epoch:3d}'] + [
                 f'{k} {_format(v)}' for k, v in record.items()
                 if k != 'epoch']))
-            state.stopped = epoch - state.best_epoch >= patience
+            # Never before the first validation (patience < eval_every):
+            state.stopped = (state.best_state is not None and
+                             epoch - state.best_epoch >= patience)
             state.seconds = time.perf_counter() - start
             return
         eval_start = time.perf_counter()

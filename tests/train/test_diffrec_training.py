@@ -109,6 +109,11 @@ def test_early_stopping_counts_epochs_between_validations(diffrec_folder):
     assert validated == authors and result.epochs_run == best + 15
 
 
+def test_no_stop_before_the_first_validation(diffrec_folder):
+    result = make_trainer(diffrec_folder, eval_every=4).fit(10, patience=2)
+    assert result.best_epoch == 4 and result.epochs_run >= 4
+
+
 def test_tdiffrec_needs_the_chronological_order():
     recipe = get_recipe('tdiffrec')(**SMALL)
     from diffkg_pyg.data import synthetic_dataset
