@@ -8,29 +8,36 @@ r"""The ``diffkg-pyg`` command line.
     diffkg-pyg train [DATA] [--model NAME] [--config FILE.toml]
                      [--preset NAME] [--epochs N] [--seed S] ...
                      [--keep-rate 0.5 ...] [--output results.json]
+    diffkg-pyg tune [DATA] [--model NAME] --trials N [--timeout S]
+                    [--space FILE.toml] [--final-seeds K] [--output DIR]
+                    [--storage URL] [the flags of train: fixed values]
 
 ``DATA`` is a dataset folder (KGAT or DiffKG authors' layout), the name of a
 built-in dataset, or ``synthetic`` (the default). The flags of a model come
 from its recipe's declaration of hyper-parameters (with the authors' names
 as aliases); a value is taken from the command line, else the config file,
-else the preset, else the default.
+else the preset, else the default. ``tune`` takes the flags of ``train``;
+a hyper-parameter given a value there is fixed, the others with a search
+space are searched (see :func:`diffkg_pyg.train.tuning.tune`).
 """
 import argparse
 import json
 import sys
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 from diffkg_pyg.train.hyperparameters import (
     TRAIN_SETTINGS,
     HyperParameter,
     lookup,
     parse_bool,
+    read_config,
+    split_config,
 )
 
 __all__ = ['main']
 
 PROG = 'diffkg-pyg'
-COMMANDS = ('train', 'models', 'stats')
+COMMANDS = ('train', 'tune', 'models', 'stats')
 _POSITIVE = ('epochs', 'patience', 'eval_every', 'batch_size',
              'eval_batch_size', 'max_batches')
 
@@ -120,14 +127,21 @@ def _given(args: argparse.Namespace, prefix: str,
     return out
 
 
-def build_train_parser(recipe) -> argparse.ArgumentParser:
-    r"""The parser of ``diffkg-pyg train`` for the model of
+def build_train_parser(recipe, command: str = 'train'
+                       ) -> argparse.ArgumentParser:
+    r"""The parser of ``diffkg-pyg train`` (or ``tune``) for the model of
     :obj:`recipe` (a :class:`~diffkg_pyg.train.Recipe` class)."""
     from diffkg_pyg.train.registry import MODELS
-    parser = _Parser(
-        prog=f'{PROG} train', allow_abbrev=False,
-        description='Trains and evaluates a model under the package '
-        'protocol (validation early stopping, test of the best epoch).')
+    description = (
+        'Trains and evaluates a model under the package protocol '
+        '(validation early stopping, test of the best epoch).'
+        if command == 'train' else
+        'Searches hyper-parameters with Optuna (TPE), maximising validation '
+        'Recall@20; every trial is a training run under the package '
+        'protocol without the test set. The model flags below fix a value '
+        '(not searched); `diffkg-pyg models NAME` shows the searched ones.')
+    parser = _Parser(prog=f'{PROG} {command}', allow_abbrev=False,
+                     description=description)
     parser.add_argument('data', metavar='DATA', nargs='?', default='synthetic',
                         help='dataset folder or built-in name '
                         '(default: %(default)s)')
@@ -151,6 +165,51 @@ def build_train_parser(recipe) -> argparse.ArgumentParser:
                      help='CPU threads for torch')
     run.add_argument('--device', default='cpu',
                      help='torch device (default: %(default)s)')
+    if command == 'tune':
+        _tune_arguments(run)
+    else:
+        _run_arguments(run)
+    _common(run)
+    group = parser.add_argument_group(
+        f'{recipe.name} hyper-parameters (see `{PROG} models '
+        f'{recipe.name}`)')
+    for parameter in recipe.hyperparameters:
+        _add(group, parameter, 'model')
+    return parser
+
+
+def _tune_arguments(run) -> None:
+    from diffkg_pyg.train.tuning import PRUNERS
+    run.add_argument('--trials', type=int, required=True,
+                     help='finished trials the study should hold')
+    run.add_argument('--timeout', type=float, default=None,
+                     metavar='SECONDS',
+                     help='start no trial after this many seconds')
+    run.add_argument('--space', default=None, metavar='FILE',
+                     help='TOML file of search ranges ([lr] low = 1e-4 '
+                     'high = 1e-2 log = true; [dims] choices = [...]) or '
+                     'fixed values, over the model\'s declared space')
+    run.add_argument('--pruner', choices=PRUNERS, default='median',
+                     help='stop unpromising trials early (default: '
+                     '%(default)s)')
+    run.add_argument('--final-seeds', type=int, default=0, metavar='K',
+                     help='retrain the best configuration with seeds 0..K-1 '
+                     'and report its test metrics (default: %(default)s)')
+    run.add_argument('--output', default=None, metavar='DIR',
+                     help='folder of the study, trials, best.toml and plot '
+                     '(default: tune-MODEL-DATASET)')
+    run.add_argument('--storage', default=None, metavar='URL',
+                     help='Optuna RDB URL, shared by parallel processes '
+                     '(default: sqlite:///DIR/study.db)')
+    run.add_argument('--study-name', default=None,
+                     help='(default: MODEL-DATASET)')
+    run.add_argument('--heartbeat', type=float, default=30.0,
+                     metavar='SECONDS',
+                     help="a trial whose process is silent for twice this "
+                     'is retried (default: %(default)s)')
+
+
+def _run_arguments(run) -> None:
     run.add_argument('--output', default=None,
                      help='write the results as one JSON object here')
     run.add_argument('--checkpoint-dir', default=None,
@@ -164,52 +223,6 @@ def build_train_parser(recipe) -> argparse.ArgumentParser:
     run.add_argument('--save-model', default=None, metavar='PATH',
                      help='save the best model for inference (load it '
                      'with diffkg_pyg.load_model)')
-    _common(run)
-    group = parser.add_argument_group(
-        f'{recipe.name} hyper-parameters (see `{PROG} models '
-        f'{recipe.name}`)')
-    for parameter in recipe.hyperparameters:
-        _add(group, parameter, 'model')
-    return parser
-
-
-def read_config(path: str) -> Dict[str, Any]:
-    r"""Reads a TOML config file (one table of keys)."""
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
-    try:
-        with open(path, 'rb') as f:
-            return tomllib.load(f)
-    except tomllib.TOMLDecodeError as error:
-        raise ValueError(f'{path}: not a valid TOML file: {error}') from None
-
-
-def _split_config(config: Dict[str, Any], path: str, recipe
-                  ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    r"""Splits a config's keys into training settings and the model's
-    hyper-parameters (canonical names); an unknown key is an error naming
-    it and the file."""
-    settings, model = lookup(TRAIN_SETTINGS), lookup(recipe.hyperparameters)
-    out: Tuple[Dict[str, Any], Dict[str, Any]] = ({}, {})
-    for key, value in config.items():
-        if key in ('model', 'preset'):
-            continue
-        for target, names in zip(out, (settings, model)):
-            if key in names:
-                parameter, is_alias = names[key]
-                if is_alias:
-                    value = parameter.convert_alias(value)
-                target[parameter.name] = parameter.check(value,
-                                                         f'{path}: ')
-                break
-        else:
-            raise ValueError(
-                f'{path}: unknown key {key!r}: neither a training setting '
-                f'nor a hyper-parameter of {recipe.name} (see `{PROG} '
-                f'models {recipe.name}`)')
-    return out
 
 
 def _unknown(unknown: List[str], model: str) -> ValueError:
@@ -228,7 +241,7 @@ def _unknown(unknown: List[str], model: str) -> ValueError:
     return ValueError(f'unrecognized arguments: {" ".join(unknown)}')
 
 
-def _train(argv: List[str]) -> int:
+def _train(argv: List[str], command: str = 'train') -> int:
     from diffkg_pyg.train.registry import get_recipe
 
     first = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
@@ -243,29 +256,72 @@ def _train(argv: List[str]) -> int:
         where = f'{first_args.config}: ' if 'model' in config and \
             not first_args.model else ''
         raise ValueError(where + error.args[0]) from None
-    args, unknown = build_train_parser(recipe_class).parse_known_args(argv)
+    args, unknown = build_train_parser(recipe_class,
+                                       command).parse_known_args(argv)
     if unknown:
         raise _unknown(unknown, name)
-    config_settings, config_model = _split_config(config, args.config,
+    config_settings, config_model = split_config(config, args.config,
                                                   recipe_class)
     from diffkg_pyg.train.hyperparameters import resolve
     preset = getattr(args, 'preset', config.get('preset'))
-    recipe = recipe_class(preset, **{
-        **config_model, **_given(args, 'model', recipe_class.hyperparameters)
-    })
-    settings = resolve(TRAIN_SETTINGS, recipe.preset_settings,
-                       config_settings,
-                       _given(args, 'setting', TRAIN_SETTINGS))
+    model = {**config_model,
+             **_given(args, 'model', recipe_class.hyperparameters)}
+    given = {**config_settings, **_given(args, 'setting', TRAIN_SETTINGS)}
+    recipe = recipe_class(preset, **model)
+    settings = resolve(TRAIN_SETTINGS, recipe.preset_settings, given)
     for key in _POSITIVE:
         if settings[key] is not None and settings[key] < 1:
             raise ValueError(f'--{key.replace("_", "-")} must be >= 1 (got '
                              f'{settings[key]})')
-    for key in ('threads', 'checkpoint_every'):
-        value = getattr(args, key)
+    for key in ('threads', 'checkpoint_every', 'trials'):
+        value = getattr(args, key, None)
         if value is not None and value < 1:
             raise ValueError(f'--{key.replace("_", "-")} must be >= 1 (got '
                              f'{value})')
+    if command == 'tune':
+        return _tune(args, recipe_class, preset, model, given)
     return _run(args, recipe, settings)
+
+
+def _tune(args: argparse.Namespace, recipe_class, preset: Optional[str],
+          model: Dict[str, Any], settings: Dict[str, Any]) -> int:
+    import os.path as osp
+
+    import torch
+
+    from diffkg_pyg.data import load_dataset
+
+    try:
+        import optuna  # noqa: F401
+
+        from diffkg_pyg.train import tuning
+    except ImportError:
+        raise ValueError("tune needs Optuna: pip install 'diffkg-pyg[tune]'"
+                         ) from None
+    if args.final_seeds < 0:
+        raise ValueError(f'--final-seeds must be >= 0 (got '
+                         f'{args.final_seeds})')
+    if args.timeout is not None and args.timeout <= 0:
+        raise ValueError(f'--timeout must be > 0 (got {args.timeout})')
+    spaces: Dict[str, Any] = {}
+    if args.space:
+        spaces, fixed = tuning.read_space(args.space, recipe_class)
+        split = split_config(fixed, args.space, recipe_class)
+        settings, model = {**split[0], **settings}, {**split[1], **model}
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    dataset = osp.basename(osp.normpath(str(args.data)))
+    output = args.output or f'tune-{recipe_class.name}-{dataset}'
+    data = load_dataset(args.data, args.data_root, args.val_ratio,
+                        args.split_seed, args.cache_dir)
+    tuning.tune(data, recipe_class, args.trials, output, dataset=str(
+        args.data), preset=preset, hyperparameters=model, settings=settings,
+        space=spaces, storage=args.storage,
+        study_name=args.study_name or f'{recipe_class.name}-{dataset}',
+        pruner=args.pruner, timeout=args.timeout,
+        final_seeds=args.final_seeds, heartbeat=args.heartbeat,
+        device=torch.device(args.device))
+    return 0
 
 
 def _run(args: argparse.Namespace, recipe, settings: Dict[str, Any]) -> int:
@@ -279,13 +335,9 @@ def _run(args: argparse.Namespace, recipe, settings: Dict[str, Any]) -> int:
         torch.set_num_threads(args.threads)
     data = load_dataset(args.data, args.data_root, args.val_ratio,
                         args.split_seed, args.cache_dir)
-    trainer = Trainer(
-        recipe, data, lr=settings['lr'], batch_size=settings['batch_size'],
-        weight_decay=settings['weight_decay'], seed=settings['seed'],
-        max_batches=settings['max_batches'],
-        eval_batch_size=settings['eval_batch_size'],
-        eval_every=settings['eval_every'],
-        device=torch.device(args.device), checkpoint_dir=args.checkpoint_dir,
+    trainer = Trainer.from_settings(
+        recipe, data, settings, device=torch.device(args.device),
+        checkpoint_dir=args.checkpoint_dir,
         checkpoint_every=args.checkpoint_every)
     result = trainer.fit(settings['epochs'], settings['patience'],
                          resume=args.resume)
@@ -308,6 +360,15 @@ def _format_table(rows: List[List[str]]) -> str:
                                zip(row, widths)).rstrip() for row in rows)
 
 
+def _format_space(space) -> str:
+    if space.choices is not None:
+        return '{' + ', '.join(','.join(map(str, c)) if isinstance(c, tuple)
+                               else str(c) for c in space.choices) + '}'
+    step = f' step {space.step:g}' if space.step is not None else ''
+    return f'{"log" if space.log else ""}[{space.low:g}, {space.high:g}]' + \
+        step
+
+
 def _models(args: argparse.Namespace) -> int:
     from diffkg_pyg.train.registry import MODELS, get_recipe
     if args.name is None:
@@ -319,10 +380,14 @@ def _models(args: argparse.Namespace) -> int:
     except KeyError as error:
         raise ValueError(error.args[0]) from None
 
+    def searched(parameter) -> str:
+        space = recipe.setting_spaces.get(parameter.name, parameter.space)
+        return '' if space is None else _format_space(space)
+
     def table(parameters):
-        rows = [['flag', 'type', 'default', 'aliases', 'help']]
+        rows = [['flag', 'type', 'default', 'aliases', 'tune space', 'help']]
         rows += [[p.flag, p.type_name, repr(p.default),
-                  ' '.join(f'--{a}' for a in p.aliases), p.help]
+                  ' '.join(f'--{a}' for a in p.aliases), searched(p), p.help]
                  for p in parameters]
         return _format_table(rows)
     print(f'{recipe.name}: {recipe.description}\n')
@@ -360,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser('train', add_help=False,
                         help=f'train and evaluate a model (`{PROG} train '
                         '--help` lists its flags)')
+    commands.add_parser('tune', add_help=False,
+                        help='search hyper-parameters with Optuna '
+                        f'(`{PROG} tune --help`)')
     models = commands.add_parser('models', help='list the models, or the '
                                  "hyper-parameters of one")
     models.add_argument('name', metavar='NAME', nargs='?',
@@ -381,9 +449,11 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        if argv and argv[0] in COMMANDS[1:] + ('-h', '--help'):
+        if argv and argv[0] in COMMANDS[2:] + ('-h', '--help'):
             args = build_parser().parse_args(argv)
             return _stats(args) if args.command == 'stats' else _models(args)
+        if argv and argv[0] == 'tune':
+            return _train(argv[1:], 'tune')
         # `diffkg-pyg [train] [DATA] [flags]` trains.
         return _train(argv[1:] if argv and argv[0] == 'train' else argv)
     except TrainingInterrupted as interrupt:

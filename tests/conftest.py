@@ -56,3 +56,26 @@ def write_diffrec_folder(folder, num_users: int = 12, num_items: int = 15,
 def diffrec_folder(tmp_path):
     r"""A tiny dataset in DiffRec's layout: 12 users, at most 15 items."""
     return write_diffrec_folder(tmp_path / 'tiny-diffrec')
+
+
+def write_kgat_folder(folder, num_users: int = 24, num_items: int = 30,
+                      num_entities: int = 45, seed: int = 0):
+    r"""Writes a random dataset in the KGAT layout (every user with 8 to 11
+    items, 2 of them for test; 3 relations) into :obj:`folder`."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    train, test = [], []
+    for user in range(num_users):
+        items = rng.permutation(num_items)[:rng.integers(8, 12)]
+        test.append(f'{user} ' + ' '.join(map(str, items[:2])))
+        train.append(f'{user} ' + ' '.join(map(str, items[2:])))
+    write(folder / 'train.txt', '\n'.join(train) + '\n')
+    write(folder / 'test.txt', '\n'.join(test) + '\n')
+    heads = rng.integers(0, num_entities, 3 * num_entities)
+    relations = rng.integers(0, 3, heads.size)
+    tails = rng.integers(0, num_entities, heads.size)
+    write(folder / 'kg_final.txt', ''.join(
+        f'{h} {r} {t}\n' for h, r, t in zip(heads, relations, tails)))
+    return folder

@@ -3,6 +3,7 @@ model from which the command-line flags, their help, the presets, config
 files and the arguments saved with results and checkpoints all come."""
 import dataclasses
 import inspect
+import sys
 from dataclasses import dataclass
 from typing import (
     Any,
@@ -15,8 +16,9 @@ from typing import (
     Tuple,
 )
 
-__all__ = ['HyperParameter', 'from_signature', 'resolve', 'TRAIN_SETTINGS',
-           'parse_bool', 'parse_int_list']
+__all__ = ['HyperParameter', 'Space', 'from_signature', 'resolve',
+           'TRAIN_SETTINGS', 'parse_bool', 'parse_int_list', 'read_config',
+           'split_config']
 
 _TYPE_NAMES = {int: 'int', float: 'float', str: 'str', bool: 'bool',
                tuple: 'list of int'}
@@ -44,6 +46,107 @@ def parse_int_list(text: str) -> Tuple[int, ...]:
 
 
 @dataclass(frozen=True)
+class Space:
+    r"""Where ``diffkg-pyg tune`` searches a hyper-parameter: the interval
+    :obj:`[low, high]` (on a log scale with :obj:`log`, on a grid of
+    :obj:`step`), or one of :obj:`choices`.
+
+    Args:
+        low (float, optional): The lower bound. (default: :obj:`None`)
+        high (float, optional): The upper bound. (default: :obj:`None`)
+        log (bool, optional): Search :math:`\log` uniformly.
+            (default: :obj:`False`)
+        step (float, optional): The grid step. (default: :obj:`None`)
+        choices (tuple, optional): The values to choose among (instead of
+            an interval). (default: :obj:`None`)
+    """
+    low: Optional[float] = None
+    high: Optional[float] = None
+    log: bool = False
+    step: Optional[float] = None
+    choices: Optional[Tuple[Any, ...]] = None
+
+    def __post_init__(self) -> None:
+        if self.choices is not None:
+            if len(self.choices) == 0 or self.low is not None or \
+                    self.high is not None:
+                raise ValueError('a space is either non-empty choices or '
+                                 'an interval low..high')
+            return
+        if self.low is None or self.high is None or \
+                not self.low < self.high:
+            raise ValueError(f'a space needs low < high (got {self.low}, '
+                             f'{self.high})')
+        if self.log and self.low <= 0:
+            raise ValueError(f'a log space needs low > 0 (got {self.low})')
+        if self.log and self.step is not None:
+            raise ValueError('a space is either on a log scale or on a grid '
+                             'of step, not both')
+
+    def check(self, parameter: 'HyperParameter', where: str = '') -> None:
+        r"""Raises :class:`ValueError` unless every value of this space is
+        a valid value of :obj:`parameter`."""
+        where = f'{where}search space of {parameter.name}: '
+        if self.choices is not None:
+            for value in self.choices:
+                parameter.check(value, where)
+        elif parameter.type not in (int, float):
+            raise ValueError(f'{where}a {parameter.type_name} is searched '
+                             f'among choices, not in an interval')
+        elif parameter.type is int and not all(
+                float(v).is_integer() for v in (self.low, self.high,
+                                                self.step or 1)):
+            raise ValueError(f'{where}the bounds of an int must be integers '
+                             f'(got {self.low}, {self.high})')
+
+    @classmethod
+    def from_config(cls, value: Mapping[str, Any], where: str = '') -> 'Space':
+        r"""A space from a table of a :obj:`--space` TOML file:
+        :obj:`{low, high[, log][, step]}` or :obj:`{choices}`."""
+        known = {'low', 'high', 'log', 'step', 'choices'}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(f'{where}unknown key {unknown[0]!r} (known: '
+                             f'{", ".join(sorted(known))})')
+        try:
+            choices = value.get('choices')
+            return cls(value.get('low'), value.get('high'),
+                       bool(value.get('log', False)), value.get('step'),
+                       None if choices is None else tuple(
+                           tuple(c) if isinstance(c, list) else c
+                           for c in choices))
+        except (ValueError, TypeError) as error:
+            raise ValueError(f'{where}{error}') from None
+
+    def to_dict(self) -> Dict[str, Any]:
+        if self.choices is not None:
+            return {'choices': [list(c) if isinstance(c, tuple) else c
+                                for c in self.choices]}
+        out: Dict[str, Any] = {'low': self.low, 'high': self.high}
+        if self.log:
+            out['log'] = True
+        if self.step is not None:
+            out['step'] = self.step
+        return out
+
+    def suggest(self, trial: Any, parameter: 'HyperParameter') -> Any:
+        r"""Draws a value of :obj:`parameter` from this space through the
+        Optuna :obj:`trial`."""
+        name = parameter.name
+        if self.choices is not None:
+            # Optuna's choices are scalars: lists are passed as text.
+            encoded = [','.join(map(str, c)) if isinstance(c, tuple) else c
+                       for c in self.choices]
+            value = trial.suggest_categorical(name, encoded)
+            return self.choices[encoded.index(value)]
+        if parameter.type is int:
+            return trial.suggest_int(name, int(self.low), int(self.high),
+                                     step=int(self.step or 1), log=self.log)
+        return trial.suggest_float(name, float(self.low), float(self.high),
+                                   step=self.step, log=self.log)
+
+
+@dataclass(frozen=True)
 class HyperParameter:
     r"""One hyper-parameter (or training setting) of a model.
 
@@ -68,6 +171,9 @@ class HyperParameter:
         compared (bool, optional): Whether a resumed checkpoint must agree
             on it (:obj:`False` for what changes speed, not results).
             (default: :obj:`True`)
+        space (Space, optional): Where ``diffkg-pyg tune`` searches it
+            (:obj:`None`: not searched; the default or the given value
+            is used). (default: :obj:`None`)
     """
     name: str
     type: type
@@ -78,6 +184,7 @@ class HyperParameter:
     alias_type: Optional[type] = None
     choices: Optional[Tuple[Any, ...]] = None
     compared: bool = True
+    space: Optional[Space] = None
 
     @property
     def flag(self) -> str:
@@ -191,7 +298,8 @@ TRAIN_SETTINGS: Tuple[HyperParameter, ...] = (
     HyperParameter('patience', int, 'early-stopping patience in epochs', 10),
     HyperParameter('eval_every', int, 'epochs between validations (the last '
                    'epoch is always validated)', 1),
-    HyperParameter('lr', float, 'learning rate of the Adam optimisers', 1e-3),
+    HyperParameter('lr', float, 'learning rate of the Adam optimisers', 1e-3,
+                   space=Space(1e-4, 1e-2, log=True)),
     HyperParameter('weight_decay', float,
                    "Adam's weight decay (the models' own L2 terms are "
                    'hyper-parameters)', 0.0),
@@ -204,3 +312,42 @@ TRAIN_SETTINGS: Tuple[HyperParameter, ...] = (
                    'cap on the training batches per epoch (smoke runs)',
                    None),
 )
+
+
+def read_config(path: str) -> Dict[str, Any]:
+    r"""Reads a TOML config file (one table of keys)."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        with open(path, 'rb') as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f'{path}: not a valid TOML file: {error}') from None
+
+
+def split_config(config: Mapping[str, Any], path: str, recipe
+                 ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    r"""Splits a config's keys into training settings and the model's
+    hyper-parameters (canonical names); an unknown key is an error naming
+    it and the file."""
+    settings, model = lookup(TRAIN_SETTINGS), lookup(recipe.hyperparameters)
+    out: Tuple[Dict[str, Any], Dict[str, Any]] = ({}, {})
+    for key, value in config.items():
+        if key in ('model', 'preset'):
+            continue
+        for target, names in zip(out, (settings, model)):
+            if key in names:
+                parameter, is_alias = names[key]
+                if is_alias:
+                    value = parameter.convert_alias(value)
+                target[parameter.name] = parameter.check(value,
+                                                         f'{path}: ')
+                break
+        else:
+            raise ValueError(
+                f'{path}: unknown key {key!r}: neither a training setting '
+                f'nor a hyper-parameter of {recipe.name} (see `diffkg-pyg '
+                f'models {recipe.name}`)')
+    return out

@@ -21,6 +21,7 @@ from diffkg_pyg.data.graph import KG
 from diffkg_pyg.train.hyperparameters import (
     TRAIN_SETTINGS,
     HyperParameter,
+    Space,
     resolve,
 )
 
@@ -59,9 +60,10 @@ class Recipe:
       :obj:`hyperparameters` (a tuple of
       :class:`~diffkg_pyg.train.HyperParameter`, usually built by
       :func:`~diffkg_pyg.train.from_signature` from the model's
-      constructor) and :obj:`presets` (named hyper-parameter sets, which
+      constructor; their :obj:`space` is where ``diffkg-pyg tune``
+      searches them), :obj:`presets` (named hyper-parameter sets, which
       may also hold training settings such as :obj:`lr`: those land in
-      :attr:`preset_settings`);
+      :attr:`preset_settings`) and :obj:`setting_spaces`;
     * :meth:`prepare` / :meth:`prepare_inference`: what the model's
       structure needs beyond the sizes (e.g. L-DiffRec's item clusters),
       before it is built;
@@ -92,6 +94,9 @@ class Recipe:
     description: ClassVar[str] = ''
     hyperparameters: ClassVar[Tuple[HyperParameter, ...]] = ()
     presets: ClassVar[Dict[str, Dict[str, Any]]] = {}
+    #: Search spaces of training settings for this model where they differ
+    #: from those of :data:`TRAIN_SETTINGS` (e.g. :obj:`{'lr': Space(...)}`).
+    setting_spaces: ClassVar[Dict[str, Space]] = {}
     #: Prefixes of state-dict keys that :func:`save_model` leaves out
     #: (parameters that inference does not use).
     inference_skip: ClassVar[Tuple[str, ...]] = ()

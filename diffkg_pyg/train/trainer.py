@@ -195,6 +195,22 @@ class Trainer:
         self._counts: Dict[str, int] = {}
         self._totals: List[str] = []
         self._interrupted = False
+        self._on_validation: Optional[Callable] = None
+
+    @classmethod
+    def from_settings(cls, recipe: Recipe, data: HeteroData,
+                      settings: Dict[str, Any], **kwargs) -> 'Trainer':
+        r"""A trainer with the training settings :obj:`settings` (every
+        :data:`~diffkg_pyg.train.TRAIN_SETTINGS` name; :obj:`epochs` and
+        :obj:`patience` are for :meth:`fit`); :obj:`kwargs` go to the
+        constructor."""
+        return cls(recipe, data, lr=settings['lr'],
+                   batch_size=settings['batch_size'],
+                   weight_decay=settings['weight_decay'],
+                   seed=settings['seed'],
+                   max_batches=settings['max_batches'],
+                   eval_batch_size=settings['eval_batch_size'],
+                   eval_every=settings['eval_every'], **kwargs)
 
     # The helpers of Recipe.train_epoch ####################################
 
@@ -291,13 +307,32 @@ class Trainer:
         return {**self._epoch_terms(epoch), **extra}
 
     def fit(self, epochs: int, patience: int = 10,
-            resume: Optional[str] = None) -> FitResult:
+            resume: Optional[str] = None, test: bool = True,
+            on_validation: Optional[Callable[[int, Dict[str, float]],
+                                             None]] = None) -> FitResult:
         r"""Trains with early stopping, from scratch or from the checkpoint
         :obj:`resume`, up to :obj:`epochs` epochs in total, then tests the
-        best epoch."""
+        best epoch.
+
+        Args:
+            epochs (int): The epoch cap (in total, when resuming).
+            patience (int, optional): Epochs without a better validation
+                metric before stopping. (default: :obj:`10`)
+            resume (str, optional): A checkpoint to continue from.
+                (default: :obj:`None`)
+            test (bool, optional): Whether to evaluate the best epoch on
+                the test interactions; without, :obj:`FitResult.test` is
+                empty and the test set is never read (hyper-parameter
+                search). (default: :obj:`True`)
+            on_validation (callable, optional): Called after every
+                validation with the epoch and its validation metrics (e.g.
+                to report them to a pruner, which may stop the fit by
+                raising). (default: :obj:`None`)
+        """
         _check(epochs >= 1, 'epochs', epochs, '>= 1')
         _check(patience >= 1, 'patience', patience, '>= 1')
         self._fit_settings = {'epochs': epochs, 'patience': patience}
+        self._on_validation = on_validation
         state = self.load_checkpoint(resume) if resume else FitState()
         handler = None
         if threading.current_thread() is threading.main_thread():
@@ -323,7 +358,7 @@ class Trainer:
                              f'(epochs = {epochs}, epochs already run = '
                              f'{state.epoch})')
         self._restore(state.best_state)
-        test = self.evaluate(self.test_evaluator)
+        test_metrics = self.evaluate(self.test_evaluator) if test else {}
         phases = {}
         for record in state.history:
             for key, value in record.items():
@@ -331,7 +366,8 @@ class Trainer:
                     phase = key[:-len('_seconds')]
                     phases[phase] = phases.get(phase, 0.0) + value
         return FitResult(state.epoch, state.best_epoch,
-                         time.perf_counter() - start, state.best_valid, test,
+                         time.perf_counter() - start, state.best_valid,
+                         test_metrics,
                          state.history,
                          {**self.recipe.summary(), 'phase_seconds': phases})
 
@@ -374,6 +410,8 @@ class Trainer:
             (['best'] if improved else [])))
         state.stopped = epoch - state.best_epoch >= patience
         state.seconds = time.perf_counter() - start
+        if self._on_validation is not None:
+            self._on_validation(epoch, valid)
 
     # Checkpoints ##########################################################
 

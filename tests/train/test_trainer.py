@@ -64,6 +64,34 @@ def test_fit_logs_and_results(name):
     assert {'train', 'eval'} <= set(record['phase_seconds'])
 
 
+@pytest.mark.parametrize('eval_every', [1, 2])
+def test_fit_without_test_reports_every_validation(eval_every):
+    trainer = make_trainer('lightgcn', eval_every=eval_every)
+    seen, calls = [], []
+    evaluate = trainer.evaluate
+    trainer.evaluate = lambda evaluator: calls.append(evaluator) or \
+        evaluate(evaluator)
+    result = trainer.fit(4, patience=4, test=False,
+                         on_validation=lambda epoch, valid: seen.append(
+                             (epoch, valid['recall@20'])))
+    assert result.test == {} and trainer.test_evaluator not in calls
+    assert [epoch for epoch, _ in seen] == list(range(eval_every, 5,
+                                                      eval_every))
+    assert dict(seen)[result.best_epoch] == result.valid['recall@20']
+
+
+def test_on_validation_may_stop_the_fit():
+    class Stop(Exception):
+        pass
+
+    def stop(epoch, valid):
+        if epoch == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        make_trainer('lightgcn').fit(5, patience=5, on_validation=stop)
+
+
 def test_diffkg_logs_every_term():
     result = make_trainer('diffkg').fit(2, patience=2)
     for key in ('loss', 'bpr', 'reg', 'ssl', 'denoiser_loss', 'diff',

@@ -8,7 +8,11 @@ from torch import Tensor
 from diffkg_pyg.data.graph import KG
 from diffkg_pyg.nn.models.diffkg import MAIN_VIEWS, PRESETS, VIEWS, DiffKG
 from diffkg_pyg.optim import SparseRowAdam
-from diffkg_pyg.train.hyperparameters import HyperParameter, from_signature
+from diffkg_pyg.train.hyperparameters import (
+    HyperParameter,
+    Space,
+    from_signature,
+)
 from diffkg_pyg.train.recipe import Recipe, Sizes
 from diffkg_pyg.utils import to_csr
 
@@ -72,13 +76,15 @@ class DiffKGRecipe(Recipe):
                        aliases=('res_lambda', )),
         HyperParameter('kg_sample_size', int, 'KG edges sampled per head '
                        'for the original view (-1: all)',
-                       aliases=('triplet_num', )),
+                       aliases=('triplet_num', ),
+                       space=Space(choices=(5, 10, 20, -1))),
         HyperParameter('l2_weight', float, 'L2 weight on the full tables',
-                       aliases=('reg', )),
+                       aliases=('reg', ), space=Space(1e-8, 1e-4, log=True)),
         HyperParameter('ssl_weight', float, 'weight of the InfoNCE terms',
-                       aliases=('ssl_reg', )),
+                       aliases=('ssl_reg', ),
+                       space=Space(choices=(0.0, 0.01, 0.1, 1.0))),
         HyperParameter('temperature', float, 'InfoNCE temperature',
-                       aliases=('temp', )),
+                       aliases=('temp', ), space=Space(0.05, 1.0, log=True)),
         HyperParameter('main_view', str,
                        'the KG of the main view and of evaluation; the other '
                        'feeds the second view', choices=MAIN_VIEWS,
@@ -99,8 +105,9 @@ class DiffKGRecipe(Recipe):
         HyperParameter('denoiser_dropout', float,
                        'input dropout of the denoiser'),
         HyperParameter('diffusion_steps', int, 'diffusion steps',
-                       aliases=('steps', )),
-        HyperParameter('noise_scale', float, 'noise scale of the schedule'),
+                       aliases=('steps', ), space=Space(2, 50, log=True)),
+        HyperParameter('noise_scale', float, 'noise scale of the schedule',
+                       space=Space(1e-3, 0.5, log=True)),
         HyperParameter('noise_min', float,
                        'lower noise bound of the schedule'),
         HyperParameter('noise_max', float,
@@ -108,12 +115,13 @@ class DiffKGRecipe(Recipe):
         HyperParameter('sampling_steps', int, 'noise steps before the '
                        'rebuild'),
         HyperParameter('ckgc_weight', float, 'weight of the CKGC loss',
-                       aliases=('e_loss', )),
+                       aliases=('e_loss', ),
+                       space=Space(choices=(0.0, 0.01, 0.1, 0.5, 1.0))),
         HyperParameter('rebuild_k', int, 'edges kept per head by the '
-                       'rebuild'),
+                       'rebuild', space=Space(1, 10, log=True)),
         HyperParameter('keep_rate', float,
                        'keep probability of every rebuilt edge',
-                       aliases=('keepRate', )),
+                       aliases=('keepRate', ), space=Space(0.2, 1.0)),
         HyperParameter('num_negatives', int, 'sampled non-edges per KG edge '
                        "in the denoiser's support"),
         HyperParameter('noise_columns', int, "columns carrying the "

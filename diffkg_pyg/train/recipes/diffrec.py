@@ -18,6 +18,7 @@ from diffkg_pyg.nn.models.diffrec import (
 from diffkg_pyg.nn.models.ldiffrec import LDIFFREC_PRESETS, LDiffRec, kmeans
 from diffkg_pyg.train.hyperparameters import (
     HyperParameter,
+    Space,
     from_signature,
     parse_int_list,
 )
@@ -29,7 +30,8 @@ __all__ = ['DiffRecRecipe', 'TDiffRecRecipe', 'LDiffRecRecipe']
 _DIFFREC_PARAMETERS = (
     HyperParameter('hidden_channels', tuple, "the denoiser's sizes (the "
                    'decoder side; the encoder mirrors them)',
-                   aliases=('dims', )),
+                   aliases=('dims', ),
+                   space=Space(choices=((300, ), (1000, ), (200, 600)))),
     HyperParameter('time_channels', int, 'size of the step embedding',
                    aliases=('emb_size', )),
     HyperParameter('norm', bool, "L2-normalise the denoiser's input"),
@@ -37,12 +39,16 @@ _DIFFREC_PARAMETERS = (
     HyperParameter('mean_type', str, 'what the denoiser predicts',
                    choices=MEAN_TYPES),
     HyperParameter('diffusion_steps', int, 'diffusion steps',
-                   aliases=('steps', )),
+                   aliases=('steps', ), space=Space(2, 100, log=True)),
     HyperParameter('noise_schedule', str, 'the noise schedule',
                    choices=SCHEDULES),
-    HyperParameter('noise_scale', float, 'noise scale of the schedule'),
-    HyperParameter('noise_min', float, 'lower noise bound of the schedule'),
-    HyperParameter('noise_max', float, 'upper noise bound of the schedule'),
+    HyperParameter('noise_scale', float, 'noise scale of the schedule',
+                   space=Space(1e-5, 0.1, log=True)),
+    # Choices (the authors' grid) so that noise_min <= noise_max always:
+    HyperParameter('noise_min', float, 'lower noise bound of the schedule',
+                   space=Space(choices=(5e-4, 1e-3, 5e-3))),
+    HyperParameter('noise_max', float, 'upper noise bound of the schedule',
+                   space=Space(choices=(5e-3, 1e-2))),
     HyperParameter('reweight', bool, 'weight the loss by step (SNR '
                    'differences)'),
     HyperParameter('sampling_steps', int, 'noise steps before inference'),
@@ -70,6 +76,8 @@ class DiffRecRecipe(Recipe):
                    'SIGIR 2023)')
     model_class = DiffRec
     presets = DIFFREC_PRESETS
+    # The authors' learning rates (1e-5 to 1e-3 across their datasets):
+    setting_spaces = {'lr': Space(1e-5, 1e-3, log=True)}
     hyperparameters = from_signature(DiffRec, *_DIFFREC_PARAMETERS)
 
     def build_model(self, sizes: Sizes) -> DiffRec:

@@ -7,7 +7,7 @@ from torch import Tensor
 from torch_geometric.nn.models import LightGCN
 
 from diffkg_pyg.data.graph import bipartite_adjacency
-from diffkg_pyg.train.hyperparameters import HyperParameter
+from diffkg_pyg.train.hyperparameters import HyperParameter, Space
 from diffkg_pyg.train.recipe import Recipe, Sizes
 
 __all__ = ['LightGCNRecipe']
@@ -33,10 +33,11 @@ class LightGCNRecipe(Recipe):
         HyperParameter('embedding_dim', int, 'embedding size', 64,
                        aliases=('latdim', )),
         HyperParameter('num_layers', int, 'propagation layers', 2,
-                       aliases=('gnn_layer', )),
+                       aliases=('gnn_layer', ), space=Space(1, 4)),
         HyperParameter('l2_weight', float, 'L2 weight on the batch '
                        "embeddings (PyG's lambda_reg)", 1e-4,
-                       aliases=('reg', 'lambda_reg')),
+                       aliases=('reg', 'lambda_reg'),
+                       space=Space(1e-6, 1e-2, log=True)),
     )
 
     def build_model(self, sizes: Sizes) -> LightGCN:

@@ -1,0 +1,131 @@
+r"""Tuned beside default: every model searched with the same budget (the same
+number of trials and the same time cap, the same epoch cap and patience per
+trial, validation Recall@20 only), its best configuration retrained with 3
+seeds and tested, printed beside the default configuration's rows.
+
+Each search is one ``diffkg-pyg tune`` into ``--results/DATASET-MODEL/``
+(resumable: a finished one is read back). The default rows are read from
+the result JSONs of ``benchmarks/accuracy.py`` in ``--defaults`` folders
+(``DATASET-MODEL-sS.json``).
+
+    python benchmarks/tuned.py --data-root ../shared/data \
+        --datasets synthetic --models diffkg lightgcn diffrec \
+        --trials 10 --timeout 1200 --threads 1 \
+        --results benchmarks/results/tuned
+"""
+import argparse
+import glob
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+# Per (dataset, model) flags both the default rows and the searches used:
+# a DiffRec validation on lastfm-hetrec2011 runs its reverse pass over all
+# users, so it validated every 5 epochs there.
+EXTRA = {('lastfm-hetrec2011', 'diffrec'): ['--eval-every', '5']}
+
+
+def search(args, dataset, model):
+    output = os.path.join(args.results, f'{dataset}-{model}')
+    if os.path.exists(os.path.join(output, 'final.json')):
+        return output
+    data = (dataset if dataset == 'synthetic' else
+            os.path.join(args.data_root, dataset))
+    command = [sys.executable, '-m', 'diffkg_pyg', 'tune', data, '--model',
+               model, '--trials', str(args.trials), '--timeout',
+               str(args.timeout), '--epochs', str(args.epochs),
+               '--patience', str(args.patience), '--final-seeds',
+               str(args.final_seeds), '--threads', str(args.threads),
+               '--output', output, *EXTRA.get((dataset, model), [])]
+    print(' '.join(command), flush=True)
+    subprocess.run(command, check=True)
+    return output
+
+
+def study_summary(output):
+    trials = []
+    for path in sorted(glob.glob(os.path.join(output, 'trials', '*.json'))):
+        with open(path) as f:
+            trials.append(json.load(f))
+    states = {}
+    for trial in trials:
+        states[trial['state']] = states.get(trial['state'], 0) + 1
+    seconds = sum(t.get('seconds', 0.0) for t in trials)
+    return states, seconds
+
+
+def cell(values):
+    spread = f' ± {statistics.stdev(values):.4f}' if len(values) > 1 else ''
+    return f'{statistics.mean(values):.4f}{spread}'
+
+
+def default_row(defaults, dataset, model):
+    for folder in defaults:
+        paths = sorted(glob.glob(os.path.join(folder,
+                                              f'{dataset}-{model}-s*.json')))
+        if paths:
+            records = [json.load(open(p)) for p in paths]
+            return [cell([r['test'][m] for r in records])
+                    for m in ('recall@20', 'ndcg@20')] + [
+                        cell([r['valid']['recall@20'] for r in records]),
+                        str(len(records))]
+    return None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--data-root', default='../shared/data')
+    parser.add_argument('--datasets', nargs='+', default=['synthetic'])
+    parser.add_argument('--models', nargs='+',
+                        default=['diffkg', 'lightgcn', 'diffrec'])
+    parser.add_argument('--trials', type=int, default=10)
+    parser.add_argument('--timeout', type=float, default=1200,
+                        help='seconds per search (no trial starts after)')
+    parser.add_argument('--epochs', type=int, default=400)
+    parser.add_argument('--patience', type=int, default=20)
+    parser.add_argument('--final-seeds', type=int, default=3)
+    parser.add_argument('--threads', type=int, default=1)
+    parser.add_argument('--results', default='benchmarks/results/tuned')
+    parser.add_argument('--defaults', nargs='+', default=[
+        'benchmarks/results/accuracy', 'benchmarks/results/accuracy-diffrec'])
+    parser.add_argument('--table-only', action='store_true')
+    args = parser.parse_args()
+
+    lines = ['| dataset | model | configuration | trials (complete/pruned/'
+             'failed) | search s | valid R@20 | test R@20 | test N@20 | '
+             'seeds |', '|---|---|---|---|---:|---:|---:|---:|---:|']
+    for dataset in args.datasets:
+        for model in args.models:
+            output = os.path.join(args.results, f'{dataset}-{model}')
+            if not args.table_only:
+                search(args, dataset, model)
+            default = default_row(args.defaults, dataset, model)
+            if default:
+                lines.append(f'| {dataset} | {model} | default | | | '
+                             f'{default[2]} | {default[0]} | {default[1]} | '
+                             f'{default[3]} |')
+            final = os.path.join(output, 'final.json')
+            if not os.path.exists(final):
+                continue
+            with open(final) as f:
+                summary = json.load(f)
+            states, seconds = study_summary(output)
+            counts = '/'.join(str(states.get(s, 0)) for s in
+                              ('complete', 'pruned', 'failed'))
+            test = summary['test']
+            lines.append(
+                f"| {dataset} | {model} | tuned (trial "
+                f"{summary['best_trial']}) | {counts} | {seconds:,.0f} | "
+                f"{summary['valid']:.4f} | "
+                f"{test['recall@20']['mean']:.4f} ± "
+                f"{test['recall@20']['std']:.4f} | "
+                f"{test['ndcg@20']['mean']:.4f} ± "
+                f"{test['ndcg@20']['std']:.4f} | "
+                f"{len(summary['seeds'])} |")
+    print('\n'.join(lines))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,367 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+optuna = pytest.importorskip('optuna')
+
+from diffkg_pyg.cli import main  # noqa: E402
+from diffkg_pyg.data import USER_ITEM  # noqa: E402
+from diffkg_pyg.train import MODELS, Trainer, get_recipe  # noqa: E402
+from diffkg_pyg.train.hyperparameters import (  # noqa: E402
+    HyperParameter,
+    Space,
+    read_config,
+)
+from diffkg_pyg.train.tuning import (  # noqa: E402
+    read_space,
+    search_space,
+    tune,
+    without_test,
+    write_config,
+)
+from tests.conftest import write, write_kgat_folder  # noqa: E402
+from tests.train.test_trainer import small_data  # noqa: E402
+
+# Small models and short runs: a trial takes well under a second.
+FIXED = {
+    'lightgcn': dict(embedding_dim=8),
+    'diffkg': dict(embedding_dim=8, denoiser_hidden_channels=16,
+                   use_compile=False),
+    'diffrec': dict(time_channels=4),
+}
+SETTINGS = dict(epochs=3, patience=2, batch_size=64, max_batches=2)
+
+
+def flags(values):
+    out = []
+    for key, value in values.items():
+        out += [f'--{key.replace("_", "-")}', str(value)]
+    return out
+
+
+@pytest.mark.parametrize('space, message', [
+    (dict(low=1.0, high=1.0), 'low < high'),
+    (dict(low=0.0, high=1.0, log=True), 'low > 0'),
+    (dict(low=1e-3, high=1.0, log=True, step=0.1), 'not both'),
+    (dict(choices=()), 'non-empty'),
+    (dict(low=0.0, choices=(1, )), 'either'),
+])
+def test_bad_spaces(space, message):
+    with pytest.raises(ValueError, match=message):
+        Space(**space)
+
+
+@pytest.mark.parametrize('space, value', [
+    (Space(1, 4), 3),
+    (Space(1e-4, 1e-2, log=True), 5e-3),
+    (Space(0.1, 0.9, step=0.2), 0.5),
+    (Space(choices=((300, ), (200, 600))), (200, 600)),
+    (Space(choices=(0.0, 0.1)), 0.1),
+])
+def test_space_suggests_the_fixed_value(space, value):
+    kind = type(value) if not isinstance(value, tuple) else tuple
+    parameter = HyperParameter('x', kind, '', value)
+    space.check(parameter)
+    encoded = ','.join(map(str, value)) if kind is tuple else value
+    assert space.suggest(optuna.trial.FixedTrial({'x': encoded}),
+                         parameter) == value
+    assert Space.from_config(space.to_dict()) == space
+
+
+def test_space_checks_its_parameter():
+    with pytest.raises(ValueError, match='must be one of'):
+        Space(choices=('x', 'y')).check(
+            HyperParameter('mean_type', str, '', 'x0', choices=('x0', 'eps')))
+    with pytest.raises(ValueError, match='among choices'):
+        Space(0, 1).check(HyperParameter('norm', bool, '', True))
+    with pytest.raises(ValueError, match='integers'):
+        Space(0.5, 4).check(HyperParameter('layers', int, '', 1))
+
+
+@pytest.mark.parametrize('name', sorted(MODELS))
+def test_every_model_declares_a_valid_space(name):
+    recipe = get_recipe(name)
+    spaces = search_space(recipe)
+    assert 'lr' in spaces and len(spaces) >= 2
+    for parameter, space in spaces.values():
+        space.check(parameter)
+
+
+def test_published_ranges_are_declared():
+    assert set(search_space(get_recipe('diffkg'))) >= {
+        'ssl_weight', 'temperature', 'ckgc_weight', 'keep_rate', 'rebuild_k',
+        'kg_sample_size', 'l2_weight', 'lr', 'diffusion_steps',
+        'noise_scale'}
+    assert set(search_space(get_recipe('lightgcn'))) == {
+        'num_layers', 'l2_weight', 'lr'}
+    diffrec = search_space(get_recipe('diffrec'))
+    assert set(diffrec) >= {'lr', 'hidden_channels', 'diffusion_steps',
+                            'noise_scale', 'noise_min', 'noise_max'}
+    assert diffrec['lr'][1].high == 1e-3  # The model's own lr range.
+    low, high = diffrec['noise_min'][1], diffrec['noise_max'][1]
+    assert max(low.choices) <= min(high.choices)
+
+
+def test_search_space_fixed_and_overrides():
+    recipe = get_recipe('diffkg')
+    spaces = search_space(recipe, ['ssl_reg', 'lr'],
+                          {'keepRate': Space(0.5, 0.9),
+                           'embedding_dim': Space(choices=(8, 16))})
+    assert 'ssl_weight' not in spaces and 'lr' not in spaces
+    assert spaces['keep_rate'][1] == Space(0.5, 0.9)
+    assert spaces['embedding_dim'][1].choices == (8, 16)
+    with pytest.raises(ValueError, match="unknown key 'bogus'"):
+        search_space(recipe, (), {'bogus': Space(0, 1)})
+    with pytest.raises(ValueError, match='seed is not searched'):
+        search_space(recipe, (), {'seed': Space(0, 9)})
+    with pytest.raises(ValueError, match='both given a value and searched'):
+        search_space(recipe, ['keep_rate'], {'keep_rate': Space(0.5, 0.9)})
+
+
+def test_read_space_file(tmp_path):
+    path = write(tmp_path / 'space.toml',
+                 'ssl_reg = 0.0\n[lr]\nlow = 1e-4\nhigh = 1e-2\nlog = true\n'
+                 '[rebuild_k]\nchoices = [1, 2]\n')
+    spaces, fixed = read_space(path, get_recipe('diffkg'))
+    assert spaces == {'lr': Space(1e-4, 1e-2, log=True),
+                      'rebuild_k': Space(choices=(1, 2))}
+    assert fixed == {'ssl_reg': 0.0}
+    bad = write(tmp_path / 'bad.toml', '[lr]\nlow = 1e-4\nhihg = 1\n')
+    with pytest.raises(ValueError, match=r"bad.toml: \[lr\]: unknown key "
+                       "'hihg'"):
+        read_space(bad, get_recipe('diffkg'))
+    bad = write(tmp_path / 'bad.toml', '[keep_rate]\nchoices = ["a"]\n')
+    with pytest.raises(ValueError, match='keep_rate must be a float'):
+        read_space(bad, get_recipe('diffkg'))
+
+
+def test_write_config_round_trip(tmp_path):
+    config = {'model': 'diffrec', 'lr': 1e-05, 'dims': (200, 600),
+              'norm': False, 'seed': 3, 'max_batches': None}
+    path = str(tmp_path / 'best.toml')
+    write_config(path, config, comment='two\nlines')
+    assert read_config(path) == {'model': 'diffrec', 'lr': 1e-05,
+                                 'dims': [200, 600], 'norm': False,
+                                 'seed': 3}
+
+
+def test_without_test_keeps_everything_else():
+    data = small_data()
+    search = without_test(data)
+    assert search[USER_ITEM].test_edge_index.size(1) == 0
+    assert data[USER_ITEM].test_edge_index.size(1) > 0  # Not modified.
+    assert search[USER_ITEM].edge_index is data[USER_ITEM].edge_index
+
+
+@pytest.mark.parametrize('name', ['lightgcn', 'diffkg'])
+def test_search_never_reads_the_test_set(name, tmp_path, monkeypatch):
+    calls = []
+    evaluate = Trainer.evaluate
+
+    def spy(trainer, evaluator):
+        calls.append(evaluator is trainer.test_evaluator)
+        return evaluate(trainer, evaluator)
+
+    monkeypatch.setattr(Trainer, 'evaluate', spy)
+    fits = []
+    fit = Trainer.fit
+
+    def record_fit(trainer, *args, **kwargs):
+        fits.append(trainer.test_evaluator)
+        return fit(trainer, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, 'fit', record_fit)
+    result = tune(small_data(), name, 3, str(tmp_path), pruner='none',
+                  hyperparameters=FIXED[name], settings=SETTINGS,
+                  log=lambda line: None)
+    assert len(calls) >= 3 and not any(calls)  # Validation only, on data
+    # whose test interactions are gone:
+    assert len(fits) == 3
+    assert all(evaluator.target_col.numel() == 0 for evaluator in fits)
+    assert result.final == [] and not (tmp_path / 'final').exists()
+    for number in range(3):
+        trial = json.loads((tmp_path / 'trials' /
+                            f'trial-{number:05d}.json').read_text())
+        assert trial['state'] == 'complete' and trial['test'] == {}
+
+
+def test_final_seeds_test_after_the_search(tmp_path):
+    result = tune(small_data(), 'lightgcn', 2, str(tmp_path), pruner='none',
+                  hyperparameters=FIXED['lightgcn'], settings=SETTINGS,
+                  final_seeds=2, log=lambda line: None)
+    assert [r['seed'] for r in result.final] == [0, 1]
+    assert all(r['test']['recall@20'] >= 0 for r in result.final)
+    summary = json.loads((tmp_path / 'final.json').read_text())
+    mean = summary['test']['recall@20']['mean']
+    assert mean == pytest.approx(sum(r['test']['recall@20']
+                                     for r in result.final) / 2)
+    assert result.final_test['recall@20'][0] == pytest.approx(mean)
+
+
+@pytest.mark.parametrize('name', ['lightgcn', 'diffrec', 'diffkg'])
+def test_best_config_reproduces_the_best_trial(name, tmp_path, capsys):
+    folder = write_kgat_folder(tmp_path / 'data')
+    out = tmp_path / 'tune'
+    argv = ['tune', str(folder), '--model', name, '--trials', '3',
+            '--pruner', 'none', '--output', str(out), '--seed', '2',
+            '--val-ratio', '0.2', *flags({**FIXED[name], **SETTINGS})]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert 'best trial' in text
+    study = optuna.load_study(study_name=f'{name}-data',
+                              storage=f'sqlite:///{out}/study.db')
+    assert len(study.trials) == 3
+    config = read_config(str(out / 'best.toml'))
+    assert config['model'] == name and config['seed'] == 2
+    result = tmp_path / 'result.json'
+    assert main(['train', str(folder), '--config', str(out / 'best.toml'),
+                 '--val-ratio', '0.2', '--output', str(result)]) == 0
+    valid = json.loads(result.read_text())['valid']['recall@20']
+    assert study.best_value > 0  # Not trivially equal.
+    assert valid == pytest.approx(study.best_value, abs=1e-6)
+    assert (out / 'study.png').stat().st_size > 1000
+
+
+def test_pruning_reports_every_validation(tmp_path):
+    reported = []
+
+    class Recorder(optuna.pruners.BasePruner):
+        def prune(self, study, trial):
+            reported.append(trial.last_step)
+            return trial.last_step == 2  # Prune every trial at epoch 2.
+
+    with pytest.raises(ValueError, match='no trial .* completed'):
+        tune(small_data(), 'lightgcn', 2, str(tmp_path), pruner=Recorder(),
+             hyperparameters=FIXED['lightgcn'],
+             settings={**SETTINGS, 'epochs': 4, 'patience': 4},
+             log=lambda line: None)
+    assert reported == [1, 2, 1, 2]
+    trial = json.loads((tmp_path / 'trials' / 'trial-00000.json')
+                       .read_text())
+    assert trial['state'] == 'pruned'
+    assert [r['epoch'] for r in trial['curve']] == [1, 2]
+
+
+def test_diverged_trials_fail_and_count(tmp_path):
+    # Every trial diverges: each fails with its error, counts towards the
+    # budget (the study ends after 3), and no configuration is written.
+    with pytest.raises(ValueError, match='no trial .* completed'):
+        tune(small_data(), 'lightgcn', 3, str(tmp_path), pruner='none',
+             hyperparameters=FIXED['lightgcn'], settings=SETTINGS,
+             space={'lr': Space(choices=(1e30, ))}, log=lambda line: None)
+    trials = [json.loads(p.read_text())
+              for p in sorted((tmp_path / 'trials').iterdir())]
+    assert [t['state'] for t in trials] == ['failed'] * 3
+    assert all('loss is nan' in t['error'] for t in trials)
+    assert not (tmp_path / 'best.toml').exists()
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--trials', '0'], '--trials must be >= 1'),
+    (['--trials', '1', '--final-seeds', '-1'], '--final-seeds must be >= 0'),
+    (['--trials', '1', '--timeout', '0'], '--timeout must be > 0'),
+    (['--trials', '1', '--pruner', 'hyperband'], 'invalid choice'),
+])
+def test_bad_tune_arguments(argv, message, capsys):
+    assert main(['tune', 'synthetic', '--model', 'lightgcn', *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_space_file_is_one_line(tmp_path, capsys):
+    space = write(tmp_path / 'space.toml', '[nope]\nlow = 1\nhigh = 2\n')
+    assert main(['tune', 'synthetic', '--model', 'lightgcn', '--trials', '1',
+                 '--space', space, '--output', str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and "space.toml: unknown key 'nope'" in err
+
+
+def test_study_of_another_space_is_refused(tmp_path):
+    kwargs = dict(hyperparameters=FIXED['lightgcn'], settings=SETTINGS,
+                  pruner='none', log=lambda line: None)
+    tune(small_data(), 'lightgcn', 1, str(tmp_path), **kwargs)
+    with pytest.raises(ValueError, match='was started with another space'):
+        tune(small_data(), 'lightgcn', 2, str(tmp_path),
+             space={'num_layers': Space(1, 2)}, **kwargs)
+
+
+def _tune_process(folder, out, trials, epochs=6):
+    argv = [sys.executable, '-m', 'diffkg_pyg', 'tune', str(folder),
+            '--model', 'lightgcn', '--trials', str(trials), '--pruner',
+            'none', '--output', str(out), '--val-ratio', '0.2',
+            '--threads', '1', '--heartbeat', '1',
+            *flags({**FIXED['lightgcn'], **SETTINGS, 'epochs': epochs,
+                    'patience': epochs})]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _finished(out):
+    folder = out / 'trials'
+    return sorted(folder.iterdir()) if folder.exists() else []
+
+
+@pytest.mark.slow
+def test_killed_study_resumes_without_repeating_trials(tmp_path):
+    folder = write_kgat_folder(tmp_path / 'data')
+    out = tmp_path / 'tune'
+    process = _tune_process(folder, out, 5, epochs=100)  # Trials of ~1 s.
+    deadline = time.monotonic() + 120
+    while len(_finished(out)) < 2 and process.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    storage = f'sqlite:///{out}/study.db'
+    running = []
+    while not running:  # Kill it inside a trial.
+        assert time.monotonic() < deadline and process.poll() is None
+        running = [t for t in optuna.load_study(
+            study_name='lightgcn-data', storage=storage).trials
+            if t.state == optuna.trial.TrialState.RUNNING]
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    before = {p.name: p.read_text() for p in _finished(out)}
+    running = [t for t in optuna.load_study(
+        study_name='lightgcn-data', storage=storage).trials
+        if t.state == optuna.trial.TrialState.RUNNING]
+    assert len(running) == 1
+    time.sleep(2.5)  # Twice the heartbeat: the running trial is stale.
+    restarted = _tune_process(folder, out, 5, epochs=100)
+    assert restarted.wait(timeout=300) == 0, restarted.stderr.read()
+    trials = optuna.load_study(study_name='lightgcn-data',
+                               storage=storage).trials
+    complete = [t for t in trials
+                if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 5
+    after = {p.name: p.read_text() for p in _finished(out)}
+    assert len(after) == 5
+    for name, text in before.items():  # Finished trials were not rerun.
+        assert after[name] == text
+    for trial in running:  # The interrupted trial failed and was retried.
+        assert trials[trial.number].state == optuna.trial.TrialState.FAIL
+        retries = [t for t in complete if t.params == trial.params]
+        assert len(retries) == 1 and retries[0].number > trial.number
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_sqlite_study(tmp_path):
+    folder = write_kgat_folder(tmp_path / 'data')
+    out = tmp_path / 'tune'
+    out.mkdir()
+    processes = [_tune_process(folder, out, 6) for _ in range(2)]
+    for process in processes:
+        assert process.wait(timeout=300) == 0, process.stderr.read()
+    study = optuna.load_study(study_name='lightgcn-data',
+                              storage=f'sqlite:///{out}/study.db')
+    complete = [t for t in study.trials
+                if t.state == optuna.trial.TrialState.COMPLETE]
+    # Each process stops once the study holds 6; starting together, each
+    # may add one more.
+    assert 6 <= len(complete) <= 7
+    assert len({t.number for t in complete}) == len(complete)
+    params = [tuple(sorted(t.params.items())) for t in complete]
+    assert len(set(params)) == len(params)  # No draw repeated.
+    assert len(_finished(out)) == len(study.trials)
