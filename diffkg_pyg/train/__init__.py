@@ -1,8 +1,10 @@
 r"""Training: one :class:`Trainer` for every model, each plugged in through
-a :class:`Recipe`; checkpoints, saved models and the registry of models."""
+a :class:`Recipe`; checkpoints, saved models, the registry of models and
+hyper-parameter search (:func:`tune`, with Optuna)."""
 from diffkg_pyg.train.hyperparameters import (
     TRAIN_SETTINGS,
     HyperParameter,
+    Space,
     from_signature,
 )
 from diffkg_pyg.train.persistence import Recommender, load_model, save_model
@@ -16,9 +18,11 @@ from diffkg_pyg.train.results import (
 )
 from diffkg_pyg.train.sampling import sample_negative_items
 from diffkg_pyg.train.trainer import Trainer
+from diffkg_pyg.train.tuning import TuneResult, tune
 
 __all__ = [
     'HyperParameter',
+    'Space',
     'from_signature',
     'TRAIN_SETTINGS',
     'Sizes',
@@ -35,4 +39,6 @@ __all__ = [
     'MODELS',
     'get_recipe',
     'register',
+    'tune',
+    'TuneResult',
 ]

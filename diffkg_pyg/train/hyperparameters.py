@@ -129,14 +129,24 @@ class Space:
             out['step'] = self.step
         return out
 
+    def __contains__(self, value: Any) -> bool:
+        if self.choices is not None:
+            return value in self.choices
+        return (isinstance(value, (int, float)) and
+                self.low <= value <= self.high)
+
+    def encode(self, value: Any) -> Any:
+        # A value as Optuna stores it (lists as text).
+        return ','.join(map(str, value)) if isinstance(value, tuple) else \
+            value
+
     def suggest(self, trial: Any, parameter: 'HyperParameter') -> Any:
         r"""Draws a value of :obj:`parameter` from this space through the
         Optuna :obj:`trial`."""
         name = parameter.name
         if self.choices is not None:
             # Optuna's choices are scalars: lists are passed as text.
-            encoded = [','.join(map(str, c)) if isinstance(c, tuple) else c
-                       for c in self.choices]
+            encoded = [self.encode(c) for c in self.choices]
             value = trial.suggest_categorical(name, encoded)
             return self.choices[encoded.index(value)]
         if parameter.type is int:

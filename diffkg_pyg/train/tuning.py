@@ -25,7 +25,10 @@ the same storage and study name share one search:
   are run again as a new trial (Optuna's
   :class:`~optuna.storages.RetryFailedTrialCallback`).
 
-The sampler is Optuna's TPE, seeded with the run's seed plus the trial's
+The first trial of a new study is the default configuration (the
+defaults, the preset and the fixed values; a default outside its space is
+drawn instead), so that a search does not end below it on validation. The
+sampler is Optuna's TPE, seeded with the run's seed plus the trial's
 number, so that a study run in one process is reproducible and trials of
 parallel processes do not draw the same values.
 """
@@ -230,34 +233,43 @@ def _open_study(storage: str, study_name: str, seed: int, pruner: Any,
                          f'{pruner!r})')
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storages = optuna.storages
+    from sqlalchemy.exc import SQLAlchemyError
     with warnings.catch_warnings():  # Heartbeats are "experimental".
-        warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter('ignore',
+                              optuna.exceptions.ExperimentalWarning)
         if hasattr(storages, 'RetryHeartbeatStaleTrialCallback'):  # >= 4.9
             retry = {'heartbeat_stale_trial_callback':
                      storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
         else:  # pragma: no cover
             retry = {'failed_trial_callback':
                      storages.RetryFailedTrialCallback(max_retry=1)}
-        rdb = storages.RDBStorage(
-            storage, heartbeat_interval=max(1, round(heartbeat)),
-            grace_period=max(2, round(2 * heartbeat)), **retry)
     # Pruning compares a trial's validation metric at an epoch with the
     # median of earlier trials at that epoch, from the sixth trial on:
     chosen = (optuna.pruners.MedianPruner(n_startup_trials=5,
                                           n_warmup_steps=5)
               if pruner == 'median' else optuna.pruners.NopPruner()
               if pruner == 'none' else pruner)
-    for attempt in range(3):  # Processes starting together race to create.
+    # Processes starting together race to create the tables and the study:
+    # the losers retry and find them.
+    for attempt in range(10):
         try:
+            with warnings.catch_warnings():
+                warnings.simplefilter(
+                    'ignore', optuna.exceptions.ExperimentalWarning)
+                rdb = storages.RDBStorage(
+                    storage, heartbeat_interval=max(1, round(heartbeat)),
+                    grace_period=max(2, round(2 * heartbeat)), **retry)
             study = optuna.create_study(
                 storage=rdb, study_name=study_name, direction='maximize',
                 sampler=optuna.samplers.TPESampler(seed=seed),
                 pruner=chosen, load_if_exists=True)
             break
-        except optuna.exceptions.DuplicatedStudyError:  # pragma: no cover
-            if attempt == 2:
-                raise
-            time.sleep(0.5)
+        except (SQLAlchemyError, optuna.exceptions.DuplicatedStudyError
+                ) as error:
+            if attempt == 9:
+                raise ValueError(f'{storage}: could not open the study '
+                                 f'{study_name!r}: {error}') from None
+            time.sleep(0.2 * (attempt + 1))
     saved = study.user_attrs
     if not saved:
         for key, value in attributes.items():
@@ -362,6 +374,16 @@ def tune(data: HeteroData, model: Any, n_trials: int, output: str, *,
         'metric': f'valid {METRIC}'}
     study = _open_study(storage, study_name, seed, pruner, heartbeat,
                         attributes)
+    if not study.get_trials(deepcopy=False):
+        # The first trial is the default configuration (where it lies in
+        # the space), so a search never ends below it on validation.
+        recipe = recipe_class(preset, **hyperparameters)
+        defaults = {**resolve(TRAIN_SETTINGS, recipe.preset_settings,
+                              settings), **recipe.hparams}
+        study.enqueue_trial({name: space.encode(defaults[name])
+                             for name, (_, space) in spaces.items()
+                             if defaults[name] in space},
+                            skip_if_exists=True)  # Another process's.
     search_data = without_test(data)
 
     def objective(trial) -> float:

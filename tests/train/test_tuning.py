@@ -92,6 +92,22 @@ def test_every_model_declares_a_valid_space(name):
         space.check(parameter)
 
 
+@pytest.mark.parametrize('name', sorted(MODELS))
+def test_every_default_lies_in_its_space(name):
+    for parameter, space in search_space(get_recipe(name)).values():
+        assert parameter.default in space, parameter.name
+
+
+def test_the_first_trial_is_the_default_configuration(tmp_path):
+    result = tune(small_data(), 'lightgcn', 2, str(tmp_path), pruner='none',
+                  hyperparameters={'embedding_dim': 8, 'num_layers': 1},
+                  settings=SETTINGS, log=lambda line: None)
+    study = optuna.load_study(study_name='lightgcn-data',
+                              storage=result.storage)
+    assert study.trials[0].params == {'lr': 1e-3, 'l2_weight': 1e-4}
+    assert study.trials[1].params != study.trials[0].params
+
+
 def test_published_ranges_are_declared():
     assert set(search_space(get_recipe('diffkg'))) >= {
         'ssl_weight', 'temperature', 'ckgc_weight', 'keep_rate', 'rebuild_k',

@@ -44,11 +44,12 @@ _DIFFREC_PARAMETERS = (
                    choices=SCHEDULES),
     HyperParameter('noise_scale', float, 'noise scale of the schedule',
                    space=Space(1e-5, 0.1, log=True)),
-    # Choices (the authors' grid) so that noise_min <= noise_max always:
+    # Choices (the authors' grid and the defaults) so that noise_min <=
+    # noise_max always:
     HyperParameter('noise_min', float, 'lower noise bound of the schedule',
-                   space=Space(choices=(5e-4, 1e-3, 5e-3))),
+                   space=Space(choices=(1e-4, 5e-4, 1e-3, 5e-3))),
     HyperParameter('noise_max', float, 'upper noise bound of the schedule',
-                   space=Space(choices=(5e-3, 1e-2))),
+                   space=Space(choices=(5e-3, 1e-2, 2e-2))),
     HyperParameter('reweight', bool, 'weight the loss by step (SNR '
                    'differences)'),
     HyperParameter('sampling_steps', int, 'noise steps before inference'),
