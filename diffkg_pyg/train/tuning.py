@@ -361,7 +361,7 @@ def tune(data: HeteroData, model: Any, n_trials: int, output: str, *,
     if not spaces:
         raise ValueError(f'nothing to search: every hyper-parameter of '
                          f'{recipe_class.name} with a space is fixed')
-    recipe_class(preset, **hyperparameters)  # Bad fixed values fail here.
+    base = recipe_class(preset, **hyperparameters)  # Bad values fail here.
     seed = resolve(TRAIN_SETTINGS, settings)['seed']
     os.makedirs(osp.join(output, 'trials'), exist_ok=True)
     storage = storage or 'sqlite:///' + osp.abspath(osp.join(output,
@@ -377,9 +377,8 @@ def tune(data: HeteroData, model: Any, n_trials: int, output: str, *,
     if not study.get_trials(deepcopy=False):
         # The first trial is the default configuration (where it lies in
         # the space), so a search never ends below it on validation.
-        recipe = recipe_class(preset, **hyperparameters)
-        defaults = {**resolve(TRAIN_SETTINGS, recipe.preset_settings,
-                              settings), **recipe.hparams}
+        defaults = {**resolve(TRAIN_SETTINGS, base.preset_settings,
+                              settings), **base.hparams}
         study.enqueue_trial({name: space.encode(defaults[name])
                              for name, (_, space) in spaces.items()
                              if defaults[name] in space},

@@ -1,7 +1,7 @@
 r"""The training recipes of :class:`~diffkg_pyg.DiffRec`,
 :class:`~diffkg_pyg.TDiffRec` and :class:`~diffkg_pyg.LDiffRec`."""
 import dataclasses
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 import torch
 from torch import Tensor
@@ -100,14 +100,20 @@ class DiffRecRecipe(Recipe):
         return [torch.optim.AdamW(model.parameters(), lr=trainer.lr,
                                   weight_decay=trainer.weight_decay)]
 
-    def train_epoch(self, model: DiffRec, trainer,
-                    epoch: int) -> Dict[str, Any]:
+    def epoch_rows(self, model: DiffRec, trainer,
+                   epoch: int) -> Iterator[Tensor]:
+        r"""One pass over all users in random order: the input rows of
+        each batch of :obj:`batch_size` users."""
         perm = torch.randperm(self.num_users, generator=trainer.generator,
                               device=trainer.device)
         for users in trainer.progress(trainer.batches(perm),
                                       f'epoch {epoch}'):
-            x = interaction_rows(self.ptr, self.col, users,
-                                 model.num_items, self.weight)
+            yield interaction_rows(self.ptr, self.col, users,
+                                   model.num_items, self.weight)
+
+    def train_epoch(self, model: DiffRec, trainer,
+                    epoch: int) -> Dict[str, Any]:
+        for x in self.epoch_rows(model, trainer, epoch):
             loss, mse = model.loss(x, trainer.generator)
             trainer.step(trainer.optimizers, loss, mse=mse)
         return {}
@@ -265,12 +271,7 @@ class LDiffRecRecipe(DiffRecRecipe):
 
     def train_epoch(self, model: LDiffRec, trainer,
                     epoch: int) -> Dict[str, Any]:
-        perm = torch.randperm(self.num_users, generator=trainer.generator,
-                              device=trainer.device)
-        for users in trainer.progress(trainer.batches(perm),
-                                      f'epoch {epoch}'):
-            x = interaction_rows(self.ptr, self.col, users,
-                                 model.num_items)
+        for x in self.epoch_rows(model, trainer, epoch):
             loss, diffusion, recon, kl = model.loss(x, epoch,
                                                     trainer.generator)
             trainer.step(trainer.optimizers, loss, diffusion=diffusion,
