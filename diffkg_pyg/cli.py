@@ -22,6 +22,7 @@ space are searched (see :func:`diffkg_pyg.train.tuning.tune`).
 """
 import argparse
 import json
+import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -223,6 +224,10 @@ def _run_arguments(run) -> None:
     run.add_argument('--save-model', default=None, metavar='PATH',
                      help='save the best model for inference (load it '
                      'with diffkg_pyg.load_model)')
+    run.add_argument('--dist-timeout', type=float, default=1800.0,
+                     metavar='SECONDS',
+                     help='under torchrun: seconds a process waits for the '
+                     'others before failing (default: %(default)s)')
 
 
 def _unknown(unknown: List[str], model: str) -> ValueError:
@@ -308,6 +313,10 @@ def _tune(args: argparse.Namespace, recipe_class, preset: Optional[str],
         spaces, fixed = tuning.read_space(args.space, recipe_class)
         split = split_config(fixed, args.space, recipe_class)
         settings, model = {**split[0], **settings}, {**split[1], **model}
+    if int(os.environ.get('WORLD_SIZE', '1')) > 1:
+        raise ValueError('tune runs one process per trial; start it without '
+                         'torchrun (several tune processes may share one '
+                         'study through --storage)')
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     dataset = osp.basename(osp.normpath(str(args.data)))
@@ -328,30 +337,57 @@ def _run(args: argparse.Namespace, recipe, settings: Dict[str, Any]) -> int:
     import torch
 
     from diffkg_pyg.data import load_dataset
+    from diffkg_pyg.distributed import (
+        get_rank,
+        init_from_env,
+        is_distributed,
+    )
     from diffkg_pyg.train import Trainer
     from diffkg_pyg.utils import save_json
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    data = load_dataset(args.data, args.data_root, args.val_ratio,
-                        args.split_seed, args.cache_dir)
-    trainer = Trainer.from_settings(
-        recipe, data, settings, device=torch.device(args.device),
-        checkpoint_dir=args.checkpoint_dir,
-        checkpoint_every=args.checkpoint_every)
-    result = trainer.fit(settings['epochs'], settings['patience'],
-                         resume=args.resume)
-    if args.save_model:
-        trainer.save_model(args.save_model)
-    print(f'{recipe.name} on {args.data}: best epoch {result.best_epoch} of '
-          f'{result.epochs_run}, {result.seconds:.1f} s')
-    for split in ('valid', 'test'):
-        metrics = getattr(result, split)
-        print(f'{split:5s} recall@20 {metrics["recall@20"]:.4f}  '
-              f'ndcg@20 {metrics["ndcg@20"]:.4f}')
-    if args.output:
-        save_json(args.output, trainer.result_record(result, args.data))
-    return 0
+    if args.dist_timeout <= 0:
+        raise ValueError(f'--dist-timeout must be > 0 (got '
+                         f'{args.dist_timeout})')
+    # Under torchrun: one process group, the device of this rank.
+    device = init_from_env(torch.device(args.device), args.dist_timeout)
+    try:
+        # Rank 0 first: it processes the dataset into the cache once, the
+        # others read that cache.
+        rank = get_rank()
+        if rank != 0:
+            torch.distributed.barrier()
+        data = load_dataset(args.data, args.data_root, args.val_ratio,
+                            args.split_seed, args.cache_dir, log=rank == 0)
+        if rank == 0 and is_distributed():
+            torch.distributed.barrier()
+        trainer = Trainer.from_settings(
+            recipe, data, settings, device=device,
+            checkpoint_dir=args.checkpoint_dir,
+            checkpoint_every=args.checkpoint_every)
+        result = trainer.fit(settings['epochs'], settings['patience'],
+                             resume=args.resume)
+        record = trainer.result_record(result, args.data)
+        if trainer.rank != 0:
+            return 0
+        if args.save_model:
+            trainer.save_model(args.save_model)
+        processes = (f', {trainer.world_size} processes'
+                     if trainer.world_size > 1 else '')
+        print(f'{recipe.name} on {args.data}: best epoch '
+              f'{result.best_epoch} of {result.epochs_run}, '
+              f'{result.seconds:.1f} s{processes}')
+        for split in ('valid', 'test'):
+            metrics = getattr(result, split)
+            print(f'{split:5s} recall@20 {metrics["recall@20"]:.4f}  '
+                  f'ndcg@20 {metrics["ndcg@20"]:.4f}')
+        if args.output:
+            save_json(args.output, record)
+        return 0
+    finally:
+        if is_distributed():
+            torch.distributed.destroy_process_group()
 
 
 def _format_table(rows: List[List[str]]) -> str:

@@ -10,6 +10,11 @@ from torch_geometric.metrics import (
     LinkPredRecall,
 )
 
+from diffkg_pyg.distributed import (
+    all_reduce_sum,
+    get_rank,
+    get_world_size,
+)
 from diffkg_pyg.utils import gather_rows, to_csr
 
 __all__ = ['RankingEvaluator']
@@ -77,13 +82,18 @@ class RankingEvaluator:
         self.users = torch.unique(target_edge_index[0])
 
     @torch.no_grad()
-    def __call__(self, score_users: Callable[[Tensor],
-                                             Tensor]) -> Dict[str, float]:
+    def __call__(self, score_users: Callable[[Tensor], Tensor],
+                 sharded: bool = False) -> Dict[str, float]:
         r"""Evaluates a recommender.
 
         Args:
             score_users (callable): Maps user indices :obj:`[batch_size]` to
                 the scores of all items, :obj:`[batch_size, num_items]`.
+            sharded (bool, optional): In a process group, rank only this
+                process's contiguous share of the users and sum the metric
+                sums and user counts over the processes (every process
+                must call it; every one returns the same metrics).
+                (default: :obj:`False`)
 
         Returns:
             A dictionary mapping :obj:`'recall@K'` and :obj:`'ndcg@K'` to
@@ -92,8 +102,12 @@ class RankingEvaluator:
         metrics = LinkPredMetricCollection(
             [LinkPredRecall(k) for k in self.ks] +
             [LinkPredNDCG(k) for k in self.ks])
-        for start in range(0, self.users.numel(), self.batch_size):
-            users = self.users[start:start + self.batch_size]
+        all_users = self.users
+        if sharded:
+            all_users = torch.tensor_split(all_users, get_world_size())[
+                get_rank()]
+        for start in range(0, all_users.numel(), self.batch_size):
+            users = all_users[start:start + self.batch_size]
             scores = score_users(users)
             device = scores.device
             metrics = metrics.to(device)
@@ -109,10 +123,19 @@ class RankingEvaluator:
             top = scores.topk(k, dim=1).indices
             row, col = gather_rows(self.target_ptr, self.target_col, users)
             metrics.update(top, torch.stack([row, col]).to(device))
-        out = metrics.compute()
+        # Each metric's sum over users and its user count (summed over the
+        # processes when sharded), divided as LinkPredMetric.compute()
+        # divides (read directly: with torchmetrics installed, compute()
+        # would sum over the processes itself, and without, not at all).
+        accum = torch.stack([m.accum.float() for m in metrics.values()])
+        total = torch.stack([m.total for m in metrics.values()])
+        if sharded:
+            all_reduce_sum(accum)
+            all_reduce_sum(total)
+        out = torch.where(total > 0, accum / total.clamp(min=1), 0.0)
         return {(f'recall@{metric.k}' if isinstance(metric, LinkPredRecall)
-                 else f'ndcg@{metric.k}'): float(out[name])
-                for name, metric in metrics.items()}
+                 else f'ndcg@{metric.k}'): float(value)
+                for metric, value in zip(metrics.values(), out)}
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(num_users={self.users.numel()}, '

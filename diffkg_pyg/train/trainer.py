@@ -15,6 +15,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 from tqdm.auto import tqdm
 
+from diffkg_pyg import distributed
 from diffkg_pyg.data.graph import USER_ITEM
 from diffkg_pyg.evaluation import RankingEvaluator
 from diffkg_pyg.train.checkpoint import (
@@ -95,6 +96,21 @@ class Trainer:
     checkpoint and raises :class:`TrainingInterrupted`; a second stops at
     once.
 
+    **Several processes.** In a process group of :math:`P > 1` processes
+    (:obj:`torchrun`, see :func:`~diffkg_pyg.distributed.
+    init_from_env`), every rank builds the same model and draws the same
+    random numbers; the steps a recipe shards through :meth:`shard` (the
+    recommendation steps of DiffKG and LightGCN) give every rank its part of
+    the global batch of :obj:`batch_size` and sum the weighted gradients
+    over the ranks (:mod:`~diffkg_pyg.distributed`), so that the run
+    optimises the one-process objective step for step; the other steps run
+    in full on every rank. Validation and test rank each rank's share of
+    the users and sum the metrics over the ranks; early stopping reads the
+    summed metric, the same on every rank. Rank 0 alone logs, shows
+    progress and writes checkpoints (with every rank's random states);
+    every rank resumes from the same file. :obj:`batch_size` must be a
+    multiple of :math:`P`.
+
     Args:
         recipe (Recipe): The model's recipe (its hyper-parameters set).
         data (HeteroData): The dataset graph.
@@ -151,6 +167,12 @@ class Trainer:
         _check(checkpoint_every >= 1, 'checkpoint_every', checkpoint_every,
                '>= 1')
         _check(eval_every >= 1, 'eval_every', eval_every, '>= 1')
+        self.rank = distributed.get_rank()
+        self.world_size = distributed.get_world_size()
+        if batch_size % self.world_size != 0:
+            raise ValueError(f'batch_size {batch_size} is not a multiple of '
+                             f'the {self.world_size} processes (the global '
+                             f'batch is split evenly among them)')
         self.recipe = recipe
         self.lr = lr
         self.batch_size = batch_size
@@ -160,7 +182,8 @@ class Trainer:
         self.device = torch.device(device or 'cpu')
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
-        self.log = log or tqdm.write
+        self.log = (log or tqdm.write) if self.rank == 0 else \
+            (lambda line: None)
         self.settings = {'lr': lr, 'batch_size': batch_size,
                          'weight_decay': weight_decay, 'seed': seed,
                          'max_batches': max_batches, 'eval_every': eval_every}
@@ -189,8 +212,10 @@ class Trainer:
         self.model = recipe.build_model(self.sizes).to(self.device)
         self.generator = torch.Generator(self.device).manual_seed(seed)
         self.train_edge_index = train.to(self.device)
+        distributed.broadcast_module(self.model)
         recipe.setup(self.model, self, data)
         self.optimizers = recipe.configure_optimizers(self.model, self)
+        self._share: Optional[float] = None
         self._sums: Dict[str, Tensor] = {}
         self._counts: Dict[str, int] = {}
         self._totals: List[str] = []
@@ -222,7 +247,29 @@ class Trainer:
     def progress(self, iterable: Iterable, desc: str) -> Iterable:
         r"""A progress bar over :obj:`iterable` (hidden when the output is
         not a terminal)."""
-        return tqdm(iterable, desc=desc, leave=False, disable=None)
+        return tqdm(iterable, desc=desc, leave=False,
+                    disable=None if self.rank == 0 else True)
+
+    def shard(self, index: Tensor) -> Tensor:
+        r"""This process's part of the global batch :obj:`index` (all of it
+        in one process). The next :meth:`step` weights its loss by the
+        part's share of the batch and sums the gradients over the processes
+        (see :mod:`~diffkg_pyg.distributed`): its loss must be a mean
+        over the part plus terms that do not depend on the batch, or be
+        divided by :attr:`shard_batch_size` where the model divides a sum by
+        the nominal batch size."""
+        part, self._share = distributed.shard(index)
+        return part
+
+    @property
+    def shard_batch_size(self) -> float:
+        r"""The nominal batch size that this process's part of the current
+        step stands for: :obj:`batch_size` times its share of the batch
+        (:obj:`batch_size` in one process), the divisor of a loss that
+        divides a sum over the batch by the nominal batch size."""
+        if self._share is None or self.world_size == 1:
+            return self.batch_size
+        return self.batch_size * self._share
 
     def bpr_batches(self, desc: str = 'train'):
         r"""One pass over the train interactions in random order, in
@@ -236,6 +283,7 @@ class Trainer:
         perm = torch.randperm(user.numel(), generator=self.generator,
                               device=self.device)
         for batch in self.progress(self.batches(perm), desc):
+            batch = self.shard(batch)
             yield user[batch], positive[batch], negative[batch]
 
     def step(self, optimizers: Sequence[torch.optim.Optimizer],
@@ -243,16 +291,33 @@ class Trainer:
         r"""One optimiser step on :obj:`loss`: zeroes the gradients of
         :obj:`optimizers`, back-propagates and steps them, and records the
         loss (under :obj:`name`) and its detached :obj:`terms`, whose means
-        over the epoch are logged and checked for NaN and infinity."""
+        over the epoch are logged and checked for NaN and infinity.
+
+        After :meth:`shard`, with several processes, the loss is weighted by
+        the part's share of the batch and the gradients of the optimisers'
+        parameters are summed over the processes before the optimisers
+        step."""
+        share, self._share = self._share, None
+        sharded = share is not None and self.world_size > 1
         for optimizer in optimizers:
             optimizer.zero_grad()
-        loss.backward()
+        (loss * share if sharded else loss).backward()
+        if sharded:
+            distributed.all_reduce_gradients(
+                [p for o in optimizers for group in o.param_groups
+                 for p in group['params']])
         for optimizer in optimizers:
             optimizer.step()
         if name not in self._totals:
             self._totals.append(name)
+        # Summed over the processes at the end of the epoch: a sharded
+        # step's terms by their share, the others (the same on every
+        # process) by 1 / P.
+        weight = share if sharded else 1.0 / self.world_size
         for key, value in {name: loss, **terms}.items():
             value = value.detach().float()
+            if self.world_size > 1:
+                value = value * weight
             if key in self._sums:
                 self._sums[key] = self._sums[key] + value
                 self._counts[key] += 1
@@ -264,6 +329,7 @@ class Trainer:
             return {}
         names = list(self._sums)
         means = torch.stack([self._sums[k] / self._counts[k] for k in names])
+        distributed.all_reduce_sum(means)
         means = dict(zip(names, means.tolist()))  # One host sync per epoch.
         self._sums, self._counts = {}, {}
         # The terms name the culprit better than the totals: check them
@@ -284,7 +350,7 @@ class Trainer:
         self.model.eval()
         with torch.no_grad():
             scores = self.recipe.scores(self.model)
-        return evaluator(scores)
+        return evaluator(scores, sharded=self.world_size > 1)
 
     def _snapshot(self) -> Dict[str, Any]:
         # The best epoch's state, copied to the CPU: it would otherwise hold
@@ -436,6 +502,10 @@ class Trainer:
             'recipe': self.recipe.state_dict(),
             'optimizers': [o.state_dict() for o in self.optimizers],
             'rng': rng_state(self.generator),
+            # Every process's generators (all equal by design: one seed).
+            'rng_ranks': distributed.all_gather_objects(
+                rng_state(self.generator)),
+            'world_size': self.world_size,
             'fit_state': {**state.__dict__, 'best_state': best},
         }
 
@@ -473,19 +543,31 @@ class Trainer:
         for optimizer, optimizer_state in zip(self.optimizers,
                                               saved['optimizers']):
             optimizer.load_state_dict(optimizer_state)
-        set_rng_state(saved['rng'], self.generator)
+        ranks = saved.get('rng_ranks', [saved['rng']])
+        if len(ranks) != self.world_size:
+            raise ValueError(f'{path}: the checkpoint was written by '
+                             f'{len(ranks)} process(es); resume it with as '
+                             f'many (this run has {self.world_size})')
+        set_rng_state(ranks[self.rank], self.generator)
         state = FitState(**saved['fit_state'])
         if state.best_state is None:
             state.best_state = self._snapshot()
         return state
 
     def _save(self, state: FitState, name: str) -> str:
+        # Every process gathers its random states; rank 0 writes.
         path = osp.join(self.checkpoint_dir or '.', name)
-        save_atomic(self.checkpoint(state), path)
+        checkpoint = self.checkpoint(state)
+        if self.rank == 0:
+            save_atomic(checkpoint, path)
         return path
 
     def _on_epoch_end(self, state: FitState, epochs: int) -> None:
         path = None
+        if self.world_size > 1:  # A Ctrl-C on any process stops them all.
+            flag = torch.tensor([float(self._interrupted)],
+                                device=self.device)
+            self._interrupted = bool(distributed.all_reduce_sum(flag) > 0)
         if self.checkpoint_dir is not None:
             if state.best_epoch == state.epoch:
                 self._save(state, 'best.pt')
@@ -514,10 +596,15 @@ class Trainer:
         :meth:`FitResult.to_dict` and the process's peak memory in MiB."""
         settings = {**self.settings, **self._fit_settings,
                     'eval_batch_size': self.eval_batch_size}
+        backend = (torch.distributed.get_backend() if self.world_size > 1
+                   else None)
         return {'model': self.recipe.name, 'dataset': dataset,
                 'seed': self.settings['seed'], 'preset': self.recipe.preset,
                 'hyperparameters': self.recipe.hparams, 'settings': settings,
-                **result.to_dict(), 'peak_rss_mb': peak_rss_mb()}
+                'world_size': self.world_size, 'backend': backend,
+                **result.to_dict(), 'peak_rss_mb': peak_rss_mb(),
+                **({'peak_rss_mb_ranks': distributed.all_gather_objects(
+                    peak_rss_mb())} if self.world_size > 1 else {})}
 
     def save_model(self, path: str) -> None:
         r"""Saves the current (after :meth:`fit`: the best) model for

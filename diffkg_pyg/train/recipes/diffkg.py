@@ -187,7 +187,7 @@ class DiffKGRecipe(Recipe):
         for user, pos, neg in trainer.bpr_batches(
                 f'epoch {epoch} recommendation'):
             loss, terms = model.loss(self.adj, main_kg, second_kg, user, pos,
-                                     neg, trainer.batch_size)
+                                     neg, trainer.shard_batch_size)
             trainer.step([self.optimizer], loss, **terms)
 
     def train_epoch(self, model: DiffKG, trainer,

@@ -1,0 +1,294 @@
+"""Data-parallel training on the CPU with gloo: two processes (spawned by
+the tests) against one."""
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from diffkg_pyg import distributed
+from diffkg_pyg.data import USER_ITEM, synthetic_dataset
+from diffkg_pyg.evaluation import RankingEvaluator
+from diffkg_pyg.train import Trainer, get_recipe
+
+SMALL = {'diffkg': dict(embedding_dim=8, denoiser_hidden_channels=16,
+                        use_compile=False),
+         'lightgcn': dict(embedding_dim=8)}
+# 60 users: the 32-triple batches end with a short one that 2 processes
+# split unevenly (train interactions are not a multiple of 32).
+BATCH = 32
+
+
+def small_data():
+    return synthetic_dataset(num_users=60, num_items=80, num_clusters=4,
+                             attributes_per_cluster=4)
+
+
+def make_trainer(name, **kwargs):
+    recipe = get_recipe(name)(**SMALL[name])
+    return Trainer(recipe, small_data(), batch_size=BATCH, ks=(5, 20),
+                   log=lambda line: None, **kwargs)
+
+
+def _worker(rank, world_size, store, job, out):
+    torch.set_num_threads(1)
+    dist.init_process_group('gloo', init_method=f'file://{store}',
+                            rank=rank, world_size=world_size)
+    try:
+        result = job(rank)
+        torch.save(result, os.path.join(out, f'rank{rank}.pt'))
+    finally:
+        dist.destroy_process_group()
+
+
+def run_processes(tmp_path, job, world_size=2):
+    r"""Runs :obj:`job(rank)` in :obj:`world_size` spawned processes of one
+    gloo group; returns what each returned, in rank order."""
+    out = tmp_path / f'out-{job.__name__}'
+    out.mkdir()
+    mp.spawn(_worker, args=(world_size, str(tmp_path / f'store-{job.__name__}'
+                                            ), job, str(out)),
+             nprocs=world_size, join=True)
+    return [torch.load(out / f'rank{r}.pt', weights_only=False)
+            for r in range(world_size)]
+
+
+# Jobs (module level: the spawned processes import them) ###################
+
+def _fit(name, epochs=3, **kwargs):
+    trainer = make_trainer(name, **kwargs.pop('trainer', {}))
+    result = trainer.fit(epochs, patience=epochs, **kwargs)
+    return {'test': result.test, 'valid': result.valid,
+            'history': result.history,
+            'state': {k: v.clone() for k, v in
+                      trainer.model.state_dict().items()},
+            'world_size': trainer.world_size,
+            'record': trainer.result_record(result, 'synthetic')}
+
+
+def _fit_diffkg(rank):
+    return _fit('diffkg')
+
+
+def _fit_lightgcn(rank):
+    return _fit('lightgcn')
+
+
+def _fit_resumed(rank):
+    # Epochs 1-2 with checkpoints (what a killed run leaves), then a new
+    # trainer resumes from rank 0's last.pt up to epoch 4.
+    folder = os.environ['DIFFKG_TEST_CHECKPOINTS']
+    _fit('diffkg', epochs=2, trainer={'checkpoint_dir': folder})
+    dist.barrier()
+    return _fit('diffkg', epochs=4, resume=os.path.join(folder, 'last.pt'))
+
+
+def _fit_four(rank):
+    return _fit('diffkg', epochs=4)
+
+
+class Recorder(torch.optim.Optimizer):
+    r"""Records the gradients of every step and leaves the parameters."""
+    def __init__(self, params):
+        super().__init__(params, {})
+        self.grads = []
+
+    def step(self, closure=None):
+        self.grads.append([None if p.grad is None else
+                           p.grad.to_dense().clone()
+                           for group in self.param_groups
+                           for p in group['params']])
+
+
+def _gradients(name):
+    # The gradients of every step of one epoch (parameters unchanged).
+    trainer = make_trainer(name)
+    recorders = [Recorder(o.param_groups[0]['params'])
+                 for o in trainer.optimizers]
+    trainer.optimizers = recorders
+    if name == 'diffkg':
+        trainer.recipe.optimizer = recorders[0]
+        trainer.recipe.denoiser_optimizers = recorders[1:]
+    trainer.train_epoch(1)
+    return [r.grads for r in recorders]
+
+
+def _gradients_diffkg(rank):
+    return _gradients('diffkg')
+
+
+def _gradients_lightgcn(rank):
+    return _gradients('lightgcn')
+
+
+def _reduce(rank):
+    dense = torch.nn.Parameter(torch.zeros(3))
+    unused = torch.nn.Parameter(torch.zeros(2))
+    partial = torch.nn.Parameter(torch.zeros(2))  # A gradient on rank 1.
+    table = torch.nn.Embedding(5, 2, sparse=True)
+    dense.grad = torch.full((3, ), float(rank + 1))
+    if rank == 1:
+        partial.grad = torch.ones(2)
+    table(torch.tensor([rank, 4])).sum().backward()
+    distributed.all_reduce_gradients([dense, unused, partial, table.weight])
+    return {'dense': dense.grad, 'unused': unused.grad,
+            'partial': partial.grad, 'table': table.weight.grad.to_dense(),
+            'part': distributed.shard(torch.arange(7))}
+
+
+def _evaluate(rank):
+    data = small_data()
+    store = data[USER_ITEM]
+    evaluator = RankingEvaluator(store.test_edge_index, [store.edge_index],
+                                 60, 80, ks=(5, 20), batch_size=16)
+    scores = torch.randn(60, 80, generator=torch.Generator().manual_seed(0))
+    return evaluator(lambda users: scores[users], sharded=True)
+
+
+def _bad_batch(rank):
+    try:
+        Trainer(get_recipe('lightgcn')(**SMALL['lightgcn']), small_data(),
+                batch_size=33)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+# Tests ###################################################################
+
+def test_one_process_is_the_identity():
+    index = torch.arange(5)
+    part, share = distributed.shard(index)
+    assert part is index and share == 1.0
+    assert distributed.get_world_size() == 1
+    trainer = make_trainer('lightgcn')
+    assert trainer.shard_batch_size == BATCH
+    assert trainer.result_record(trainer.fit(1, 1), 'x')['world_size'] == 1
+
+
+def test_all_reduce_gradients_and_shard(tmp_path):
+    out = run_processes(tmp_path, _reduce)
+    for result in out:
+        assert torch.equal(result['dense'], torch.full((3, ), 3.0))
+        assert result['unused'] is None
+        assert torch.equal(result['partial'], torch.ones(2))
+        # Rows 0 and 1 once each, row 4 on both ranks:
+        expected = torch.tensor([[1.0] * 2, [1.0] * 2, [0.0] * 2,
+                                 [0.0] * 2, [2.0] * 2])
+        assert torch.equal(result['table'], expected)
+    assert out[0]['part'][0].tolist() == [0, 1, 2, 3]
+    assert out[1]['part'][0].tolist() == [4, 5, 6]
+    assert out[0]['part'][1] == pytest.approx(4 / 7)
+
+
+def test_sharded_evaluation_equals_one_process(tmp_path):
+    data = small_data()
+    store = data[USER_ITEM]
+    evaluator = RankingEvaluator(store.test_edge_index, [store.edge_index],
+                                 60, 80, ks=(5, 20), batch_size=16)
+    scores = torch.randn(60, 80, generator=torch.Generator().manual_seed(0))
+    expected = evaluator(lambda users: scores[users])
+    for result in run_processes(tmp_path, _evaluate):
+        assert result == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize('name', ['diffkg', 'lightgcn'])
+def test_two_processes_step_with_one_process_gradients(tmp_path, name):
+    # Every step's summed gradient equals the one-process gradient of the
+    # whole batch (the uneven last batch included), for every optimiser.
+    torch.set_num_threads(1)
+    single = _gradients(name)
+    job = _gradients_diffkg if name == 'diffkg' else _gradients_lightgcn
+    for ranks in run_processes(tmp_path, job):
+        assert len(ranks) == len(single)
+        for steps, expected_steps in zip(ranks, single):
+            assert len(steps) == len(expected_steps) > 1
+            for grads, expected in zip(steps, expected_steps):
+                for grad, value in zip(grads, expected):
+                    if value is None:
+                        assert grad is None
+                    else:
+                        torch.testing.assert_close(grad, value, atol=1e-7,
+                                                   rtol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', ['diffkg', 'lightgcn'])
+def test_two_processes_train_as_one(tmp_path, name):
+    torch.set_num_threads(1)
+    single = _fit(name)
+    job = _fit_diffkg if name == 'diffkg' else _fit_lightgcn
+    ranks = run_processes(tmp_path, job)
+    for rank in ranks:
+        assert rank['world_size'] == 2
+        assert rank['record']['backend'] == 'gloo'
+        # Reduction order only: the same metrics to 1e-4.
+        for split in ('valid', 'test'):
+            for key, value in single[split].items():
+                assert rank[split][key] == pytest.approx(value, abs=1e-4)
+        for key, value in single['state'].items():
+            torch.testing.assert_close(rank['state'][key], value,
+                                       atol=1e-5, rtol=1e-4)
+        losses = [r['loss'] for r in single['history']]
+        assert [r['loss'] for r in rank['history']] == pytest.approx(
+            losses, rel=1e-4)
+    # Every rank holds the same parameters, bit for bit.
+    for key, value in ranks[0]['state'].items():
+        assert torch.equal(ranks[1]['state'][key], value), key
+    assert len(ranks[0]['record']['peak_rss_mb_ranks']) == 2
+
+
+@pytest.mark.slow
+def test_two_processes_resume_as_uninterrupted(tmp_path, monkeypatch):
+    monkeypatch.setenv('DIFFKG_TEST_CHECKPOINTS', str(tmp_path))
+    resumed = run_processes(tmp_path, _fit_resumed)
+    whole = run_processes(tmp_path, _fit_four)
+    for a, b in zip(resumed, whole):
+        assert a['test'] == b['test']
+        for key, value in b['state'].items():
+            assert torch.equal(a['state'][key], value), key
+    saved = torch.load(tmp_path / 'last.pt', weights_only=False)
+    assert saved['world_size'] == 2 and len(saved['rng_ranks']) == 2
+    # One process may not resume a checkpoint of two.
+    trainer = make_trainer('diffkg')
+    with pytest.raises(ValueError, match='written by 2 process'):
+        trainer.fit(5, resume=str(tmp_path / 'last.pt'))
+
+
+def test_batch_must_split_evenly(tmp_path):
+    for message in run_processes(tmp_path, _bad_batch):
+        assert 'not a multiple of the 2 processes' in message
+
+
+def _torchrun(tmp_path, *args):
+    import subprocess
+    import sys
+    return subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--standalone',
+         '--nproc_per_node', '2', '-m', 'diffkg_pyg', 'train', 'synthetic',
+         '--threads', '1', *args], cwd=tmp_path, capture_output=True,
+        text=True, timeout=300, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+
+
+@pytest.mark.slow
+def test_torchrun_command_line(tmp_path):
+    done = _torchrun(tmp_path, '--model', 'lightgcn', '--epochs', '2',
+                     '--output', 'out.json')
+    assert done.returncode == 0, done.stderr
+    # Rank 0 alone prints (one dataset table, one summary).
+    assert done.stdout.count('| users ') == 1
+    assert done.stdout.count('2 processes') == 1
+    import json
+    record = json.loads((tmp_path / 'out.json').read_text())
+    assert record['world_size'] == 2 and record['backend'] == 'gloo'
+    # A batch the processes cannot split: one line per rank, no hang.
+    done = _torchrun(tmp_path, '--model', 'lightgcn', '--epochs', '1',
+                     '--batch-size', '1023')
+    assert done.returncode != 0
+    # (torchrun then reports the failed child with its own traceback.)
+    ours = [line for line in done.stderr.splitlines()
+            if line.startswith('diffkg-pyg: ')]
+    assert ours and all(line == 'diffkg-pyg: error: batch_size 1023 is not '
+                        'a multiple of the 2 processes (the global batch is '
+                        'split evenly among them)' for line in ours)
