@@ -216,6 +216,14 @@ def _jsonable(values: Mapping[str, Any]) -> Dict[str, Any]:
             for k, v in values.items()}
 
 
+def _seconds_used(study) -> float:
+    # The summed durations of the finished trials (the study's budget).
+    return sum((t.datetime_complete - t.datetime_start).total_seconds()
+               for t in study.get_trials(deepcopy=False)
+               if _counted(t) and t.datetime_start is not None
+               and t.datetime_complete is not None)
+
+
 def _counted(trial) -> bool:
     import optuna
     state = trial.state
@@ -330,8 +338,11 @@ def tune(data: HeteroData, model: Any, n_trials: int, output: str, *,
             :obj:`'median'` (Optuna's median pruner on the validation metric
             of each validated epoch, after 5 trials and 5 epochs),
             :obj:`'none'`, or a pruner. (default: :obj:`'median'`)
-        timeout (float, optional): No trial starts after this many seconds
-            (a running one finishes). (default: :obj:`None`)
+        timeout (float, optional): No trial starts once the study's
+            finished trials have taken this many seconds in all (their
+            durations summed, over restarts and parallel processes, so
+            that a resumed study keeps its budget; a running trial
+            finishes). (default: :obj:`None`)
         final_seeds (int, optional): Retrain the best configuration with
             seeds :obj:`0, ..., final_seeds - 1` and test it.
             (default: :obj:`0`)
@@ -437,14 +448,14 @@ def tune(data: HeteroData, model: Any, n_trials: int, output: str, *,
     def on_trial_end(_, trial) -> None:
         finished.append(trial)
 
-    start = time.monotonic()
     done = sum(map(_counted, study.get_trials(deepcopy=False)))
     bar = tqdm(total=n_trials, initial=min(done, n_trials), desc='trials',
                disable=None)
     while done < n_trials:
-        if timeout is not None and time.monotonic() - start >= timeout:
-            log(f'timeout: {timeout:g} s passed; {done} of {n_trials} '
-                f'trials finished')
+        used = _seconds_used(study)
+        if timeout is not None and used >= timeout:
+            log(f'timeout: the finished trials took {used:.0f} s of '
+                f'{timeout:g} s; {done} of {n_trials} trials finished')
             break
         finished.clear()
         study.optimize(objective, n_trials=1,

@@ -206,6 +206,22 @@ def test_search_never_reads_the_test_set(name, tmp_path, monkeypatch):
         assert trial['state'] == 'complete' and trial['test'] == {}
 
 
+def test_timeout_is_a_budget_of_the_study(tmp_path):
+    # The budget is the finished trials' summed durations: after one trial
+    # of a 1e-6 s budget no trial starts, and a restart on the same study
+    # starts none either (a per-process clock would give it a new budget).
+    lines = []
+    kwargs = dict(pruner='none', hyperparameters=FIXED['lightgcn'],
+                  settings=SETTINGS, timeout=1e-6, log=lines.append)
+    tune(small_data(), 'lightgcn', 4, str(tmp_path), **kwargs)
+    tune(small_data(), 'lightgcn', 4, str(tmp_path), **kwargs)
+    study = optuna.load_study(study_name='lightgcn-data',
+                              storage=f'sqlite:///{tmp_path}/study.db')
+    assert len(study.trials) == 1
+    assert sum('timeout: the finished trials took' in line
+               for line in lines) == 2
+
+
 def test_final_seeds_test_after_the_search(tmp_path):
     result = tune(small_data(), 'lightgcn', 2, str(tmp_path), pruner='none',
                   hyperparameters=FIXED['lightgcn'], settings=SETTINGS,
