@@ -1,6 +1,11 @@
 """Data-parallel training on the CPU with gloo: two processes (spawned by
 the tests) against one."""
+import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -261,14 +266,75 @@ def test_batch_must_split_evenly(tmp_path):
         assert 'not a multiple of the 2 processes' in message
 
 
+def _torchrun_command(*args):
+    return [sys.executable, '-m', 'torch.distributed.run', '--standalone',
+            '--nproc_per_node', '2', '-m', 'diffkg_pyg', 'train',
+            'synthetic', '--threads', '1', *args]
+
+
 def _torchrun(tmp_path, *args):
-    import subprocess
-    import sys
-    return subprocess.run(
-        [sys.executable, '-m', 'torch.distributed.run', '--standalone',
-         '--nproc_per_node', '2', '-m', 'diffkg_pyg', 'train', 'synthetic',
-         '--threads', '1', *args], cwd=tmp_path, capture_output=True,
-        text=True, timeout=300, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    return subprocess.run(_torchrun_command(*args), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, 'OMP_NUM_THREADS': '1'})
+
+
+def _descendants(pid):
+    children = {}
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                with open(f'/proc/{entry}/stat') as f:
+                    parent = int(f.read().rsplit(')', 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    out, stack = [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            out.append(child)
+            stack.append(child)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir('/proc'), reason='reads /proc')
+def test_torchrun_killed_and_resumed_equals_uninterrupted(tmp_path):
+    # SIGKILL to torchrun and both ranks once a checkpoint of epoch >= 2 is
+    # on disk, then a resume; against an uninterrupted run.
+    flags = ['--model', 'diffkg', '--embedding-dim', '8',
+             '--denoiser-hidden-channels', '16', '--epochs', '6',
+             '--patience', '6', '--checkpoint-dir', 'ck']
+    process = subprocess.Popen(_torchrun_command(*flags), cwd=tmp_path,
+                               stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL,
+                               env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    checkpoint = tmp_path / 'ck' / 'last.pt'
+    deadline = time.monotonic() + 240
+    epoch = 0
+    while epoch < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        if checkpoint.exists():
+            epoch = torch.load(checkpoint, weights_only=False)[
+                'fit_state']['epoch']
+    # torchrun starts its workers in their own sessions: kill them by pid.
+    for pid in [*_descendants(process.pid), process.pid]:
+        os.kill(pid, signal.SIGKILL)
+    process.wait()
+    time.sleep(1.0)  # Nothing may write after the kill.
+    epoch = torch.load(checkpoint, weights_only=False)['fit_state']['epoch']
+    assert 2 <= epoch < 6, epoch
+    done = _torchrun(tmp_path, *flags, '--resume', str(checkpoint),
+                     '--output', 'resumed.json')
+    assert done.returncode == 0, done.stderr
+    done = _torchrun(tmp_path, *flags[:-2], '--output', 'whole.json')
+    assert done.returncode == 0, done.stderr
+    resumed, whole = (json.loads((tmp_path / f).read_text())
+                      for f in ('resumed.json', 'whole.json'))
+    assert resumed['test'] == whole['test']
+    assert resumed['valid'] == whole['valid']
+    for a, b in zip(resumed['history'], whole['history']):
+        assert {k: v for k, v in a.items() if 'seconds' not in k} == \
+            {k: v for k, v in b.items() if 'seconds' not in k}
 
 
 @pytest.mark.slow
@@ -279,7 +345,6 @@ def test_torchrun_command_line(tmp_path):
     # Rank 0 alone prints (one dataset table, one summary).
     assert done.stdout.count('| users ') == 1
     assert done.stdout.count('2 processes') == 1
-    import json
     record = json.loads((tmp_path / 'out.json').read_text())
     assert record['world_size'] == 2 and record['backend'] == 'gloo'
     # A batch the processes cannot split: one line per rank, no hang.
