@@ -1,7 +1,8 @@
 r"""Tuned beside default: every model searched with the same budget (the same
 number of trials and the same time cap on the trials' summed durations, the
-same epoch cap and patience per trial, validation Recall@20 only), its best configuration retrained with 3
-seeds and tested, printed beside the default configuration's rows.
+same epoch cap and patience per trial, validation Recall@20 only), its best
+configuration retrained with 3 seeds and tested, printed beside the default
+configuration's rows.
 
 Each search is one ``diffkg-pyg tune`` into ``--results/DATASET-MODEL/``
 (resumable: a finished one is read back). The default rows are read from

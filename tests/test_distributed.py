@@ -142,13 +142,26 @@ def _reduce(rank):
             'part': distributed.shard(torch.arange(7))}
 
 
-def _evaluate(rank):
-    data = small_data()
-    store = data[USER_ITEM]
+def _empty_part(rank):
+    # A batch of 1 triple: rank 1's part is empty, its loss a NaN mean.
+    trainer = make_trainer('lightgcn')
+    weight = torch.nn.Parameter(torch.ones(2))
+    optimizer = Recorder([weight])
+    x = torch.tensor([[3.0, 4.0]])
+    part = trainer.shard(torch.tensor([0]))
+    loss = (weight * x[part]).mean()
+    trainer.step([optimizer], loss)
+    return optimizer.grads[0][0], trainer._epoch_terms(1)
+
+
+def _evaluate(rank=None):
+    # Random scores of the test split: sharded in a process group.
+    store = small_data()[USER_ITEM]
     evaluator = RankingEvaluator(store.test_edge_index, [store.edge_index],
                                  60, 80, ks=(5, 20), batch_size=16)
     scores = torch.randn(60, 80, generator=torch.Generator().manual_seed(0))
-    return evaluator(lambda users: scores[users], sharded=True)
+    return evaluator(lambda users: scores[users],
+                     sharded=rank is not None)
 
 
 def _bad_batch(rank):
@@ -187,13 +200,14 @@ def test_all_reduce_gradients_and_shard(tmp_path):
     assert out[0]['part'][1] == pytest.approx(4 / 7)
 
 
+def test_an_empty_part_contributes_nothing(tmp_path):
+    for grad, terms in run_processes(tmp_path, _empty_part):
+        assert torch.equal(grad, torch.tensor([1.5, 2.0]))
+        assert terms == {'loss': 3.5}
+
+
 def test_sharded_evaluation_equals_one_process(tmp_path):
-    data = small_data()
-    store = data[USER_ITEM]
-    evaluator = RankingEvaluator(store.test_edge_index, [store.edge_index],
-                                 60, 80, ks=(5, 20), batch_size=16)
-    scores = torch.randn(60, 80, generator=torch.Generator().manual_seed(0))
-    expected = evaluator(lambda users: scores[users])
+    expected = _evaluate()
     for result in run_processes(tmp_path, _evaluate):
         assert result == pytest.approx(expected, abs=1e-6)
 

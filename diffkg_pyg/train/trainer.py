@@ -301,7 +301,12 @@ class Trainer:
         sharded = share is not None and self.world_size > 1
         for optimizer in optimizers:
             optimizer.zero_grad()
-        (loss * share if sharded else loss).backward()
+        if not sharded:
+            loss.backward()
+        elif share > 0:
+            (loss * share).backward()
+        # else: an empty part (a last batch shorter than the processes):
+        # no gradient (its loss, a mean over nothing, is NaN).
         if sharded:
             distributed.all_reduce_gradients(
                 [p for o in optimizers for group in o.param_groups
@@ -317,7 +322,8 @@ class Trainer:
         for key, value in {name: loss, **terms}.items():
             value = value.detach().float()
             if self.world_size > 1:
-                value = value * weight
+                value = value * weight if weight > 0 else \
+                    torch.zeros_like(value)
             if key in self._sums:
                 self._sums[key] = self._sums[key] + value
                 self._counts[key] += 1
