@@ -292,6 +292,45 @@ def _torchrun(tmp_path, *args):
                           env={**os.environ, 'OMP_NUM_THREADS': '1'})
 
 
+def _leaving_worker(rank, port, out):
+    # Rank 1 joins the group and dies; rank 0 then waits on it in a
+    # collective, which must fail (at the latest after the group's
+    # timeout), not hang.
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port),
+                      RANK=str(rank), WORLD_SIZE='2', LOCAL_RANK=str(rank))
+    distributed.init_from_env(torch.device('cpu'), timeout=10.0)
+    if rank == 1:
+        os._exit(0)  # Without a word to the others.
+    start = time.monotonic()
+    try:
+        make_trainer('lightgcn').fit(2, 2)
+        message = None
+    except Exception as error:  # noqa: BLE001 (whatever gloo raises)
+        message = type(error).__name__
+    with open(out, 'w') as f:
+        json.dump({'error': message, 'seconds': time.monotonic() - start}, f)
+    os._exit(0)
+
+
+def test_a_rank_that_dies_does_not_hang_the_others(tmp_path):
+    import socket
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    out = tmp_path / 'rank0.json'
+    context = mp.get_context('spawn')
+    processes = [context.Process(target=_leaving_worker,
+                                 args=(rank, port, str(out)))
+                 for rank in range(2)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+        assert not process.is_alive()
+    result = json.loads(out.read_text())
+    assert result['error'] is not None and result['seconds'] < 60
+
+
 def _descendants(pid):
     children = {}
     for entry in os.listdir('/proc'):
