@@ -31,7 +31,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 __all__ = ['init_from_env', 'is_distributed', 'get_rank', 'get_world_size',
-           'shard', 'shard_range', 'all_reduce_gradients', 'all_reduce_sum',
+           'shard', 'all_reduce_gradients', 'all_reduce_sum',
            'broadcast_module', 'all_gather_objects']
 
 
@@ -80,27 +80,15 @@ def init_from_env(device: torch.device,
     return device
 
 
-def shard_range(size: int) -> Tuple[int, int, float]:
-    r"""The rows :obj:`start, end` of this rank's contiguous part of a
-    global batch of :obj:`size` (as :func:`torch.tensor_split` splits: the
-    parts differ in size by at most one, the larger first) and its share
-    :math:`|B_r| / |B|` of the batch."""
-    world_size, rank = get_world_size(), get_rank()
-    if world_size == 1:
-        return 0, size, 1.0
-    base, extra = divmod(size, world_size)
-    start = rank * base + min(rank, extra)
-    end = start + base + (1 if rank < extra else 0)
-    return start, end, (end - start) / max(size, 1)
-
-
 def shard(index: Tensor) -> Tuple[Tensor, float]:
-    r"""This rank's contiguous part of the global batch :obj:`index` (see
-    :func:`shard_range`) and its share of the batch."""
-    if get_world_size() == 1:
+    r"""This rank's contiguous part of the global batch :obj:`index` (the
+    parts of the ranks differ in size by at most one) and its share
+    :math:`|B_r| / |B|` of the batch."""
+    world_size = get_world_size()
+    if world_size == 1:
         return index, 1.0
-    start, end, share = shard_range(index.numel())
-    return index[start:end], share
+    part = torch.tensor_split(index, world_size)[get_rank()]
+    return part, part.numel() / max(index.numel(), 1)
 
 
 def all_reduce_sum(tensor: Tensor) -> Tensor:

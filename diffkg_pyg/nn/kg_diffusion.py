@@ -126,8 +126,7 @@ def denoise_support(denoiser: SparseDenoiser, diffusion: GaussianDiffusion,
                     noise: Optional[Tensor] = None,
                     mask: Optional[Tensor] = None,
                     generator: Optional[torch.Generator] = None,
-                    num_columns: Optional[int] = None,
-                    rows: Optional[Tuple[int, int]] = None
+                    num_columns: Optional[int] = None
                     ) -> Tuple[Tensor, Tensor]:
     r"""The denoiser on the noised rows :math:`\mathbf{x}_{t_h} =
     \sqrt{\bar\alpha_t} \mathbf{x}_0 + \sqrt{1 - \bar\alpha_t}
@@ -136,33 +135,18 @@ def denoise_support(denoiser: SparseDenoiser, diffusion: GaussianDiffusion,
     states :obj:`[batch_size, hidden_channels]` and
     :math:`\hat{\mathbf{x}}_0` on the support :obj:`[num_support]`, both
     equal to the dense network's for the same draws (see
-    :func:`denoiser_loss` for the arguments; with :obj:`rows`, those of
-    rows :obj:`a..b-1` and their support entries)."""
+    :func:`denoiser_loss` for the arguments)."""
     row = rows_of(support.ptr, support.index.numel())
     acp = diffusion.alphas_cumprod[t]
     a, b = acp.sqrt().float(), (1.0 - acp).sqrt().float()
     keep = 1.0 - denoiser.dropout if denoiser.training else 1.0
     eps, keep_mask, outside = full_noise(
         denoiser.input_emb.weight, support.ptr, support.index, b, keep,
-        noise, mask, generator, num_columns, rows)
+        noise, mask, generator, num_columns)
     x_t = a[row] * support.target + b[row] * eps
-    ptr, index = support.ptr, support.index
-    if rows is not None:
-        ptr, index, entries = _row_range(support, rows)
-        x_t, t = x_t[entries], t[rows[0]:rows[1]]
-        keep_mask = None if keep_mask is None else keep_mask[entries]
-    hidden = denoiser.hidden(x_t, ptr, index, t, outside, keep_mask)
-    return hidden, denoiser.output(hidden, ptr, index)
-
-
-def _row_range(support: Support, rows: Tuple[int, int]
-               ) -> Tuple[Tensor, Tensor, slice]:
-    # The support of rows a..b-1: its row pointer, entities and the slice
-    # of its entries (one host read of their bounds).
-    first, last = rows
-    low, high = support.ptr[first].item(), support.ptr[last].item()
-    return (support.ptr[first:last + 1] - low, support.index[low:high],
-            slice(low, high))
+    hidden = denoiser.hidden(x_t, support.ptr, support.index, t, outside,
+                             keep_mask)
+    return hidden, denoiser.output(hidden, support.ptr, support.index)
 
 
 def denoiser_loss(denoiser: SparseDenoiser, diffusion: GaussianDiffusion,
@@ -171,8 +155,7 @@ def denoiser_loss(denoiser: SparseDenoiser, diffusion: GaussianDiffusion,
                   noise: Optional[Tensor] = None,
                   mask: Optional[Tensor] = None,
                   generator: Optional[torch.Generator] = None,
-                  num_columns: Optional[int] = None,
-                  rows: Optional[Tuple[int, int]] = None
+                  num_columns: Optional[int] = None
                   ) -> Tuple[Tensor, Tensor, Tensor]:
     r"""The denoiser objective of DiffKG on a batch of heads,
 
@@ -214,26 +197,14 @@ def denoiser_loss(denoiser: SparseDenoiser, diffusion: GaussianDiffusion,
         num_columns (int, optional): Estimate the noise outside the support
             from this many columns when :math:`N` is larger (see
             :func:`full_noise`). (default: :obj:`None`: exact)
-        rows (tuple of int, optional): :obj:`(a, b)`: draw everything for
-            the whole batch (the same random stream as without) but
-            evaluate the objective of heads :obj:`a..b-1` only, as a batch
-            of their own (one process's share of a batch: see
-            :meth:`Trainer.shard <diffkg_pyg.train.Trainer.shard>`).
-            :obj:`head_emb` stays the whole batch's.
-            (default: :obj:`None`: all heads)
 
     Returns:
         The objective, the diffusion term and the CKGC term.
     """
-    hidden, x_hat = denoise_support(denoiser, diffusion, support, t, noise,
-                                    mask, generator, num_columns, rows)
-    if rows is not None:
-        ptr, _, entries = _row_range(support, rows)
-        support = Support(ptr, support.index[entries],
-                          support.target[entries], support.weight[entries])
-        t, head_emb = t[rows[0]:rows[1]], head_emb[rows[0]:rows[1]]
     row = rows_of(support.ptr, support.index.numel())
     batch_size = t.numel()
+    hidden, x_hat = denoise_support(denoiser, diffusion, support, t, noise,
+                                    mask, generator, num_columns)
     error = support.weight * (support.target - x_hat).square()
     mse = scatter(error, row, 0, dim_size=batch_size) / denoiser.num_entities
     diff = (diffusion.loss_weight[t].float() * mse).mean()

@@ -48,24 +48,20 @@ def _noise_chunks(batch_size: int, num_entities: int, keep: float,
 
 def noise_sums(weights: List[Tensor], ptr: Tensor, index: Tensor,
                 keep: float, noise: Optional[Tensor], mask: Optional[Tensor],
-                generator: Optional[torch.Generator],
-                rows: Optional[Tuple[int, int]] = None):
+                generator: Optional[torch.Generator]):
     r"""Over column chunks of the rows' standard normal noise (and keep
     mask, when :obj:`keep < 1`): the noise and the mask at the support
     entries :obj:`index` (grouped by :obj:`ptr`), :math:`\sum_j \epsilon_j
     m_j / p\, \mathbf{w}_j` for every table of :obj:`weights`
     (:obj:`[N, k]` each) and :math:`\sum_j \epsilon_j^2`, all over every
     column (given :obj:`noise` / :obj:`mask` :obj:`[B, N]`, or drawn from
-    :obj:`generator`). With :obj:`rows` :obj:`(a, b)`, every draw is made
-    for the whole batch but the sums over the weights are of rows
-    :obj:`a..b-1` only (:obj:`[b - a, k]`)."""
+    :obj:`generator`)."""
     batch_size, num_entities = ptr.numel() - 1, weights[0].size(0)
-    first, last = rows if rows is not None else (0, batch_size)
     row = rows_of(ptr, index.numel())
     eps_support = torch.zeros(index.numel(), device=index.device)
     mask_support = (torch.ones(index.numel(), device=index.device)
                     if keep < 1.0 else None)
-    sums = [w.new_zeros(last - first, w.size(1)) for w in weights]
+    sums = [w.new_zeros(batch_size, w.size(1)) for w in weights]
     square = weights[0].new_zeros(batch_size)
     for start, end, eps, keep_mask in _noise_chunks(
             batch_size, num_entities, keep, noise, mask, generator,
@@ -78,8 +74,7 @@ def noise_sums(weights: List[Tensor], ptr: Tensor, index: Tensor,
                                              index[inside] - start].float()
             eps.mul_(keep_mask)
         for total, weight in zip(sums, weights):
-            total.addmm_(eps[first:last], weight[start:end],
-                         alpha=1.0 / keep)
+            total.addmm_(eps, weight[start:end], alpha=1.0 / keep)
     return eps_support, mask_support, sums, square
 
 
@@ -112,8 +107,7 @@ def _chi_square(dof: Tensor,
 
 def _sampled_noise(weight: Tensor, ptr: Tensor, index: Tensor,
                    scale: Tensor, keep: float, num_columns: int,
-                   generator: Optional[torch.Generator],
-                   rows: Optional[Tuple[int, int]] = None):
+                   generator: Optional[torch.Generator]):
     r"""The estimator of :func:`full_noise` for large :math:`N`: the noise
     of the support entries is drawn exactly; outside the support, the
     input-layer term :math:`\sum_{j \notin S_h} \mathbf{W}_{1,j}
@@ -156,10 +150,7 @@ def _sampled_noise(weight: Tensor, ptr: Tensor, index: Tensor,
         draws = draws * (torch.rand(outside.shape, generator=generator,
                                     device=device) < keep) / keep
     factor = (free / count.clamp(min=1)).sqrt()
-    first, last = rows if rows is not None else (0, batch_size)
-    scale, square = scale[first:last], square[first:last]
-    product = (draws[first:last] @ weight[columns]) * \
-        factor[first:last, None]
+    product = (draws @ weight[columns]) * factor[:, None]
     return eps, keep_mask, (product * scale[:, None],
                             square * scale.square())
 
@@ -168,8 +159,7 @@ def full_noise(weight: Tensor, ptr: Tensor, index: Tensor, scale: Tensor,
                keep: float = 1.0, noise: Optional[Tensor] = None,
                mask: Optional[Tensor] = None,
                generator: Optional[torch.Generator] = None,
-               num_columns: Optional[int] = None,
-               rows: Optional[Tuple[int, int]] = None
+               num_columns: Optional[int] = None
                ) -> Tuple[Tensor, Optional[Tensor], Tuple[Tensor, Tensor]]:
     r"""The noise :math:`s_h \boldsymbol{\epsilon}_h` of every row
     :math:`h` over all :math:`N` entities, split into the part on the
@@ -195,11 +185,6 @@ def full_noise(weight: Tensor, ptr: Tensor, index: Tensor, scale: Tensor,
             :obj:`noise` is given), the noise outside the support is
             estimated from this many columns (see :func:`_sampled_noise`)
             instead of drawn on all of them. (default: :obj:`None`: exact)
-        rows (tuple of int, optional): :obj:`(a, b)`: every draw is made
-            for the whole batch (the same random stream as without), but
-            the sums outside the support are returned for rows
-            :obj:`a..b-1` only (one process's share of a batch).
-            (default: :obj:`None`: all rows)
 
     Returns:
         :math:`\boldsymbol{\epsilon}` on the support :obj:`[num_support]`,
@@ -213,23 +198,15 @@ def full_noise(weight: Tensor, ptr: Tensor, index: Tensor, scale: Tensor,
     if num_columns is not None and num_columns < weight.size(0) and \
             noise is None:
         return _sampled_noise(weight, ptr, index, scale, keep, num_columns,
-                              generator, rows)
+                              generator)
     eps, keep_mask, (product, ), square = noise_sums(
-        [weight], ptr, index, keep, noise, mask, generator, rows)
+        [weight], ptr, index, keep, noise, mask, generator)
     # Take the support's own noise out (it enters through the support):
     dropped = eps if keep_mask is None else eps * keep_mask / keep
-    first, last = rows if rows is not None else (0, ptr.numel() - 1)
-    if rows is None:
-        product = product - F.embedding_bag(
-            index, weight, ptr[:-1], mode='sum', per_sample_weights=dropped)
-    else:  # The rows' own entries (one host read of their bounds).
-        low, high = ptr[first].item(), ptr[last].item()
-        product = product - F.embedding_bag(
-            index[low:high], weight, ptr[first:last] - low, mode='sum',
-            per_sample_weights=dropped[low:high])
+    product = product - F.embedding_bag(index, weight, ptr[:-1], mode='sum',
+                                        per_sample_weights=dropped)
     row = rows_of(ptr, index.numel())
-    square = (square - scatter(eps.square(), row, 0,
-                               dim_size=ptr.numel() - 1))[first:last]
-    scale = scale[first:last]
+    square = square - scatter(eps.square(), row, 0,
+                              dim_size=ptr.numel() - 1)
     return eps, keep_mask, (product * scale[:, None],
                             square * scale.square())

@@ -8,16 +8,7 @@ import os.path as osp
 import signal
 import threading
 import time
-from typing import (
-    Any,
-    Callable,
-    Dict,
-    Iterable,
-    List,
-    Optional,
-    Sequence,
-    Tuple,
-)
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -269,14 +260,6 @@ class Trainer:
         the nominal batch size."""
         part, self._share = distributed.shard(index)
         return part
-
-    def shard_rows(self, size: int) -> Tuple[int, int]:
-        r"""As :meth:`shard`, for a batch of :obj:`size` rows that the model
-        draws for in full and evaluates in part: the rows
-        :obj:`(start, end)` of this process (all of them in one
-        process)."""
-        start, end, self._share = distributed.shard_range(size)
-        return start, end
 
     @property
     def shard_batch_size(self) -> float:

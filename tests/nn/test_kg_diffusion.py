@@ -150,49 +150,6 @@ def test_partial_support_sees_the_dense_input(seed, training):
         assert torch.allclose(sparse_ckgc, ckgc, atol=1e-5)
 
 
-@pytest.mark.parametrize('num_columns', [None, 5])  # Exact; sampled.
-@pytest.mark.parametrize('training', [False, True])
-def test_row_ranges_split_the_batch_objective(num_columns, training):
-    # Rows (a, b) draw for the whole batch (the same stream) and evaluate
-    # only their heads: the share-weighted objectives of the parts sum to
-    # the whole batch's, and so do their gradients; the generator ends in
-    # the same state. Parts (0, 0) and (3, 3) are empty.
-    denoiser, diffusion, x0, _, _, item_user, head = loss_case(
-        num_entities=12, batch_size=5)
-    denoiser.train(training)
-    edge_index = torch.nonzero(x0).t()
-    ptr, col = to_csr(edge_index, x0.size(0))
-    support = sample_support(ptr, col, torch.arange(5), 12, 2,
-                             torch.Generator().manual_seed(0))
-    t = torch.tensor([0, 1, 2, 3, 4])
-
-    def run(rows):
-        gen = torch.Generator().manual_seed(1)
-        denoiser.zero_grad()
-        torch.manual_seed(2)
-        out = denoiser_loss(denoiser, diffusion, support, t, item_user,
-                            head, 0.5, generator=gen,
-                            num_columns=num_columns, rows=rows)
-        share = 1.0 if rows is None else (rows[1] - rows[0]) / 5
-        if share > 0:
-            (out[0] * share).backward()
-        grads = [p.grad.to_dense().clone() if p.grad is not None else
-                 torch.zeros_like(p) for p in denoiser.parameters()]
-        return [share * v.detach() if share > 0 else 0.0 for v in out], \
-            grads, gen.get_state()
-
-    whole, whole_grads, state = run(None)
-    parts = [run(rows) for rows in [(0, 0), (0, 2), (2, 3), (3, 3),
-                                    (3, 5)]]
-    for i in range(3):
-        total = sum(part[0][i] for part in parts)
-        torch.testing.assert_close(total, whole[i], atol=1e-6, rtol=1e-5)
-    for i, grad in enumerate(whole_grads):
-        torch.testing.assert_close(sum(part[1][i] for part in parts), grad,
-                                   atol=1e-6, rtol=1e-5)
-    assert all(torch.equal(part[2], state) for part in parts)
-
-
 def test_noise_is_drawn_on_all_entities():
     # Without given noise, the input still carries noise on every entity:
     # two draws of a row with one edge differ in their hidden state even

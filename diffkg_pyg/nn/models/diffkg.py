@@ -407,8 +407,7 @@ class DiffKG(torch.nn.Module):
 
     def diffusion_loss(self, kg_ptr: Tensor, kg_col: Tensor, heads: Tensor,
                        item_user_emb: Tensor,
-                       generator: Optional[torch.Generator] = None,
-                       rows: Optional[Tuple[int, int]] = None
+                       generator: Optional[torch.Generator] = None
                        ) -> Tuple[Tensor, Tensor, Tensor]:
         r"""The denoiser objective on a batch of heads: a support is sampled
         (see :func:`~diffkg_pyg.nn.kg_diffusion.sample_support`), a step
@@ -424,10 +423,6 @@ class DiffKG(torch.nn.Module):
             item_user_emb (torch.Tensor): :meth:`item_user_embedding`.
             generator (torch.Generator, optional): For supports, steps,
                 noise and dropout.
-            rows (tuple of int, optional): :obj:`(a, b)`: draw for the
-                whole batch, evaluate heads :obj:`heads[a:b]` only (one
-                process's share; see :func:`~diffkg_pyg.nn.kg_diffusion.
-                denoiser_loss`). (default: :obj:`None`: all)
 
         Returns:
             The objective, its diffusion term and its CKGC term.
@@ -439,7 +434,7 @@ class DiffKG(torch.nn.Module):
         return denoiser_loss(self.denoiser, self.diffusion, support, t,
                              item_user_emb, self.entity_emb[heads].detach(),
                              self.ckgc_weight, generator=generator,
-                             num_columns=self.noise_columns, rows=rows)
+                             num_columns=self.noise_columns)
 
     def rebuild_kg(self, edge_index: Tensor, edge_type: Tensor,
                    batch_size: int = 1024,

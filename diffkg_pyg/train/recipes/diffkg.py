@@ -43,13 +43,9 @@ class DiffKGRecipe(Recipe):
        optimisers (:class:`torch.optim.Adam` for the dense parameters,
        :class:`~diffkg_pyg.optim.SparseRowAdam`, the update of
        :class:`torch.optim.SparseAdam`, for the entity tables, so that a
-       step touches only the rows of its support; under several processes
-       every process draws for the whole batch and evaluates its share of
-       the heads, see :meth:`Trainer.shard_rows
-       <diffkg_pyg.train.Trainer.shard_rows>`);
+       step touches only the rows of its support);
     2. **rebuild**: the denoised KG (:meth:`DiffKG.rebuild_kg`);
-    3. **recommendation**: one pass of BPR triples (each process's share
-       under several processes), each step on
+    3. **recommendation**: one pass of BPR triples, each step on
        :meth:`DiffKG.loss` with the two KG views
        (:meth:`DiffKG.views`).
 
@@ -178,13 +174,9 @@ class DiffKGRecipe(Recipe):
                               device=trainer.device)
         batches = trainer.batches(self.heads[perm])
         for heads in trainer.progress(batches, f'epoch {epoch} diffusion'):
-            # Every process draws for the whole batch (one random stream)
-            # and evaluates its share of the heads.
-            rows = trainer.shard_rows(heads.numel())
             loss, diff, ckgc = model.diffusion_loss(
                 self.kg_ptr, self.kg_col, heads, item_user_emb,
-                trainer.generator,
-                rows=None if rows == (0, heads.numel()) else rows)
+                trainer.generator)
             trainer.step(self.denoiser_optimizers, loss, 'denoiser_loss',
                          diff=diff, ckgc=ckgc)
 
