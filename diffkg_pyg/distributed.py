@@ -129,42 +129,45 @@ def _all_reduce_sparse(grad: Tensor) -> Tensor:
 
 def all_reduce_gradients(parameters: Iterable[Tensor]) -> None:
     r"""Replaces the gradient of every parameter by its sum over the ranks:
-    the dense gradients in one flattened all-reduce (a parameter without a
-    gradient counts as zeros and gets the sum if any rank has one), the
-    sparse (row) gradients by gathering every rank's touched rows and their
-    values (see :func:`_all_reduce_sparse`). Every rank must pass the same
-    parameters in the same order, with the same kind of gradient."""
+    the dense gradients in one flattened all-reduce, the sparse (row)
+    gradients by gathering every rank's touched rows and their values (see
+    :func:`_all_reduce_sparse`). The ranks first agree on each parameter's
+    kind (one small all-reduce): a parameter without a gradient on one rank
+    counts as zeros there, and one without a gradient on every rank stays
+    without, as in one process. Every rank must pass the same parameters in
+    the same order."""
     if not is_distributed():
         return
-    dense, sparse = [], []
-    for param in parameters:
-        if param.grad is not None and param.grad.is_sparse:
-            sparse.append(param)
-        elif param.requires_grad:
-            dense.append(param)
+    params = [p for p in parameters if p.requires_grad]
+    if not params:
+        return
+    device = params[0].device
+    # 0: no gradient, 1: dense, 2: sparse; the largest over the ranks.
+    kinds = torch.tensor([0 if p.grad is None else 2 if p.grad.is_sparse
+                          else 1 for p in params], device=device)
+    dist.all_reduce(kinds, op=dist.ReduceOp.MAX)
+    kinds = kinds.tolist()
+    dense = [p for p, kind in zip(params, kinds) if kind == 1]
     if dense:
-        device = dense[0].device
-        grads = [torch.zeros_like(p).view(-1) if p.grad is None else
-                 p.grad.reshape(-1) for p in dense]
-        has = torch.tensor([p.grad is not None for p in dense],
-                           dtype=grads[0].dtype, device=device)
-        flat = torch.cat(grads + [has])
+        flat = torch.cat([torch.zeros_like(p).view(-1) if p.grad is None
+                          else p.grad.reshape(-1) for p in dense])
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         offset = 0
         for param in dense:
-            numel = param.numel()
-            part = flat[offset:offset + numel].view_as(param)
-            offset += numel
+            part = flat[offset:offset + param.numel()].view_as(param)
+            offset += param.numel()
             if param.grad is not None:
                 param.grad.copy_(part)
             else:
                 param.grad = part.clone()
-        received = flat[offset:].tolist()
-        for param, count in zip(dense, received):
-            if count == 0:  # No rank had one: stays None, as one process.
-                param.grad = None
-    for param in sparse:
-        param.grad = _all_reduce_sparse(param.grad)
+    for param, kind in zip(params, kinds):
+        if kind == 2:
+            grad = param.grad
+            if grad is None:  # Touched no row here.
+                grad = torch.sparse_coo_tensor(
+                    torch.empty((1, 0), dtype=torch.long, device=device),
+                    param.new_empty((0, *param.shape[1:])), param.shape)
+            param.grad = _all_reduce_sparse(grad)
 
 
 def broadcast_module(module: torch.nn.Module) -> None:

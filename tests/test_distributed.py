@@ -136,9 +136,14 @@ def _reduce(rank):
     if rank == 1:
         partial.grad = torch.ones(2)
     table(torch.tensor([rank, 4])).sum().backward()
-    distributed.all_reduce_gradients([dense, unused, partial, table.weight])
+    rows = torch.nn.Embedding(3, 2, sparse=True)  # Touched on rank 0 only.
+    if rank == 0:
+        rows(torch.tensor([2])).sum().backward()
+    distributed.all_reduce_gradients([dense, unused, partial, table.weight,
+                                      rows.weight])
     return {'dense': dense.grad, 'unused': unused.grad,
             'partial': partial.grad, 'table': table.weight.grad.to_dense(),
+            'rows': rows.weight.grad.to_dense(),
             'part': distributed.shard(torch.arange(7))}
 
 
@@ -195,6 +200,9 @@ def test_all_reduce_gradients_and_shard(tmp_path):
         expected = torch.tensor([[1.0] * 2, [1.0] * 2, [0.0] * 2,
                                  [0.0] * 2, [2.0] * 2])
         assert torch.equal(result['table'], expected)
+        assert torch.equal(result['rows'], torch.tensor([[0.0] * 2,
+                                                         [0.0] * 2,
+                                                         [1.0] * 2]))
     assert out[0]['part'][0].tolist() == [0, 1, 2, 3]
     assert out[1]['part'][0].tolist() == [4, 5, 6]
     assert out[0]['part'][1] == pytest.approx(4 / 7)
