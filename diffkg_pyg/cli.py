@@ -493,12 +493,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         # `diffkg-pyg [train] [DATA] [flags]` trains.
         return _train(argv[1:] if argv and argv[0] == 'train' else argv)
     except TrainingInterrupted as interrupt:
-        print(f'{PROG}: {interrupt}', file=sys.stderr)
+        # One write per line: the processes of a torchrun share stderr.
+        sys.stderr.write(f'{PROG}: {interrupt}\n')
         return 130
     except (ValueError, OSError, NonFiniteLossError) as error:
         if '--debug' in argv:  # Else bad input or divergence: one line.
             raise
-        print(f'{PROG}: error: {error}', file=sys.stderr)
+        sys.stderr.write(f'{PROG}: error: {error}\n')
         return 2
 
 
