@@ -22,7 +22,6 @@ space are searched (see :func:`diffkg_pyg.train.tuning.tune`).
 """
 import argparse
 import json
-import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -295,6 +294,7 @@ def _tune(args: argparse.Namespace, recipe_class, preset: Optional[str],
     import torch
 
     from diffkg_pyg.data import load_dataset
+    from diffkg_pyg.distributed import launched_world_size
 
     try:
         import optuna  # noqa: F401
@@ -313,7 +313,7 @@ def _tune(args: argparse.Namespace, recipe_class, preset: Optional[str],
         spaces, fixed = tuning.read_space(args.space, recipe_class)
         split = split_config(fixed, args.space, recipe_class)
         settings, model = {**split[0], **settings}, {**split[1], **model}
-    if int(os.environ.get('WORLD_SIZE', '1')) > 1:
+    if launched_world_size() > 1:
         raise ValueError('tune runs one process per trial; start it without '
                          'torchrun (several tune processes may share one '
                          'study through --storage)')

@@ -30,9 +30,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ['init_from_env', 'is_distributed', 'get_rank', 'get_world_size',
-           'shard', 'all_reduce_gradients', 'all_reduce_sum',
-           'broadcast_module', 'all_gather_objects']
+__all__ = ['launched_world_size', 'init_from_env', 'is_distributed',
+           'get_rank', 'get_world_size', 'shard', 'all_reduce_gradients',
+           'all_reduce_sum', 'broadcast_module', 'all_gather_objects']
 
 
 def is_distributed() -> bool:
@@ -51,6 +51,12 @@ def get_world_size() -> int:
     return dist.get_world_size() if is_distributed() else 1
 
 
+def launched_world_size() -> int:
+    r"""The number of processes :obj:`torchrun` started (its
+    :obj:`WORLD_SIZE`; 1 outside it), before any process group exists."""
+    return int(os.environ.get('WORLD_SIZE', '1'))
+
+
 def init_from_env(device: torch.device,
                   timeout: float = 1800.0) -> torch.device:
     r"""Initialises the default process group from the environment of
@@ -66,8 +72,7 @@ def init_from_env(device: torch.device,
             ranks before it fails (a rank that died does not hang the
             others forever). (default: :obj:`1800.0`)
     """
-    world_size = int(os.environ.get('WORLD_SIZE', '1'))
-    if world_size <= 1 or dist.is_initialized():
+    if launched_world_size() <= 1 or dist.is_initialized():
         return device
     if device.type == 'cuda':
         if device.index is None:

@@ -10,11 +10,7 @@ from torch_geometric.metrics import (
     LinkPredRecall,
 )
 
-from diffkg_pyg.distributed import (
-    all_reduce_sum,
-    get_rank,
-    get_world_size,
-)
+from diffkg_pyg.distributed import all_reduce_sum, shard
 from diffkg_pyg.utils import gather_rows, to_csr
 
 __all__ = ['RankingEvaluator']
@@ -102,10 +98,7 @@ class RankingEvaluator:
         metrics = LinkPredMetricCollection(
             [LinkPredRecall(k) for k in self.ks] +
             [LinkPredNDCG(k) for k in self.ks])
-        all_users = self.users
-        if sharded:
-            all_users = torch.tensor_split(all_users, get_world_size())[
-                get_rank()]
+        all_users = shard(self.users)[0] if sharded else self.users
         for start in range(0, all_users.numel(), self.batch_size):
             users = all_users[start:start + self.batch_size]
             scores = score_users(users)
