@@ -325,7 +325,10 @@ def rebuild_kg(denoiser: SparseDenoiser, diffusion: GaussianDiffusion,
     product needs :math:`\mathbf{W}_1 \mathbf{W}_2` and its norm
     :math:`\mathbf{W}_2^\top \mathbf{W}_2` (both :math:`H \times H`,
     computed once). The :obj:`rebuild_k` best-scored edges of every head
-    are kept, the reverse of every kept pair is added (once), every pair
+    are kept (a head with at most :obj:`rebuild_k` edges keeps them all, so
+    only heads with more go through the reverse process; with
+    :obj:`sampling_steps > 0` only their start noise is drawn), the
+    reverse of every kept pair is added (once), every pair
     carries its relation from the input KG, and finally every edge is kept
     with probability :obj:`keep_rate`.
 
@@ -361,8 +364,17 @@ def rebuild_kg(denoiser: SparseDenoiser, diffusion: GaussianDiffusion,
     if not 0 <= sampling_steps <= diffusion.steps:
         raise ValueError(f"'sampling_steps' must lie in [0, "
                          f"{diffusion.steps}] (got {sampling_steps})")
-    score = rebuild_scores(denoiser, diffusion, edge_index, sampling_steps,
-                           batch_size, generator, noise)
+    # A head with at most `rebuild_k` edges keeps all of them whatever
+    # their scores, so only the other heads go through the reverse process
+    # (the same selection; most heads of a sparse KG have few edges).
+    _, degree = torch.unique_consecutive(edge_index[0], return_counts=True)
+    ranked = degree > rebuild_k
+    scored = ranked.repeat_interleave(degree)
+    score = torch.zeros(edge_index.size(1), device=edge_index.device)
+    score[scored] = rebuild_scores(denoiser, diffusion,
+                                   edge_index[:, scored], sampling_steps,
+                                   batch_size, generator,
+                                   None if noise is None else noise[ranked])
     return select_edges(score, edge_index, edge_type, num_entities,
                         rebuild_k, keep_rate, generator)
 

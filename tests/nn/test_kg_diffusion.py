@@ -229,6 +229,33 @@ def test_rebuild_keep_rate_and_real_denoiser():
         assert known[(h, t)] == r
 
 
+@pytest.mark.parametrize('sampling_steps', [0, 5])
+@pytest.mark.parametrize('rebuild_k', [1, 2, 3])
+def test_rebuild_scores_only_heads_it_must_rank(rebuild_k, sampling_steps):
+    # Heads with at most `rebuild_k` edges are not scored; the selection is
+    # the one made from every edge's score.
+    kg = random_kg(30, 60)
+    degree = torch.unique_consecutive(kg.edge_index[0], return_counts=True)[1]
+    assert (degree <= rebuild_k).any() and (degree > rebuild_k).any()
+    torch.manual_seed(0)
+    denoiser = SparseDenoiser(kg.num_entities, 8, time_channels=4)
+    # Loud noise, so that a head given another head's noise ranks otherwise.
+    diffusion = GaussianDiffusion(5, noise_scale=1.0, noise_min=0.1,
+                                  noise_max=0.5)
+    noise = torch.randn(degree.numel(), kg.num_entities)
+    score = rebuild_scores(denoiser, diffusion, kg.edge_index,
+                           sampling_steps, batch_size=4, noise=noise)
+    expected = select_edges(score, kg.edge_index, kg.edge_type,
+                            kg.num_entities, rebuild_k, 0.5,
+                            torch.Generator().manual_seed(1))
+    out = rebuild_kg(denoiser, diffusion, kg.edge_index, kg.edge_type,
+                     kg.num_entities, rebuild_k, 0.5, sampling_steps,
+                     batch_size=4, generator=torch.Generator().manual_seed(1),
+                     noise=noise)
+    assert torch.equal(out[0], expected[0])
+    assert torch.equal(out[1], expected[1])
+
+
 @pytest.mark.parametrize('kwargs,match', [
     (dict(rebuild_k=0), "'rebuild_k' must be >= 1"),
     (dict(keep_rate=0.0), "'keep_rate' must lie in"),
