@@ -105,6 +105,21 @@ def _chi_square(dof: Tensor,
     return (2 * out).float()
 
 
+def _drawn_outside(columns: Tensor, row: Tensor, index: Tensor,
+                   batch_size: int) -> Tensor:
+    r"""Which of the sorted drawn :obj:`columns` lie outside each row's
+    support (entries :obj:`index` of rows :obj:`row`), :obj:`[B, K]`: the
+    support entries are looked up among the :math:`K` columns, one search
+    per entry (not one per cell of the :math:`B \times K` grid)."""
+    num_drawn = columns.numel()
+    position = torch.searchsorted(columns, index).clamp(max=num_drawn - 1)
+    hit = (columns[position] == index).to(torch.uint8)
+    inside = torch.zeros(batch_size * num_drawn, dtype=torch.uint8,
+                         device=columns.device)
+    inside.index_add_(0, row * num_drawn + position, hit)
+    return (inside == 0).view(batch_size, num_drawn)
+
+
 def _sampled_noise(weight: Tensor, ptr: Tensor, index: Tensor,
                    scale: Tensor, keep: float, num_columns: int,
                    generator: Optional[torch.Generator]):
@@ -131,12 +146,7 @@ def _sampled_noise(weight: Tensor, ptr: Tensor, index: Tensor,
                                 device=device) < keep).float()
     columns = torch.randperm(num_entities, generator=generator,
                              device=device)[:num_columns].sort().values
-    # Which drawn columns lie outside each row's support:
-    key = torch.sort(row * num_entities + index).values
-    query = (torch.arange(batch_size, device=device)[:, None] *
-             num_entities + columns[None, :])
-    position = torch.searchsorted(key, query).clamp(max=key.numel() - 1)
-    outside = key[position] != query  # [B, K]
+    outside = _drawn_outside(columns, row, index, batch_size)  # [B, K]
     draws = torch.randn(outside.shape, generator=generator, device=device)
     draws = draws * outside
     free = (num_entities - (ptr[1:] - ptr[:-1])).float()

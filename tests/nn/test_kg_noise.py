@@ -50,6 +50,39 @@ def test_sampled_noise_has_the_dense_mean_and_covariance(keep):
     assert ((cov['sampled'] - cov['dense']).abs() < 5 * se_cov).all()
 
 
+@pytest.mark.parametrize('num_columns', [1, 7, 29])
+def test_sampled_noise_sees_which_columns_lie_in_the_support(num_columns):
+    # Replays the estimator's draws with the support marked by brute force
+    # on a B x N grid: the drawn columns outside each row's support, their
+    # weighted sum and their squares.
+    gen = torch.Generator().manual_seed(0)
+    num_entities, batch_size = 30, 6
+    degree = torch.randint(1, 12, (batch_size, ), generator=gen)
+    ptr = torch.cat([torch.zeros(1, dtype=torch.long), degree.cumsum(0)])
+    index = torch.cat([torch.randperm(num_entities, generator=gen)[:d]
+                       for d in degree.tolist()])
+    row = torch.repeat_interleave(torch.arange(batch_size), degree)
+    weight = torch.randn(num_entities, 3, generator=gen)
+    _, _, (product, square) = full_noise(
+        weight, ptr, index, torch.ones(batch_size), 1.0,
+        generator=torch.Generator().manual_seed(1), num_columns=num_columns)
+    replay = torch.Generator().manual_seed(1)
+    torch.randn(index.numel(), generator=replay)  # The support's noise.
+    columns = torch.randperm(num_entities, generator=replay)[:num_columns]
+    columns = columns.sort().values
+    in_support = torch.zeros(batch_size, num_entities, dtype=torch.bool)
+    in_support[row, index] = True
+    outside = ~in_support[:, columns]
+    draws = torch.randn(outside.shape, generator=replay) * outside
+    free = (num_entities - degree).float()
+    factor = (free / outside.sum(dim=-1).clamp(min=1)).sqrt()
+    expected = (draws @ weight[columns]) * factor[:, None]
+    assert torch.allclose(product, expected, atol=1e-6)
+    # The squares: the drawn ones, plus a chi-square of the undrawn rest.
+    assert bool((square >= draws.square().sum(dim=-1) - 1e-6).all())
+    assert 0 < int(outside.sum()) < outside.numel() or num_columns == 1
+
+
 def test_exact_path_when_columns_cover_everything():
     weight = torch.randn(10, 2)
     ptr, index = torch.tensor([0, 1]), torch.tensor([3])
