@@ -112,12 +112,14 @@ def _drawn_outside(columns: Tensor, row: Tensor, index: Tensor,
     support entries are looked up among the :math:`K` columns, one search
     per entry (not one per cell of the :math:`B \times K` grid)."""
     num_drawn = columns.numel()
+    size = batch_size * num_drawn
     position = torch.searchsorted(columns, index).clamp(max=num_drawn - 1)
-    hit = (columns[position] == index).to(torch.uint8)
-    inside = torch.zeros(batch_size * num_drawn, dtype=torch.uint8,
-                         device=columns.device)
-    inside.index_add_(0, row * num_drawn + position, hit)
-    return (inside == 0).view(batch_size, num_drawn)
+    hit = columns[position] == index
+    # Misses write to a spare last cell, so every write is a hit's `True`
+    # (no order between writes matters, and no host sync).
+    inside = torch.zeros(size + 1, dtype=torch.bool, device=columns.device)
+    inside[torch.where(hit, row * num_drawn + position, size)] = True
+    return ~inside[:size].view(batch_size, num_drawn)
 
 
 def _sampled_noise(weight: Tensor, ptr: Tensor, index: Tensor,
