@@ -1,17 +1,19 @@
 r"""Helpers every layer of the package uses: CSR grouping of edge lists
-(on PyG's :mod:`torch_geometric.index` utilities) and atomic file writes."""
+(on PyG's :mod:`torch_geometric.index` utilities), atomic file writes and
+a lock that serialises processes working on one file."""
+import contextlib
 import json
 import os
 import os.path as osp
 import sys
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Iterator, Optional, Tuple
 
 import torch
 from torch import Tensor
 from torch_geometric.index import index2ptr, ptr2index
 
 __all__ = ['to_csr', 'rows_of', 'gather_rows', 'atomic_write', 'save_json',
-           'peak_rss_mb']
+           'file_lock', 'peak_rss_mb']
 
 
 def to_csr(edge_index: Tensor, num_rows: int) -> Tuple[Tensor, Tensor]:
@@ -87,6 +89,40 @@ def save_json(path: str, obj: Any) -> None:
         with open(temporary, 'w') as f:
             json.dump(obj, f, indent=2)
     atomic_write(path, write)
+
+
+@contextlib.contextmanager
+def file_lock(path: str) -> Iterator[bool]:
+    r"""Holds an exclusive advisory lock on :obj:`path` (created when
+    missing) for the duration of the :obj:`with` block, waiting while
+    another process holds it. Processes that build the same cache use it so
+    that one builds it and the others read it, instead of each removing or
+    overwriting what another is about to read.
+
+    Yields :obj:`True` when the lock is held, and :obj:`False` (running the
+    block unlocked) where the platform has no :obj:`fcntl` or the lock file
+    cannot be created, e.g. in a read-only folder, where nothing can be
+    written to race on.
+
+    Args:
+        path (str): The lock file.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover (Windows)
+        yield False
+        return
+    try:
+        os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        yield False
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield True
+    finally:
+        os.close(fd)  # Closing the descriptor releases the lock.
 
 
 def peak_rss_mb() -> Optional[float]:

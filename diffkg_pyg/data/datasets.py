@@ -27,7 +27,7 @@ from diffkg_pyg.data.io import (
     read_pair_array,
     read_triplet_file,
 )
-from diffkg_pyg.utils import atomic_write
+from diffkg_pyg.utils import atomic_write, file_lock
 
 __all__ = [
     'KGAT_FILES',
@@ -154,7 +154,9 @@ class KGRecDataset(InMemoryDataset):
     The raw files are read from :obj:`root` itself. The processed graph is
     cached in :obj:`processed_dir` under a name that carries the SHA-256 of
     the raw files and the split settings: it is reused while they are
-    unchanged and rebuilt as soon as any of them changes.
+    unchanged and rebuilt as soon as any of them changes. Processes that
+    open the same folder at once take turns on a lock file beside the
+    cache, so one builds it and the others load it.
 
     Args:
         root (str): The folder holding the raw files.
@@ -208,9 +210,14 @@ class KGRecDataset(InMemoryDataset):
                 processed_dir = _default_cache_dir(root)
         self._processed_dir = processed_dir
         self._fingerprint: Optional[str] = None
-        super().__init__(root, transform, pre_transform, log=log,
-                         force_reload=force_reload)
-        self.load(self.processed_paths[0], data_cls=HeteroData)
+        # Processes started together on one folder (a shared tuning study,
+        # distributed ranks) take turns: the first builds the cache, the
+        # others find it and load it, and none removes a stale cache while
+        # another is loading it.
+        with file_lock(osp.join(processed_dir, '.lock')):
+            super().__init__(root, transform, pre_transform, log=log,
+                             force_reload=force_reload)
+            self.load(self.processed_paths[0], data_cls=HeteroData)
         if log:
             print(format_statistics(statistics(self._data), self.name))
 
@@ -312,7 +319,8 @@ class KGRecDataset(InMemoryDataset):
         if self.pre_transform is not None:
             data = self.pre_transform(data)
         for stale in glob.glob(osp.join(self.processed_dir, 'data_*.pt')):
-            os.remove(stale)
+            if stale != self.processed_paths[0]:
+                os.remove(stale)
         # Write aside, then rename: an interrupted run leaves no partial
         # cache that a later load would take for a complete one.
         atomic_write(self.processed_paths[0],

@@ -16,6 +16,9 @@ The study lives in a relational database (a SQLite file by default), so
 that a killed search resumes where it stopped and several processes given
 the same storage and study name share one search:
 
+* the process that creates the study writes its settings (model,
+  space, fixed values) and its first trial; processes that find it compare
+  their settings with those, and refuse to join a study of other ones;
 * finished trials (complete, pruned, or failed with an error such as a
   diverged loss) count towards :obj:`n_trials`; a process starts trials
   until the study holds that many (processes that start their last trials
@@ -234,7 +237,8 @@ def _counted(trial) -> bool:
 
 
 def _open_study(storage: str, study_name: str, seed: int, pruner: Any,
-                heartbeat: float, attributes: Dict[str, Any]):
+                heartbeat: float, attributes: Dict[str, Any],
+                first_trial: Dict[str, Any], wait: float = 60.0):
     import optuna
     if isinstance(pruner, str) and pruner not in PRUNERS:
         raise ValueError(f"pruner must be one of {', '.join(PRUNERS)} (got "
@@ -257,8 +261,11 @@ def _open_study(storage: str, study_name: str, seed: int, pruner: Any,
                                           n_warmup_steps=5)
               if pruner == 'median' else optuna.pruners.NopPruner()
               if pruner == 'none' else pruner)
-    # Processes starting together race to create the tables and the study:
-    # the losers retry and find them.
+    options = dict(study_name=study_name, pruner=chosen,
+                   sampler=optuna.samplers.TPESampler(seed=seed))
+    # Processes starting together race to create the tables and the study.
+    # Creating a study is atomic: one process wins it, and only that one
+    # writes the study's settings and its first trial; the others load it.
     for attempt in range(10):
         try:
             with warnings.catch_warnings():
@@ -267,29 +274,46 @@ def _open_study(storage: str, study_name: str, seed: int, pruner: Any,
                 rdb = storages.RDBStorage(
                     storage, heartbeat_interval=max(1, round(heartbeat)),
                     grace_period=max(2, round(2 * heartbeat)), **retry)
-            study = optuna.create_study(
-                storage=rdb, study_name=study_name, direction='maximize',
-                sampler=optuna.samplers.TPESampler(seed=seed),
-                pruner=chosen, load_if_exists=True)
+            try:
+                study = optuna.create_study(storage=rdb,
+                                            direction='maximize', **options)
+                created = True
+            except optuna.exceptions.DuplicatedStudyError:
+                study = optuna.load_study(storage=rdb, **options)
+                created = False
             break
-        except (SQLAlchemyError, optuna.exceptions.DuplicatedStudyError
-                ) as error:
+        except SQLAlchemyError as error:
             if attempt == 9:
                 raise ValueError(f'{storage}: could not open the study '
                                  f'{study_name!r}: {error}') from None
             time.sleep(0.2 * (attempt + 1))
-    saved = study.user_attrs
-    if not saved:
+    if created:
+        if first_trial:
+            study.enqueue_trial(first_trial)
+        # The settings last: a loader that finds them all finds the first
+        # trial too.
         for key, value in attributes.items():
             study.set_user_attr(key, value)
-    else:
-        differ = [k for k in attributes if saved.get(k) != attributes[k]]
-        if differ:
+        return study
+    # Written by the creator a moment ago, or by a creator killed before it
+    # finished (then never complete).
+    deadline = time.monotonic() + wait
+    saved = study.user_attrs
+    while not all(key in saved for key in attributes):
+        if time.monotonic() > deadline:
             raise ValueError(
-                f'the study {study_name!r} in {storage} was started with '
-                f'another {differ[0]} ({saved.get(differ[0])!r}, now '
-                f'{attributes[differ[0]]!r}); use another --study-name or '
-                f'--output')
+                f'the study {study_name!r} in {storage} has no complete '
+                f'settings: the process that created it stopped before '
+                f'writing them; use another --study-name or --output')
+        time.sleep(0.1)
+        saved = study.user_attrs
+    differ = [k for k in attributes if saved[k] != attributes[k]]
+    if differ:
+        raise ValueError(
+            f'the study {study_name!r} in {storage} was started with '
+            f'another {differ[0]} ({saved[differ[0]]!r}, now '
+            f'{attributes[differ[0]]!r}); use another --study-name or '
+            f'--output')
     return study
 
 
@@ -383,17 +407,14 @@ def tune(data: HeteroData, model: Any, n_trials: int, output: str, *,
         'space': {k: s.to_dict() for k, (_, s) in spaces.items()},
         'fixed': _jsonable({**hyperparameters, **settings}),
         'metric': f'valid {METRIC}'}
+    # The first trial is the default configuration (where it lies in the
+    # space), so a search never ends below it on validation.
+    defaults = {**resolve(TRAIN_SETTINGS, base.preset_settings, settings),
+                **base.hparams}
     study = _open_study(storage, study_name, seed, pruner, heartbeat,
-                        attributes)
-    if not study.get_trials(deepcopy=False):
-        # The first trial is the default configuration (where it lies in
-        # the space), so a search never ends below it on validation.
-        defaults = {**resolve(TRAIN_SETTINGS, base.preset_settings,
-                              settings), **base.hparams}
-        study.enqueue_trial({name: space.encode(defaults[name])
-                             for name, (_, space) in spaces.items()
-                             if defaults[name] in space},
-                            skip_if_exists=True)  # Another process's.
+                        attributes, {name: space.encode(defaults[name])
+                                     for name, (_, space) in spaces.items()
+                                     if defaults[name] in space})
     search_data = without_test(data)
 
     def objective(trial) -> float:

@@ -2,6 +2,7 @@ import os
 import os.path as osp
 import pickle
 import shutil
+import threading
 
 import pytest
 import scipy.sparse as sp
@@ -20,6 +21,7 @@ from diffkg_pyg.data import (
     statistics,
 )
 from diffkg_pyg.data import datasets as datasets_module
+from diffkg_pyg.utils import file_lock
 from tests.conftest import shared_dataset, write
 
 
@@ -47,12 +49,48 @@ def test_processed_cache_reused_and_rebuilt(kgat_folder, tmp_path,
     data = KGRecDataset(str(kgat_folder), processed_dir=cache, log=False)[0]
     assert calls == [1]  # Rebuilt after the raw change.
     assert data[USER_ITEM].test_edge_index.size(1) == 3
-    # One graph (no temporary left) + PyG's two records:
-    assert len(os.listdir(cache)) == 3
+    # One graph (no temporary left) + PyG's two records + the lock file:
+    names = os.listdir(cache)
+    assert len(names) == 4 and '.lock' in names
+    assert len([name for name in names if name.startswith('data_')]) == 1
     assert not any(name.endswith('.tmp') for name in os.listdir(cache))
     KGRecDataset(str(kgat_folder), val_ratio=0.2, processed_dir=cache,
                  log=False)
     assert calls == [1, 1]  # Other split settings: another cache entry.
+
+
+def test_concurrent_opens_take_turns(kgat_folder, tmp_path, monkeypatch):
+    # While another process holds the folder's lock (here: another open
+    # file description, which `flock` treats alike), a second open waits
+    # instead of building, or removing, the cache under it.
+    cache = str(tmp_path / 'cache')
+    processing = threading.Event()
+    original = KGRecDataset.process
+    monkeypatch.setattr(KGRecDataset, 'process',
+                        lambda self: processing.set() or original(self))
+    opened = []
+    with file_lock(osp.join(cache, '.lock')) as locked:
+        assert locked
+        thread = threading.Thread(target=lambda: opened.append(KGRecDataset(
+            str(kgat_folder), processed_dir=cache, log=False)))
+        thread.start()
+        assert not processing.wait(timeout=1.5)
+        assert thread.is_alive() and not opened
+    thread.join(timeout=60)
+    assert processing.is_set() and len(opened) == 1
+    assert opened[0][0][USER_ITEM].test_edge_index.size(1) > 0
+
+
+def test_file_lock_without_a_writable_folder(tmp_path):
+    folder = tmp_path / 'read-only'
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        with file_lock(str(folder / '.lock')) as locked:
+            # A superuser can write anyway; everyone else runs unlocked.
+            assert locked == os.access(folder, os.W_OK)
+    finally:
+        folder.chmod(0o755)
 
 
 def test_authors_layout(tmp_path, kgat_folder):

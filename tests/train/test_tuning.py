@@ -3,6 +3,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -18,6 +19,7 @@ from diffkg_pyg.train.hyperparameters import (  # noqa: E402
     read_config,
 )
 from diffkg_pyg.train.tuning import (  # noqa: E402
+    _open_study,
     read_space,
     search_space,
     tune,
@@ -319,6 +321,52 @@ def test_study_of_another_space_is_refused(tmp_path):
     with pytest.raises(ValueError, match='was started with another space'):
         tune(small_data(), 'lightgcn', 2, str(tmp_path),
              space={'num_layers': Space(1, 2)}, **kwargs)
+
+
+ATTRIBUTES = {'model': 'lightgcn', 'space': {'lr': [1e-3, 1e-2]},
+              'metric': 'valid recall@20'}
+
+
+def _open(storage, **kwargs):
+    return _open_study(storage, 'study', 0, 'none', 30.0, ATTRIBUTES,
+                       {'lr': 1e-3}, **kwargs)
+
+
+def test_only_the_creator_writes_a_study_settings(tmp_path):
+    storage = f'sqlite:///{tmp_path}/study.db'
+    created = _open(storage)
+    assert created.user_attrs == ATTRIBUTES
+    assert [t.system_attrs['fixed_params'] for t in created.trials] == [
+        {'lr': 1e-3}]
+    loaded = _open(storage)  # Finds both; enqueues no second default.
+    assert loaded.user_attrs == ATTRIBUTES and len(loaded.trials) == 1
+
+
+def test_a_loader_waits_for_the_creator_to_finish(tmp_path):
+    # Another process created the study and has written part of its
+    # settings: the loader neither takes the missing ones for a mismatch
+    # nor writes its own, it waits for the rest.
+    storage = f'sqlite:///{tmp_path}/study.db'
+    study = optuna.create_study(storage=storage, study_name='study')
+    study.set_user_attr('model', 'lightgcn')
+
+    def finish():
+        time.sleep(0.5)
+        for key in ('space', 'metric'):
+            study.set_user_attr(key, ATTRIBUTES[key])
+    creator = threading.Thread(target=finish)
+    creator.start()
+    loaded = _open(storage)
+    creator.join()
+    assert loaded.user_attrs == ATTRIBUTES
+    assert loaded.trials == []  # The default is the creator's to enqueue.
+
+
+def test_a_study_whose_creator_died_is_refused(tmp_path):
+    storage = f'sqlite:///{tmp_path}/study.db'
+    optuna.create_study(storage=storage, study_name='study')
+    with pytest.raises(ValueError, match='no complete settings'):
+        _open(storage, wait=0.3)
 
 
 def _tune_process(folder, out, trials, epochs=6):
