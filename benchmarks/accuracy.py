@@ -66,23 +66,8 @@ def run(args, dataset, variant, seed):
     if variant != 'lightgcn' and dataset in presets:
         command += ['--preset', presets[dataset]]
     print(' '.join(command), flush=True)
+    # The record names the package's commit itself (`code`).
     subprocess.run(command, check=True)
-    with open(path) as f:
-        record = json.load(f)
-    record['commit'] = commit()
-    with open(path, 'w') as f:
-        json.dump(record, f, indent=2)
-
-
-def commit() -> str:
-    r"""The commit of the code that ran, with ``+dirty`` when the package
-    differs from it."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    head = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=root, text=True,
-                          capture_output=True).stdout.strip()
-    dirty = subprocess.run(['git', 'diff', '--quiet', 'HEAD', '--',
-                            'diffkg_pyg', 'benchmarks'], cwd=root).returncode
-    return head + ('+dirty' if dirty else '')
 
 
 def table(results: str) -> str:

@@ -48,18 +48,18 @@ def epoch_case(args) -> dict:
     trainer = Trainer(recipe, data, seed=0)
     model = trainer.model.train()
     start = time.perf_counter()
-    recipe.train_diffusion(model, trainer, 1)
+    recipe.train_diffusion(model, trainer.context, 1)
     diffusion_seconds = time.perf_counter() - start
     start = time.perf_counter()
     recipe.denoised_kg = model.rebuild_kg(*recipe.kg,
-                                          generator=trainer.generator)
+                                          generator=trainer.context.generator)
     rebuild_seconds = time.perf_counter() - start
     num_train = data[USER_ITEM].edge_index.size(1)
-    steps = math.ceil(num_train / trainer.batch_size)
-    trainer.max_batches = args.max_batches
+    steps = math.ceil(num_train / trainer.context.batch_size)
+    trainer.context.max_batches = args.max_batches
     measured = min(steps, args.max_batches or steps)
     start = time.perf_counter()
-    recipe.train_recommendation(model, trainer, 1)
+    recipe.train_recommendation(model, trainer.context, 1)
     step_seconds = (time.perf_counter() - start) / measured
     start = time.perf_counter()
     trainer.evaluate(trainer.valid_evaluator)

@@ -23,14 +23,19 @@ space are searched (see :func:`diffkg_pyg.train.tuning.tune`).
 import argparse
 import json
 import sys
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
+from diffkg_pyg.train.flags import (
+    add_flags,
+    format_table,
+    given_values,
+    parameter_table,
+)
 from diffkg_pyg.train.hyperparameters import (
     TRAIN_SETTINGS,
-    HyperParameter,
     lookup,
-    parse_bool,
     read_config,
+    resolve,
     split_config,
 )
 
@@ -38,8 +43,6 @@ __all__ = ['main']
 
 PROG = 'diffkg-pyg'
 COMMANDS = ('train', 'tune', 'models', 'stats')
-_POSITIVE = ('epochs', 'patience', 'eval_every', 'batch_size',
-             'eval_batch_size', 'max_batches')
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,67 +67,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help='where processed graphs are cached')
     parser.add_argument('--debug', action='store_true',
                         help='show Python tracebacks on errors')
-
-
-def _add(group, parameter: HyperParameter, prefix: str) -> None:
-    r"""Adds the flag of :obj:`parameter` and of each of its aliases (their
-    values land under :obj:`prefix:name:alias`)."""
-    aliases = ''
-    if parameter.aliases:
-        aliases = ' (also ' + ', '.join(f'--{a}' for a in
-                                        parameter.aliases) + ')'
-    text = f'{parameter.help} (default: {parameter.default}){aliases}'
-    # The canonical flag (shown), its snake-case spelling as the authors'
-    # scripts write names (--mean_type, --batch_size), and the aliases in
-    # both spellings (hidden):
-    spellings = [(None, [parameter.flag], True)]
-    if '_' in parameter.name:
-        spellings.append((None, [f'--{parameter.name}'], False))
-    for alias in parameter.aliases:
-        spellings.append((alias, list(dict.fromkeys(
-            [f'--{alias}', '--' + alias.replace('_', '-')])), False))
-    for alias, flags, shown in spellings:
-        kind = (parameter.type if alias is None else
-                parameter.alias_type or parameter.type)
-        kwargs: Dict[str, Any] = dict(
-            dest=f'{prefix}:{parameter.name}:{alias or ""}',
-            default=argparse.SUPPRESS,
-            help=text if shown else argparse.SUPPRESS)
-        if kind is bool:
-            # `--norm`, `--norm 0` / `--norm=true` (the authors' scripts
-            # pass 0/1) and `--no-norm`:
-            kwargs.update(nargs='?', const=True, type=parse_bool,
-                          metavar='BOOL')
-            group.add_argument(*flags, **kwargs)
-            group.add_argument(*['--no-' + flag[2:] for flag in flags],
-                               dest=kwargs['dest'], action='store_const',
-                               const=False, default=argparse.SUPPRESS,
-                               help=argparse.SUPPRESS)
-            continue
-        if kind is tuple:  # Parsed and checked by HyperParameter.check.
-            kwargs.update(type=str, metavar='INTS')
-        else:
-            kwargs.update(type=kind, metavar=kind.__name__.upper())
-            if alias is None and parameter.choices:
-                kwargs.update(choices=parameter.choices, metavar=None)
-        group.add_argument(*flags, **kwargs)
-
-
-def _given(args: argparse.Namespace, prefix: str,
-           parameters: Sequence[HyperParameter]) -> Dict[str, Any]:
-    r"""The values of :obj:`parameters` given on the command line, by
-    canonical name (an alias's value converted)."""
-    by_name = {p.name: p for p in parameters}
-    out = {}
-    for dest, value in sorted(vars(args).items()):
-        if not dest.startswith(prefix + ':'):
-            continue
-        _, name, alias = dest.split(':')
-        flag = f'--{alias or by_name[name].flag[2:]}'
-        if alias:
-            value = by_name[name].convert_alias(value)
-        out[name] = by_name[name].check(value, where=f'{flag}: ')
-    return out
 
 
 def build_train_parser(recipe, command: str = 'train'
@@ -159,7 +101,7 @@ def build_train_parser(recipe, command: str = 'train'
                         f'({", ".join(presets) or "none"}), under the flags')
     settings = parser.add_argument_group('training settings')
     for parameter in TRAIN_SETTINGS:
-        _add(settings, parameter, 'setting')
+        add_flags(settings, parameter, 'setting')
     run = parser.add_argument_group('running')
     run.add_argument('--threads', type=int, default=None,
                      help='CPU threads for torch')
@@ -174,7 +116,7 @@ def build_train_parser(recipe, command: str = 'train'
         f'{recipe.name} hyper-parameters (see `{PROG} models '
         f'{recipe.name}`)')
     for parameter in recipe.hyperparameters:
-        _add(group, parameter, 'model')
+        add_flags(group, parameter, 'model')
     return parser
 
 
@@ -266,17 +208,13 @@ def _train(argv: List[str], command: str = 'train') -> int:
         raise _unknown(unknown, name)
     config_settings, config_model = split_config(config, args.config,
                                                   recipe_class)
-    from diffkg_pyg.train.hyperparameters import resolve
     preset = getattr(args, 'preset', config.get('preset'))
     model = {**config_model,
-             **_given(args, 'model', recipe_class.hyperparameters)}
-    given = {**config_settings, **_given(args, 'setting', TRAIN_SETTINGS)}
+             **given_values(args, 'model', recipe_class.hyperparameters)}
+    given = {**config_settings,
+             **given_values(args, 'setting', TRAIN_SETTINGS)}
     recipe = recipe_class(preset, **model)
     settings = resolve(TRAIN_SETTINGS, recipe.preset_settings, given)
-    for key in _POSITIVE:
-        if settings[key] is not None and settings[key] < 1:
-            raise ValueError(f'--{key.replace("_", "-")} must be >= 1 (got '
-                             f'{settings[key]})')
     for key in ('threads', 'checkpoint_every', 'trials'):
         value = getattr(args, key, None)
         if value is not None and value < 1:
@@ -368,7 +306,7 @@ def _run(args: argparse.Namespace, recipe, settings: Dict[str, Any]) -> int:
             checkpoint_every=args.checkpoint_every)
         result = trainer.fit(settings['epochs'], settings['patience'],
                              resume=args.resume)
-        record = trainer.result_record(result, args.data)
+        record = trainer.result_record(result)
         if trainer.rank != 0:
             return 0
         if args.save_model:
@@ -390,25 +328,10 @@ def _run(args: argparse.Namespace, recipe, settings: Dict[str, Any]) -> int:
             torch.distributed.destroy_process_group()
 
 
-def _format_table(rows: List[List[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return '\n'.join('  '.join(cell.ljust(width) for cell, width in
-                               zip(row, widths)).rstrip() for row in rows)
-
-
-def _format_space(space) -> str:
-    if space.choices is not None:
-        return '{' + ', '.join(','.join(map(str, c)) if isinstance(c, tuple)
-                               else str(c) for c in space.choices) + '}'
-    step = f' step {space.step:g}' if space.step is not None else ''
-    return f'{"log" if space.log else ""}[{space.low:g}, {space.high:g}]' + \
-        step
-
-
 def _models(args: argparse.Namespace) -> int:
     from diffkg_pyg.train.registry import MODELS, get_recipe
     if args.name is None:
-        print(_format_table([[name, get_recipe(name).description]
+        print(format_table([[name, get_recipe(name).description]
                              for name in MODELS]))
         return 0
     try:
@@ -416,23 +339,16 @@ def _models(args: argparse.Namespace) -> int:
     except KeyError as error:
         raise ValueError(error.args[0]) from None
 
-    def searched(parameter) -> str:
-        space = recipe.setting_spaces.get(parameter.name, parameter.space)
-        return '' if space is None else _format_space(space)
-
-    def table(parameters):
-        rows = [['flag', 'type', 'default', 'aliases', 'tune space', 'help']]
-        rows += [[p.flag, p.type_name, repr(p.default),
-                  ' '.join(f'--{a}' for a in p.aliases), searched(p), p.help]
-                 for p in parameters]
-        return _format_table(rows)
+    spaces = {p.name: p.space for p in recipe.hyperparameters}
+    spaces.update({p.name: recipe.setting_spaces.get(p.name, p.space)
+                   for p in TRAIN_SETTINGS})
     print(f'{recipe.name}: {recipe.description}\n')
-    print(table(recipe.hyperparameters))
+    print(parameter_table(recipe.hyperparameters, spaces))
     for preset, values in recipe.presets.items():
         shown = ', '.join(f'{k}={v!r}' for k, v in values.items())
         print(f'\npreset {preset}: {shown or "the defaults"}')
     print('\ntraining settings (every model):\n')
-    print(table(TRAIN_SETTINGS))
+    print(parameter_table(TRAIN_SETTINGS, spaces))
     return 0
 
 

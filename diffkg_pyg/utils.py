@@ -13,7 +13,7 @@ from torch import Tensor
 from torch_geometric.index import index2ptr, ptr2index
 
 __all__ = ['to_csr', 'rows_of', 'gather_rows', 'atomic_write', 'save_json',
-           'file_lock', 'peak_rss_mb']
+           'file_lock', 'peak_rss_mb', 'to_device']
 
 
 def to_csr(edge_index: Tensor, num_rows: int) -> Tuple[Tensor, Tensor]:
@@ -135,3 +135,15 @@ def peak_rss_mb() -> Optional[float]:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Kilobytes on Linux, bytes on macOS:
     return peak / (2**20 if sys.platform == 'darwin' else 2**10)
+
+
+def to_device(obj: Any, device: torch.device, copy: bool = False) -> Any:
+    r""":obj:`obj` with its tensors (in lists, tuples and dicts) detached
+    and moved to :obj:`device` (copied with :obj:`copy`)."""
+    if isinstance(obj, Tensor):
+        return obj.detach().to(device, copy=copy)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(v, device, copy) for v in obj)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device, copy) for k, v in obj.items()}
+    return obj

@@ -53,10 +53,12 @@ class MFRecipe(Recipe):
         return MF(sizes.num_users, sizes.num_items,
                   self.hparams['embedding_dim'])
 
-    def train_epoch(self, model, trainer, epoch):
-        for user, pos, neg in trainer.bpr_batches(f'epoch {epoch}'):
+    def train_epoch(self, model, context, epoch):
+        # The context: the run's generator, settings, batch helpers and
+        # the optimiser step (which logs the epoch's mean of every term).
+        for user, pos, neg in context.bpr_batches(f'epoch {epoch}'):
             loss, bpr = model.loss(user, pos, neg, self.hparams['l2_weight'])
-            trainer.step(trainer.optimizers, loss, bpr=bpr)
+            context.step(context.optimizers, loss, bpr=bpr)
         return {}
 
     def scores(self, model):
@@ -85,7 +87,7 @@ def main() -> None:
     print(f'mf on {args.data}: best epoch {result.best_epoch}, test '
           f'recall@20 {result.test["recall@20"]:.4f}')
     if args.output:
-        save_json(args.output, trainer.result_record(result, args.data))
+        save_json(args.output, trainer.result_record(result))
 
 
 if __name__ == '__main__':

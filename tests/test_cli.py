@@ -4,7 +4,11 @@ import sys
 
 import pytest
 
+import diffkg_pyg
 from diffkg_pyg.cli import main
+from diffkg_pyg.data import load_dataset
+from diffkg_pyg.train import MODELS
+from diffkg_pyg.train.checkpoint import fingerprint
 from tests.conftest import write
 
 STATS_KEYS = {'num_users', 'num_items', 'num_entities', 'num_relations',
@@ -38,7 +42,11 @@ def test_train_output(kgat_folder, tmp_path, capsys):
             'valid', 'test', 'peak_rss_mb'} <= set(result)
     assert 50 < result['peak_rss_mb'] < 1e5  # MiB: torch alone is ~200.
     assert result['model'] == 'lightgcn'
-    assert result['dataset'] == str(kgat_folder)
+    # The dataset as a reader on another machine can identify it:
+    data = load_dataset(str(kgat_folder), val_ratio=0.3, log=False)
+    assert result['dataset'] == {'name': 'tiny', 'layout': 'kgat',
+                                 'fingerprint': fingerprint(data)}
+    assert result['code']['version'] == diffkg_pyg.__version__
     assert result['epochs_run'] == 2
     assert {'recall@20', 'ndcg@20'} <= set(result['test'])
 
@@ -68,9 +76,11 @@ def test_train_diffkg_output(kgat_folder, tmp_path, capsys):
 
 @pytest.mark.parametrize('argv,message', [
     (['stats', 'nowhere'], 'neither a dataset folder nor a built-in'),
-    (['train', '--epochs', '0'], '--epochs must be >= 1'),
-    (['train', '--max-batches', '-1'], '--max-batches must be >= 1'),
-    (['train', '--keep-rate', '0'], "'keep_rate' must be in (0, 1]"),
+    (['train', '--epochs', '0'], '--epochs: epochs must be >= 1'),
+    (['train', '--max-batches', '-1'],
+     '--max-batches: max_batches must be >= 1'),
+    (['train', '--keep-rate', '0'],
+     '--keep-rate: keep_rate must be in (0, 1] (got 0.0)'),
     (['train', '--model', 'lightgcn', '--keep-rate', '0.2'],
      '--keep-rate is not a hyper-parameter of lightgcn (it is one of '
      'diffkg'),
@@ -117,13 +127,11 @@ def test_no_arguments_trains_on_synthetic_default():
 def test_models_lists_every_registered_model(capsys):
     assert main(['models']) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == [
-        'diffkg', 'lightgcn', 'diffrec', 'tdiffrec', 'ldiffrec']
+    assert [line.split()[0] for line in lines] == list(MODELS)
     assert all(len(line.split()) > 2 for line in lines)  # A description.
 
 
-@pytest.mark.parametrize('name', ['diffkg', 'lightgcn', 'diffrec',
-                                  'tdiffrec', 'ldiffrec'])
+@pytest.mark.parametrize('name', sorted(MODELS))
 def test_models_name_lists_hyperparameters(name, capsys):
     from diffkg_pyg.train import get_recipe
     assert main(['models', name]) == 0
@@ -135,8 +143,7 @@ def test_models_name_lists_hyperparameters(name, capsys):
     assert '--epochs' in out  # The training settings too.
 
 
-@pytest.mark.parametrize('name', ['diffkg', 'lightgcn', 'diffrec',
-                                  'tdiffrec', 'ldiffrec'])
+@pytest.mark.parametrize('name', sorted(MODELS))
 def test_train_help_shows_the_model_flags(name, capsys):
     from diffkg_pyg.train import get_recipe
     with pytest.raises(SystemExit):

@@ -69,7 +69,7 @@ def _fit(name, epochs=3, **kwargs):
             'state': {k: v.clone() for k, v in
                       trainer.model.state_dict().items()},
             'world_size': trainer.world_size,
-            'record': trainer.result_record(result, 'synthetic')}
+            'record': trainer.result_record(result)}
 
 
 def _fit_diffkg(rank):
@@ -111,7 +111,7 @@ def _gradients(name):
     trainer = make_trainer(name)
     recorders = [Recorder(o.param_groups[0]['params'])
                  for o in trainer.optimizers]
-    trainer.optimizers = recorders
+    trainer.context.optimizers = recorders
     if name == 'diffkg':
         trainer.recipe.optimizer = recorders[0]
         trainer.recipe.denoiser_optimizers = recorders[1:]
@@ -153,10 +153,11 @@ def _empty_part(rank):
     weight = torch.nn.Parameter(torch.ones(2))
     optimizer = Recorder([weight])
     x = torch.tensor([[3.0, 4.0]])
-    part = trainer.shard(torch.tensor([0]))
+    part = trainer.context.shard(torch.tensor([0]))
     loss = (weight * x[part]).mean()
-    trainer.step([optimizer], loss)
-    return optimizer.grads[0][0], trainer._epoch_terms(1)
+    trainer.context.step([optimizer], loss)
+    return (optimizer.grads[0][0],
+            trainer.context.accounting.epoch_means(1))
 
 
 def _evaluate(rank=None):
@@ -186,8 +187,8 @@ def test_one_process_is_the_identity():
     assert part is index and share == 1.0
     assert distributed.get_world_size() == 1
     trainer = make_trainer('lightgcn')
-    assert trainer.shard_batch_size == BATCH
-    assert trainer.result_record(trainer.fit(1, 1), 'x')['world_size'] == 1
+    assert trainer.context.shard_batch_size == BATCH
+    assert trainer.result_record(trainer.fit(1, 1))['world_size'] == 1
 
 
 def test_all_reduce_gradients_and_shard(tmp_path):

@@ -434,6 +434,11 @@ def load_dataset(
             downloaded to :obj:`data_root/<name>`), or ``'synthetic'`` /
             :obj:`None` for the embedded default
             (:func:`~diffkg_pyg.data.synthetic_dataset`).
+
+    The graph records where it came from: :obj:`data.name` (the folder's
+    name, or :obj:`'synthetic'`) and :obj:`data.layout` (:obj:`'kgat'`,
+    :obj:`'authors'`, :obj:`'diffrec'` or :obj:`'synthetic'`), which
+    result files record.
         data_root (str, optional): Where named datasets live.
             (default: :obj:`'data'`)
         val_ratio (float, optional): Validation hold-out per user.
@@ -449,6 +454,7 @@ def load_dataset(
 
     if name_or_path is None or name_or_path == 'synthetic':
         data = synthetic_dataset(val_ratio=val_ratio, seed=split_seed)
+        data.layout = 'synthetic'
         if log:
             print(format_statistics(statistics(data), 'synthetic'))
         return data
@@ -456,16 +462,22 @@ def load_dataset(
                   processed_dir=processed_dir, log=log)
     if osp.isfile(osp.join(str(name_or_path), DIFFREC_FILES[0])):
         data = read_diffrec_folder(name_or_path)
+        data.layout = 'diffrec'
         if log:
             print(format_statistics(statistics(data), data.name))
         return data
+    dataset = None
     if osp.isdir(name_or_path):
         name = osp.basename(osp.abspath(name_or_path)).lower()
-        cls = DATASETS.get(name, KGRecDataset)
-        return cls(name_or_path, **kwargs)[0]
-    if name_or_path.lower() in DATASETS:
-        cls = DATASETS[name_or_path.lower()]
-        return cls(osp.join(data_root, name_or_path.lower()), **kwargs)[0]
+        dataset = DATASETS.get(name, KGRecDataset)(name_or_path, **kwargs)
+    elif name_or_path.lower() in DATASETS:
+        dataset = DATASETS[name_or_path.lower()](
+            osp.join(data_root, name_or_path.lower()), **kwargs)
+    if dataset is not None:
+        data = dataset[0]
+        # The layout of the raw files (the data's name is the folder's):
+        data.layout = detect_format(dataset.raw_dir, dataset.train_file)
+        return data
     raise MissingFileError(
         name_or_path, f'It is neither a dataset folder nor a built-in '
         f'dataset ({", ".join(["synthetic"] + sorted(DATASETS))}).')

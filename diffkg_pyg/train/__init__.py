@@ -1,9 +1,14 @@
 r"""Training: one :class:`Trainer` for every model, each plugged in through
-a :class:`Recipe`; checkpoints, saved models, the registry of models and
-hyper-parameter search (:func:`tune`, with Optuna)."""
+a :class:`Recipe` that sees the run through a :class:`TrainContext`;
+checkpoints (:class:`Checkpointer`), saved models, the registry of models
+and hyper-parameter search (:func:`tune`, with Optuna)."""
+from diffkg_pyg.train.accounting import StepAccounting
+from diffkg_pyg.train.checkpointer import Checkpointer
+from diffkg_pyg.train.context import TrainContext
 from diffkg_pyg.train.hyperparameters import (
     TRAIN_SETTINGS,
     HyperParameter,
+    Range,
     Space,
     from_signature,
 )
@@ -22,12 +27,16 @@ from diffkg_pyg.train.tuning import TuneResult, tune
 
 __all__ = [
     'HyperParameter',
+    'Range',
     'Space',
     'from_signature',
     'TRAIN_SETTINGS',
     'Sizes',
     'Recipe',
+    'TrainContext',
+    'StepAccounting',
     'Trainer',
+    'Checkpointer',
     'FitResult',
     'FitState',
     'TrainingInterrupted',

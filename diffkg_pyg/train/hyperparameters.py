@@ -3,6 +3,7 @@ model from which the command-line flags, their help, the presets, config
 files and the arguments saved with results and checkpoints all come."""
 import dataclasses
 import inspect
+import math
 import sys
 from dataclasses import dataclass
 from typing import (
@@ -16,9 +17,9 @@ from typing import (
     Tuple,
 )
 
-__all__ = ['HyperParameter', 'Space', 'from_signature', 'resolve',
-           'TRAIN_SETTINGS', 'parse_bool', 'parse_int_list', 'read_config',
-           'split_config']
+__all__ = ['HyperParameter', 'Range', 'Space', 'from_signature', 'resolve',
+           'TRAIN_SETTINGS', 'check_settings', 'parse_bool',
+           'parse_int_list', 'read_config', 'split_config']
 
 _TYPE_NAMES = {int: 'int', float: 'float', str: 'str', bool: 'bool',
                tuple: 'list of int'}
@@ -43,6 +44,60 @@ def parse_int_list(text: str) -> Tuple[int, ...]:
         raise ValueError(f'not a list of integers: {text!r} (e.g. '
                          f'[200,600])')
     return tuple(int(item) for item in items)
+
+
+def _number(text: str) -> float:
+    text = text.strip()
+    return {'inf': math.inf, '-inf': -math.inf}.get(text) or float(text)
+
+
+@dataclass(frozen=True)
+class Range:
+    r"""The valid values of a numeric hyper-parameter, an interval in the
+    usual notation: :obj:`'[1, inf)'` (at least 1), :obj:`'(0, inf)'`
+    (positive), :obj:`'[0, 1)'`; :obj:`also` lists values accepted outside
+    it (e.g. :obj:`-1` for "all").
+
+    Args:
+        interval (str): The interval.
+        also (tuple, optional): Other valid values. (default: :obj:`()`)
+    """
+    interval: str
+    also: Tuple[Any, ...] = ()
+
+    def __post_init__(self) -> None:
+        text = self.interval.strip()
+        if len(text) < 5 or text[0] not in '[(' or text[-1] not in '])' \
+                or text.count(',') != 1:
+            raise ValueError(f'a range is an interval such as [1, inf) (got '
+                             f'{self.interval!r})')
+        low, high = (_number(v) for v in text[1:-1].split(','))
+        if not low <= high:
+            raise ValueError(f'empty range {self.interval!r}')
+
+    @property
+    def bounds(self) -> Tuple[float, float, bool, bool]:
+        r""":obj:`(low, high, low_closed, high_closed)`."""
+        text = self.interval.strip()
+        low, high = (_number(v) for v in text[1:-1].split(','))
+        return low, high, text[0] == '[', text[-1] == ']'
+
+    def __contains__(self, value: Any) -> bool:
+        if value in self.also:
+            return True
+        low, high, low_closed, high_closed = self.bounds
+        return ((value > low or (low_closed and value == low)) and
+                (value < high or (high_closed and value == high)))
+
+    def __str__(self) -> str:
+        low, high, low_closed, high_closed = self.bounds
+        if high == math.inf:
+            text = f'{">=" if low_closed else ">"} {low:g}'
+        elif low == -math.inf:
+            text = f'{"<=" if high_closed else "<"} {high:g}'
+        else:
+            text = f'in {self.interval.strip()}'
+        return text + ''.join(f' or {v!r}' for v in self.also)
 
 
 @dataclass(frozen=True)
@@ -98,6 +153,9 @@ class Space:
                                                 self.step or 1)):
             raise ValueError(f'{where}the bounds of an int must be integers '
                              f'(got {self.low}, {self.high})')
+        else:
+            for value in (self.low, self.high):
+                parameter.check(parameter.type(value), where)
 
     @classmethod
     def from_config(cls, value: Mapping[str, Any], where: str = '') -> 'Space':
@@ -178,6 +236,11 @@ class HyperParameter:
         alias_type (type, optional): The type of values given under an
             alias. (default: :obj:`type`)
         choices (tuple, optional): The allowed values.
+        range (Range or str, optional): The valid values of a number (an
+            interval such as :obj:`'[1, inf)'`, or a :class:`Range`); every
+            value given on the command line, in a config file, to a recipe
+            or in a search space is checked against it.
+            (default: :obj:`None`: any)
         compared (bool, optional): Whether a resumed checkpoint must agree
             on it (:obj:`False` for what changes speed, not results).
             (default: :obj:`True`)
@@ -193,8 +256,15 @@ class HyperParameter:
     from_alias: Optional[Callable[[Any], Any]] = None
     alias_type: Optional[type] = None
     choices: Optional[Tuple[Any, ...]] = None
+    range: Optional[Range] = None
     compared: bool = True
     space: Optional[Space] = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.range, str):
+            object.__setattr__(self, 'range', Range(self.range))
+        if self.space is not None:
+            self.space.check(self)
 
     @property
     def flag(self) -> str:
@@ -241,7 +311,17 @@ class HyperParameter:
             raise ValueError(f'{where}{self.name} must be one of '
                              f'{", ".join(map(repr, self.choices))} (got '
                              f'{value!r})')
+        if self.range is not None and value not in self.range:
+            raise ValueError(f'{where}{self.name} must be {self.range} (got '
+                             f'{value!r})')
         return value
+
+    @property
+    def help_text(self) -> str:
+        r"""The help with the valid values and the default (what
+        :obj:`--help` shows)."""
+        valid = '' if self.range is None else f'; {self.range}'
+        return f'{self.help} (default: {self.default}{valid})'
 
     def convert_alias(self, value: Any) -> Any:
         r"""The value of this parameter for :obj:`value` given under one of
@@ -304,24 +384,35 @@ def resolve(parameters: Sequence[HyperParameter],
 #: with the authors' names as aliases.
 TRAIN_SETTINGS: Tuple[HyperParameter, ...] = (
     HyperParameter('epochs', int, 'epoch cap (in total, when resuming)', 200,
-                   aliases=('epoch', )),
-    HyperParameter('patience', int, 'early-stopping patience in epochs', 10),
+                   aliases=('epoch', ), range='[1, inf)'),
+    HyperParameter('patience', int, 'early-stopping patience in epochs', 10,
+                   range='[1, inf)'),
     HyperParameter('eval_every', int, 'epochs between validations (the last '
-                   'epoch is always validated)', 1),
+                   'epoch is always validated)', 1, range='[1, inf)'),
     HyperParameter('lr', float, 'learning rate of the Adam optimisers', 1e-3,
-                   space=Space(1e-4, 1e-2, log=True)),
+                   range='(0, inf)', space=Space(1e-4, 1e-2, log=True)),
     HyperParameter('weight_decay', float,
                    "Adam's weight decay (the models' own L2 terms are "
-                   'hyper-parameters)', 0.0),
+                   'hyper-parameters)', 0.0, range='[0, inf)'),
     HyperParameter('batch_size', int, 'training examples per step', 1024,
-                   aliases=('batch', )),
+                   aliases=('batch', ), range='[1, inf)'),
     HyperParameter('eval_batch_size', int, 'users scored at once', 1024,
-                   aliases=('tstBat', )),
-    HyperParameter('seed', int, 'seed of initialisation and sampling', 0),
+                   aliases=('tstBat', ), range='[1, inf)'),
+    HyperParameter('seed', int, 'seed of initialisation and sampling', 0,
+                   range='[0, inf)'),
     HyperParameter('max_batches', int,
                    'cap on the training batches per epoch (smoke runs)',
-                   None),
+                   None, range='[1, inf)'),
 )
+
+
+def check_settings(**values: Any) -> None:
+    r"""Checks training settings (by name) against their declarations in
+    :data:`TRAIN_SETTINGS`; raises :class:`ValueError` naming the first
+    invalid one."""
+    declared = {p.name: p for p in TRAIN_SETTINGS}
+    for name, value in values.items():
+        declared[name].check(value)
 
 
 def read_config(path: str) -> Dict[str, Any]:

@@ -1,7 +1,8 @@
 r"""Saving trained models for inference and loading them back, for every
 model with a :class:`~diffkg_pyg.train.Recipe`: the file holds the model's
 name, hyper-parameters and parameters, the dataset sizes, the train pairs
-and the recipe's inference inputs, all on the CPU, so that a model trained
+and the recipe's state (:meth:`Recipe.state_dict
+<diffkg_pyg.train.Recipe.state_dict>`), all on the CPU, so that a model trained
 on a GPU loads on a machine without one, and no dataset file is needed."""
 from dataclasses import asdict
 from typing import Dict, Optional, Tuple, Type
@@ -11,11 +12,12 @@ from torch import Tensor
 
 from diffkg_pyg.train.checkpoint import load_checkpoint, save_atomic
 from diffkg_pyg.train.recipe import Recipe, Sizes
-from diffkg_pyg.utils import gather_rows, to_csr
+from diffkg_pyg.train.registry import get_recipe
+from diffkg_pyg.utils import gather_rows, to_csr, to_device
 
 __all__ = ['save_model', 'load_model', 'Recommender']
 
-MODEL_FORMAT = 'diffkg_pyg.model/1'
+MODEL_FORMAT = 'diffkg_pyg.model/2'
 
 
 def save_model(path: str, recipe: Recipe, model: torch.nn.Module,
@@ -34,7 +36,7 @@ def save_model(path: str, recipe: Recipe, model: torch.nn.Module,
         'sizes': asdict(sizes),
         'state_dict': state,
         'train_edge_index': train_edge_index.cpu(),
-        'inputs': {k: v.cpu() for k, v in recipe.inference_inputs().items()},
+        'recipe': to_device(recipe.state_dict(), torch.device('cpu')),
     }, path)
 
 
@@ -110,12 +112,16 @@ def load_model(path: str, map_location: Optional[torch.device] = None,
             registered (a user's own). (default: the registry)
     """
     saved = load_checkpoint(path, torch.device('cpu'))
+    if saved.get('format') == 'diffkg_pyg.model/1':
+        raise ValueError(f'{path}: a model saved by diffkg_pyg 0.2, whose '
+                         f'format this version no longer reads; save it '
+                         f'again with this version (train with '
+                         f'--save-model)')
     if saved.get('format') != MODEL_FORMAT:
         raise ValueError(f'{path}: not a model saved by this package '
                          f'(format {saved.get("format")!r})')
     name = saved['model_name']
     if recipes is None or name not in recipes:
-        from diffkg_pyg.train.registry import get_recipe
         try:
             recipe_class = get_recipe(name)
         except KeyError as error:
@@ -126,7 +132,7 @@ def load_model(path: str, map_location: Optional[torch.device] = None,
     recipe = recipe_class(**saved['hyperparameters'])
     sizes = Sizes(**saved['sizes'])
     device = torch.device(map_location or 'cpu')
-    recipe.prepare_inference(dict(saved['inputs']))
+    recipe.load_state_dict(to_device(saved['recipe'], device))
     model = recipe.build_model(sizes)
     missing, unexpected = model.load_state_dict(saved['state_dict'],
                                                 strict=False)
@@ -137,7 +143,5 @@ def load_model(path: str, map_location: Optional[torch.device] = None,
                          f'{unexpected})')
     model = model.to(device).eval()
     train_edge_index = saved['train_edge_index']
-    recipe.setup_inference(model, train_edge_index.to(device),
-                           {k: v.to(device)
-                            for k, v in saved['inputs'].items()})
+    recipe.setup_inference(model, train_edge_index.to(device))
     return Recommender(recipe, model, sizes, train_edge_index)

@@ -2,31 +2,20 @@ r"""The recipe: how the package's :class:`~diffkg_pyg.train.Trainer` trains
 one kind of model. A model plugs in by subclassing :class:`Recipe` (see
 ``examples/custom_model.py``); the training maths stays in the model."""
 from dataclasses import dataclass
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Callable,
-    ClassVar,
-    Dict,
-    List,
-    Optional,
-    Tuple,
-)
+from typing import Any, Callable, ClassVar, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from diffkg_pyg.data.graph import KG
+from diffkg_pyg.train.context import TrainContext
 from diffkg_pyg.train.hyperparameters import (
     TRAIN_SETTINGS,
     HyperParameter,
     Space,
     resolve,
 )
-
-if TYPE_CHECKING:  # pragma: no cover
-    from diffkg_pyg.train.trainer import Trainer
 
 __all__ = ['Sizes', 'Recipe']
 
@@ -51,38 +40,59 @@ class Recipe:
     r"""How to train one kind of model under the package's protocol.
 
     The :class:`~diffkg_pyg.train.Trainer` owns everything shared: seeding,
-    epochs, validation after every epoch, early stopping, restoring the best
-    state, the test evaluation, checkpoints and exact resume, Ctrl-C, the
-    non-finite-loss stop, progress bars and the log. A recipe says what is
-    particular to its model:
+    epochs, validation, early stopping, restoring the best state, the test
+    evaluation, checkpoints and exact resume, Ctrl-C, the non-finite-loss
+    stop, progress bars and the log. A recipe says what is particular to
+    its model, and sees the run only through a
+    :class:`~diffkg_pyg.train.TrainContext` (device, generator, seed and
+    settings, train pairs, batch helpers and the optimiser step).
 
-    * class attributes :obj:`name`, :obj:`description` (one line),
-      :obj:`hyperparameters` (a tuple of
+    Class attributes:
+
+    * :obj:`name`, :obj:`description` (one line);
+    * :obj:`hyperparameters`: a tuple of
       :class:`~diffkg_pyg.train.HyperParameter`, usually built by
       :func:`~diffkg_pyg.train.from_signature` from the model's
-      constructor; their :obj:`space` is where ``diffkg-pyg tune``
-      searches them), :obj:`presets` (named hyper-parameter sets, which
-      may also hold training settings such as :obj:`lr`: those land in
-      :attr:`preset_settings`) and :obj:`setting_spaces`;
-    * :meth:`prepare` / :meth:`prepare_inference`: what the model's
-      structure needs beyond the sizes (e.g. L-DiffRec's item clusters),
-      before it is built;
-    * :meth:`build_model`: the :class:`torch.nn.Module` for the data's
-      sizes (required);
-    * :meth:`setup`: the graph inputs and other state, once, on the
-      trainer's device;
-    * :meth:`configure_optimizers`: by default one
-      :class:`torch.optim.Adam` over all parameters;
-    * :meth:`train_epoch`: one epoch of steps through
-      :meth:`Trainer.step <diffkg_pyg.train.Trainer.step>` (required);
-    * :meth:`scores`: the function mapping user indices to the scores of
-      all items, for evaluation (required);
-    * :meth:`state_dict` / :meth:`load_state_dict`: state beside the
-      model's parameters that evaluation depends on (checkpointed and kept
-      with the best epoch);
-    * :meth:`inference_inputs` / :meth:`setup_inference`: what
-      :func:`~diffkg_pyg.train.save_model` stores beside the parameters
-      and the train pairs, and how scoring is set up from it.
+      constructor (each declares its type, default, help, range, aliases
+      and search space once);
+    * :obj:`presets`: named hyper-parameter sets, which may also hold
+      training settings such as :obj:`lr` (those land in
+      :attr:`preset_settings`);
+    * :obj:`setting_spaces`: search spaces of training settings where
+      they differ from those of :data:`~diffkg_pyg.train.TRAIN_SETTINGS`;
+    * :obj:`inference_skip`: prefixes of parameters that saved models
+      leave out (those inference does not use);
+    * :obj:`tiny`: hyper-parameters and training settings of a run of
+      seconds on a graph of a hundred nodes (what the registry-wide tests
+      train every registered model with).
+
+    Hooks, in the order the trainer calls them:
+
+    1. :meth:`prepare` (data, context): what the model's structure needs
+       beyond the sizes (e.g. L-DiffRec's item clusters), from the train
+       data, before the model is built; keep it in :meth:`state_dict`;
+    2. :meth:`build_model` (sizes): the :class:`torch.nn.Module`
+       (required);
+    3. :meth:`setup` (model, context, data): graph inputs and other state,
+       once, on the context's device (by default :meth:`setup_inference`);
+    4. :meth:`configure_optimizers` (model, context): by default one
+       :class:`torch.optim.Adam` over all parameters;
+    5. every epoch, :meth:`train_epoch` (model, context, epoch): one epoch
+       of steps through :meth:`TrainContext.step
+       <diffkg_pyg.train.TrainContext.step>` (required);
+    6. at every validation and at the test, :meth:`scores` (model): the
+       function mapping user indices to the scores of all items
+       (required);
+    7. with checkpoints and the best epoch, :meth:`state_dict` /
+       :meth:`load_state_dict`: the state beside the parameters that
+       scoring depends on;
+    8. after the fit, :meth:`summary`: model-specific results for the
+       result JSON.
+
+    A saved model (:func:`~diffkg_pyg.train.save_model`) holds the
+    parameters, the train pairs and :meth:`state_dict`;
+    :func:`~diffkg_pyg.train.load_model` calls :meth:`load_state_dict`,
+    :meth:`build_model` and :meth:`setup_inference` (model, train pairs).
 
     Args:
         preset (str, optional): A key of :obj:`presets` applied on top of
@@ -100,6 +110,8 @@ class Recipe:
     #: Prefixes of state-dict keys that :func:`save_model` leaves out
     #: (parameters that inference does not use).
     inference_skip: ClassVar[Tuple[str, ...]] = ()
+    #: A configuration for runs of seconds on tiny graphs (tests).
+    tiny: ClassVar[Dict[str, Any]] = {}
 
     def __init__(self, preset: Optional[str] = None,
                  **hyperparameters) -> None:
@@ -118,39 +130,35 @@ class Recipe:
             {k: v for k, v in values.items() if k not in settings},
             hyperparameters, where=f'{self.name}: ' if self.name else '')
 
-    def prepare(self, data: HeteroData, seed: int) -> None:
-        r"""Called by the trainer before :meth:`build_model`, with the
-        dataset and the run's seed: computes what the model's structure
-        depends on beyond the sizes, from the train data only (keep it in
-        :meth:`inference_inputs` for saved models)."""
-
-    def prepare_inference(self, inputs: Dict[str, Tensor]) -> None:
-        r"""The same as :meth:`prepare` for a saved model, from its
-        :meth:`inference_inputs`, before :meth:`build_model`."""
+    def prepare(self, data: HeteroData, context: TrainContext) -> None:
+        r"""Computes what the model's structure depends on beyond the sizes,
+        from the train data only, before :meth:`build_model` (keep it in
+        :meth:`state_dict`, so that saved models have it)."""
 
     def build_model(self, sizes: Sizes) -> torch.nn.Module:
         r"""Creates the model for a dataset of these sizes from
         :obj:`self.hparams`."""
         raise NotImplementedError
 
-    def setup(self, model: torch.nn.Module, trainer: 'Trainer',
+    def setup(self, model: torch.nn.Module, context: TrainContext,
               data: HeteroData) -> None:
         r"""Prepares training (graph inputs, sampled graphs) on
-        :obj:`trainer.device`, after the model is built and moved there."""
-        self.setup_inference(model, trainer.train_edge_index, {})
+        :obj:`context.device`, after the model is built and moved there."""
+        self.setup_inference(model, context.train_edge_index)
 
     def configure_optimizers(self, model: torch.nn.Module,
-                             trainer: 'Trainer'
+                             context: TrainContext
                              ) -> List[torch.optim.Optimizer]:
-        r"""The optimisers (their states are checkpointed)."""
-        return [torch.optim.Adam(model.parameters(), lr=trainer.lr,
-                                 weight_decay=trainer.weight_decay)]
+        r"""The optimisers (their states are checkpointed; the context's
+        :obj:`optimizers` holds them during training)."""
+        return [torch.optim.Adam(model.parameters(), lr=context.lr,
+                                 weight_decay=context.weight_decay)]
 
-    def train_epoch(self, model: torch.nn.Module, trainer: 'Trainer',
+    def train_epoch(self, model: torch.nn.Module, context: TrainContext,
                     epoch: int) -> Dict[str, Any]:
         r"""Runs one training epoch (in training mode). Every optimiser step
-        goes through :meth:`Trainer.step`, which records the loss terms;
-        return anything else to log (counts, seconds of phases)."""
+        goes through :meth:`TrainContext.step`, which records the loss
+        terms; return anything else to log (counts, seconds of phases)."""
         raise NotImplementedError
 
     def scores(self, model: torch.nn.Module) -> Callable[[Tensor], Tensor]:
@@ -161,28 +169,24 @@ class Recipe:
         raise NotImplementedError
 
     def state_dict(self) -> Dict[str, Any]:
-        r"""State besides the model's parameters (tensors and plain
-        values)."""
+        r"""State besides the model's parameters that scoring depends on
+        (tensors and plain values): checkpointed, kept with the best epoch
+        and saved with the model."""
         return {}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        pass
+        r"""Restores :meth:`state_dict` (also before :meth:`build_model`,
+        when a saved model is loaded)."""
 
     def summary(self) -> Dict[str, Any]:
         r"""Model-specific results, read after the best epoch is restored
         (written at the top level of the result JSON)."""
         return {}
 
-    def inference_inputs(self) -> Dict[str, Tensor]:
-        r"""The tensors, beyond the parameters and the train pairs, that
-        :meth:`scores` needs (saved by :func:`save_model`)."""
-        return {}
-
     def setup_inference(self, model: torch.nn.Module,
-                        train_edge_index: Tensor,
-                        inputs: Dict[str, Tensor]) -> None:
-        r"""Prepares :meth:`scores` from the train pairs and the tensors of
-        :meth:`inference_inputs` (on the model's device)."""
+                        train_edge_index: Tensor) -> None:
+        r"""Prepares :meth:`scores` from the train pairs (on the model's
+        device), after :meth:`load_state_dict` for a saved model."""
 
     def __repr__(self) -> str:
         return f'{self.__class__.__name__}(preset={self.preset!r})'

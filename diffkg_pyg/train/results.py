@@ -3,8 +3,12 @@ two ways it stops early."""
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List
 
+from torch_geometric.data import HeteroData
+
+from diffkg_pyg.version import __version__, package_commit
+
 __all__ = ['FitResult', 'FitState', 'TrainingInterrupted',
-           'NonFiniteLossError']
+           'NonFiniteLossError', 'dataset_record', 'code_record']
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -54,3 +58,23 @@ class FitState:
     history: List[Dict[str, float]] = field(default_factory=list)
     stopped: bool = False
     seconds: float = 0.0
+
+
+def dataset_record(data: HeteroData, fingerprint: str) -> Dict[str, Any]:
+    r"""What a result records of its dataset, so that a reader on another
+    machine can tell what ran: its name (:obj:`data.name`, the folder's
+    name for a dataset folder), its layout (:obj:`data.layout`:
+    :obj:`'kgat'`, :obj:`'authors'`, :obj:`'diffrec'` or
+    :obj:`'synthetic'`, as :func:`~diffkg_pyg.data.load_dataset` sets it;
+    :obj:`None` for a graph built otherwise) and the SHA-256 fingerprint of
+    its content (sizes, train, validation and test pairs, knowledge graph:
+    :func:`~diffkg_pyg.train.checkpoint.fingerprint`)."""
+    return {'name': getattr(data, 'name', None),
+            'layout': getattr(data, 'layout', None),
+            'fingerprint': fingerprint}
+
+
+def code_record() -> Dict[str, Any]:
+    r"""The package version and, in a git checkout, its commit (with
+    ``+dirty`` when the package differs from it)."""
+    return {'version': __version__, 'commit': package_commit()}

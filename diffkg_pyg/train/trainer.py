@@ -3,43 +3,34 @@ r"""The one training loop of the package: every model, through its
 validation after every epoch, early stopping on validation Recall@20, the
 best epoch restored, then one test evaluation; the test set is never used
 for selection), with checkpoints, exact resume and clean interruption."""
-import math
-import os.path as osp
 import signal
 import threading
 import time
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import torch
-from torch import Tensor
 from torch_geometric.data import HeteroData
 from tqdm.auto import tqdm
 
 from diffkg_pyg import distributed
 from diffkg_pyg.data.graph import USER_ITEM
 from diffkg_pyg.evaluation import RankingEvaluator
-from diffkg_pyg.train.checkpoint import (
-    fingerprint,
-    load_checkpoint,
-    rng_state,
-    save_atomic,
-    set_rng_state,
-)
+from diffkg_pyg.train.checkpoint import fingerprint
+from diffkg_pyg.train.checkpointer import Checkpointer
+from diffkg_pyg.train.context import TrainContext
+from diffkg_pyg.train.hyperparameters import check_settings
 from diffkg_pyg.train.persistence import save_model
 from diffkg_pyg.train.recipe import Recipe, Sizes
 from diffkg_pyg.train.results import (
     FitResult,
     FitState,
-    NonFiniteLossError,
     TrainingInterrupted,
+    code_record,
+    dataset_record,
 )
-from diffkg_pyg.train.sampling import sample_negative_items
 from diffkg_pyg.utils import peak_rss_mb
 
-__all__ = ['Trainer', 'FitResult', 'FitState', 'TrainingInterrupted',
-           'NonFiniteLossError']
-
-CHECKPOINT_FORMAT = 'diffkg_pyg.Trainer/1'
+__all__ = ['Trainer']
 
 
 def _format(value) -> str:
@@ -49,57 +40,42 @@ def _format(value) -> str:
         f'{value:.3e}'
 
 
-def _check(condition: bool, name: str, value, allowed: str) -> None:
-    if not condition:
-        raise ValueError(f"'{name}' must be {allowed} (got {value!r})")
-
-
-def _to(obj: Any, device: torch.device, copy: bool = False) -> Any:
-    if isinstance(obj, Tensor):
-        return obj.detach().to(device, copy=copy)
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to(v, device, copy) for v in obj)
-    if isinstance(obj, dict):
-        return {k: _to(v, device, copy) for k, v in obj.items()}
-    return obj
-
-
 class Trainer:
     r"""Trains and evaluates the model of a :class:`Recipe` on a dataset
     graph (see :func:`~diffkg_pyg.data.build_hetero_data`) under the
     package's protocol.
 
-    The model is built by the recipe after :obj:`torch.manual_seed(seed)`;
-    every sampling step draws from :attr:`generator` (seeded with
-    :obj:`seed`), so a run is reproducible on CPU and its checkpoints resume
-    exactly.
-
-    Every epoch, :meth:`Recipe.train_epoch` runs in training mode; each of
-    its optimiser steps goes through :meth:`step`, which records the loss
-    terms on the device (no host sync per step). After the epoch the
-    terms' means are checked: a NaN or infinite one stops training with
+    The recipe sees the run through a
+    :class:`~diffkg_pyg.train.TrainContext` (:attr:`context`): its
+    prepare, build, setup and optimiser hooks are called once (the model
+    built after :obj:`torch.manual_seed(seed)`), then every epoch
+    :meth:`Recipe.train_epoch` runs in training mode; every random draw
+    goes through :attr:`context.generator` (seeded with :obj:`seed`), so a
+    run is reproducible on CPU and its checkpoints resume exactly, and
+    every optimiser step goes through :meth:`context.step
+    <diffkg_pyg.train.TrainContext.step>`, which records the loss terms on
+    the device (no host sync per step). After the epoch the terms' means
+    are checked: a NaN or infinite one stops training with
     :class:`NonFiniteLossError` naming the term and the epoch, before any
     checkpoint of that epoch is written. Then the model is evaluated on
     validation; the best epoch's state (parameters and the recipe's state)
     is kept, training stops after :obj:`patience` epochs without a better
     validation :obj:`metric`, the best state is restored and tested.
 
-    With :obj:`checkpoint_dir`, :obj:`last.pt` is written every
+    With :obj:`checkpoint_dir`, the :class:`~diffkg_pyg.train.Checkpointer`
+    (:attr:`checkpointer`) writes :obj:`last.pt` every
     :obj:`checkpoint_every` epochs (and after the last one) and
-    :obj:`best.pt` at every new best epoch, atomically. A checkpoint holds
-    the parameters, the optimisers, the recipe's state, every random
-    generator's state, the early-stopping state and history, the
-    hyper-parameters, the settings and a fingerprint of the data;
-    :meth:`fit` with :obj:`resume` continues from one exactly (a checkpoint
-    of other data or other hyper-parameters is refused, naming the
-    difference). A first Ctrl-C (SIGINT) lets the epoch finish, writes a
-    checkpoint and raises :class:`TrainingInterrupted`; a second stops at
-    once.
+    :obj:`best.pt` at every new best epoch, atomically; :meth:`fit` with
+    :obj:`resume` continues from one exactly (a checkpoint of other data
+    or other hyper-parameters is refused, naming the difference). A first
+    Ctrl-C (SIGINT) lets the epoch finish, writes a checkpoint and raises
+    :class:`TrainingInterrupted`; a second stops at once.
 
     **Several processes.** In a process group of :math:`P > 1` processes
     (:obj:`torchrun`, see :func:`~diffkg_pyg.distributed.
     init_from_env`), every rank builds the same model and draws the same
-    random numbers; the steps a recipe shards through :meth:`shard` (the
+    random numbers; the steps a recipe shards through :meth:`TrainContext.shard
+    <diffkg_pyg.train.TrainContext.shard>` (the
     recommendation steps of DiffKG and LightGCN) give every rank its part of
     the global batch of :obj:`batch_size` and sum the weighted gradients
     over the ranks (:mod:`~diffkg_pyg.distributed`), so that the run
@@ -159,14 +135,13 @@ class Trainer:
         metric: str = 'recall@20',
         log: Optional[Callable[[str], None]] = None,
     ) -> None:
-        _check(lr > 0, 'lr', lr, '> 0')
-        _check(weight_decay >= 0, 'weight_decay', weight_decay, '>= 0')
-        _check(batch_size >= 1, 'batch_size', batch_size, '>= 1')
-        _check(max_batches is None or max_batches >= 1, 'max_batches',
-               max_batches, '>= 1')
-        _check(checkpoint_every >= 1, 'checkpoint_every', checkpoint_every,
-               '>= 1')
-        _check(eval_every >= 1, 'eval_every', eval_every, '>= 1')
+        check_settings(lr=lr, weight_decay=weight_decay,
+                       batch_size=batch_size, max_batches=max_batches,
+                       eval_every=eval_every,
+                       eval_batch_size=eval_batch_size, seed=seed)
+        if checkpoint_every < 1:
+            raise ValueError(f"'checkpoint_every' must be >= 1 (got "
+                             f'{checkpoint_every!r})')
         self.rank = distributed.get_rank()
         self.world_size = distributed.get_world_size()
         if batch_size % self.world_size != 0:
@@ -174,16 +149,11 @@ class Trainer:
                              f'the {self.world_size} processes (the global '
                              f'batch is split evenly among them)')
         self.recipe = recipe
-        self.lr = lr
-        self.batch_size = batch_size
-        self.weight_decay = weight_decay
-        self.max_batches = max_batches
         self.metric = metric
         self.device = torch.device(device or 'cpu')
-        self.checkpoint_dir = checkpoint_dir
-        self.checkpoint_every = checkpoint_every
         self.log = (log or tqdm.write) if self.rank == 0 else \
             (lambda line: None)
+        #: The settings a resumed checkpoint must share.
         self.settings = {'lr': lr, 'batch_size': batch_size,
                          'weight_decay': weight_decay, 'seed': seed,
                          'max_batches': max_batches, 'eval_every': eval_every}
@@ -192,6 +162,7 @@ class Trainer:
         self._fit_settings: Dict[str, Any] = {}
         self.sizes = Sizes.from_data(data)
         self.fingerprint = fingerprint(data)
+        self.dataset = dataset_record(data, self.fingerprint)
 
         store = data[USER_ITEM]
         if store.val_edge_index.size(1) == 0:
@@ -207,18 +178,24 @@ class Trainer:
                                                num_items, ks,
                                                eval_batch_size)
 
-        recipe.prepare(data, seed)
+        #: What the recipe sees of the run.
+        self.context = TrainContext(
+            self.device, torch.Generator(self.device).manual_seed(seed),
+            train.to(self.device), num_items, seed, lr, weight_decay,
+            batch_size, max_batches, self.world_size,
+            show_progress=self.rank == 0)
+        recipe.prepare(data, self.context)
         torch.manual_seed(seed)
         self.model = recipe.build_model(self.sizes).to(self.device)
-        self.generator = torch.Generator(self.device).manual_seed(seed)
-        self.train_edge_index = train.to(self.device)
         distributed.broadcast_module(self.model)
-        recipe.setup(self.model, self, data)
-        self.optimizers = recipe.configure_optimizers(self.model, self)
-        self._share: Optional[float] = None
-        self._sums: Dict[str, Tensor] = {}
-        self._counts: Dict[str, int] = {}
-        self._totals: List[str] = []
+        recipe.setup(self.model, self.context, data)
+        self.optimizers = recipe.configure_optimizers(self.model,
+                                                      self.context)
+        self.context.optimizers = self.optimizers
+        self.checkpointer = Checkpointer(
+            self.model, recipe, self.optimizers, self.context.generator,
+            self.settings, self.fingerprint, checkpoint_dir,
+            checkpoint_every)
         self._interrupted = False
         self._on_validation: Optional[Callable] = None
 
@@ -237,119 +214,6 @@ class Trainer:
                    eval_batch_size=settings['eval_batch_size'],
                    eval_every=settings['eval_every'], **kwargs)
 
-    # The helpers of Recipe.train_epoch ####################################
-
-    def batches(self, index: Tensor) -> List[Tensor]:
-        r"""Splits :obj:`index` into batches of :obj:`batch_size` (at most
-        :obj:`max_batches` of them)."""
-        return list(torch.split(index, self.batch_size))[:self.max_batches]
-
-    def progress(self, iterable: Iterable, desc: str) -> Iterable:
-        r"""A progress bar over :obj:`iterable` (hidden when the output is
-        not a terminal)."""
-        return tqdm(iterable, desc=desc, leave=False,
-                    disable=None if self.rank == 0 else True)
-
-    def shard(self, index: Tensor) -> Tensor:
-        r"""This process's part of the global batch :obj:`index` (all of it
-        in one process). The next :meth:`step` weights its loss by the
-        part's share of the batch and sums the gradients over the processes
-        (see :mod:`~diffkg_pyg.distributed`): its loss must be a mean
-        over the part plus terms that do not depend on the batch, or be
-        divided by :attr:`shard_batch_size` where the model divides a sum by
-        the nominal batch size."""
-        part, self._share = distributed.shard(index)
-        return part
-
-    @property
-    def shard_batch_size(self) -> float:
-        r"""The nominal batch size that this process's part of the current
-        step stands for: :obj:`batch_size` times its share of the batch
-        (:obj:`batch_size` in one process), the divisor of a loss that
-        divides a sum over the batch by the nominal batch size."""
-        if self._share is None or self.world_size == 1:
-            return self.batch_size
-        return self.batch_size * self._share
-
-    def bpr_batches(self, desc: str = 'train'):
-        r"""One pass over the train interactions in random order, in
-        batches of :obj:`(user, positive_item, negative_item)`: one negative
-        item per interaction, drawn uniformly among the user's non-train
-        items (see :func:`sample_negative_items`)."""
-        user, positive = self.train_edge_index
-        negative = sample_negative_items(user, self.train_edge_index,
-                                         self.sizes.num_items,
-                                         self.generator)
-        perm = torch.randperm(user.numel(), generator=self.generator,
-                              device=self.device)
-        for batch in self.progress(self.batches(perm), desc):
-            batch = self.shard(batch)
-            yield user[batch], positive[batch], negative[batch]
-
-    def step(self, optimizers: Sequence[torch.optim.Optimizer],
-             loss: Tensor, name: str = 'loss', **terms: Tensor) -> None:
-        r"""One optimiser step on :obj:`loss`: zeroes the gradients of
-        :obj:`optimizers`, back-propagates and steps them, and records the
-        loss (under :obj:`name`) and its detached :obj:`terms`, whose means
-        over the epoch are logged and checked for NaN and infinity.
-
-        After :meth:`shard`, with several processes, the loss is weighted by
-        the part's share of the batch and the gradients of the optimisers'
-        parameters are summed over the processes before the optimisers
-        step."""
-        share, self._share = self._share, None
-        sharded = share is not None and self.world_size > 1
-        for optimizer in optimizers:
-            optimizer.zero_grad()
-        if not sharded:
-            loss.backward()
-        elif share > 0:
-            (loss * share).backward()
-        # else: an empty part (a last batch shorter than the processes):
-        # no gradient (its loss, a mean over nothing, is NaN).
-        if sharded:
-            distributed.all_reduce_gradients(
-                [p for o in optimizers for group in o.param_groups
-                 for p in group['params']])
-        for optimizer in optimizers:
-            optimizer.step()
-        if name not in self._totals:
-            self._totals.append(name)
-        # Summed over the processes at the end of the epoch: a sharded
-        # step's terms by their share, the others (the same on every
-        # process) by 1 / P.
-        weight = share if sharded else 1.0 / self.world_size
-        for key, value in {name: loss, **terms}.items():
-            value = value.detach().float()
-            if self.world_size > 1:
-                value = value * weight if weight > 0 else \
-                    torch.zeros_like(value)
-            if key in self._sums:
-                self._sums[key] = self._sums[key] + value
-                self._counts[key] += 1
-            else:
-                self._sums[key], self._counts[key] = value, 1
-
-    def _epoch_terms(self, epoch: int) -> Dict[str, float]:
-        if not self._sums:
-            return {}
-        names = list(self._sums)
-        means = torch.stack([self._sums[k] / self._counts[k] for k in names])
-        distributed.all_reduce_sum(means)
-        means = dict(zip(names, means.tolist()))  # One host sync per epoch.
-        self._sums, self._counts = {}, {}
-        # The terms name the culprit better than the totals: check them
-        # first.
-        for key in sorted(names, key=lambda k: k in self._totals):
-            if not math.isfinite(means[key]):
-                raise NonFiniteLossError(
-                    f'the {key} loss is {means[key]} in epoch {epoch}; '
-                    f'training stopped (checkpoints of earlier epochs are '
-                    f'kept; try a lower learning rate)')
-        return means
-
-    # The loop #############################################################
-
     def evaluate(self, evaluator: RankingEvaluator) -> Dict[str, float]:
         r"""Evaluates the model (in evaluation mode) with
         :obj:`evaluator`."""
@@ -358,25 +222,13 @@ class Trainer:
             scores = self.recipe.scores(self.model)
         return evaluator(scores, sharded=self.world_size > 1)
 
-    def _snapshot(self) -> Dict[str, Any]:
-        # The best epoch's state, copied to the CPU: it would otherwise hold
-        # a second copy of every parameter (DiffKG: the 2 x N x 1000
-        # denoiser tables) in the device's memory.
-        return _to({'model': self.model.state_dict(),
-                    'recipe': self.recipe.state_dict()},
-                   torch.device('cpu'), copy=True)
-
-    def _restore(self, snapshot: Dict[str, Any]) -> None:
-        self.model.load_state_dict(snapshot['model'])
-        self.recipe.load_state_dict(_to(snapshot['recipe'], self.device))
-
     def train_epoch(self, epoch: int) -> Dict[str, Any]:
         r"""Runs one training epoch; returns its record (loss-term means
         and what the recipe logs)."""
         self.model.train()
-        self._sums, self._counts = {}, {}
-        extra = self.recipe.train_epoch(self.model, self, epoch)
-        return {**self._epoch_terms(epoch), **extra}
+        self.context.accounting.reset()
+        extra = self.recipe.train_epoch(self.model, self.context, epoch)
+        return {**self.context.accounting.epoch_means(epoch), **extra}
 
     def fit(self, epochs: int, patience: int = 10,
             resume: Optional[str] = None, test: bool = True,
@@ -401,11 +253,11 @@ class Trainer:
                 to report them to a pruner, which may stop the fit by
                 raising). (default: :obj:`None`)
         """
-        _check(epochs >= 1, 'epochs', epochs, '>= 1')
-        _check(patience >= 1, 'patience', patience, '>= 1')
+        check_settings(epochs=epochs, patience=patience)
         self._fit_settings = {'epochs': epochs, 'patience': patience}
         self._on_validation = on_validation
-        state = self.load_checkpoint(resume) if resume else FitState()
+        state = (self.checkpointer.load(resume) if resume else
+                 FitState())
         handler = None
         if threading.current_thread() is threading.main_thread():
             handler = signal.signal(signal.SIGINT, self._interrupt)
@@ -429,7 +281,7 @@ class Trainer:
             raise ValueError(f'nothing to test: the state has no epoch '
                              f'(epochs = {epochs}, epochs already run = '
                              f'{state.epoch})')
-        self._restore(state.best_state)
+        self.checkpointer.restore(state.best_state)
         test_metrics = self.evaluate(self.test_evaluator) if test else {}
         phases = {}
         for record in state.history:
@@ -472,7 +324,7 @@ class Trainer:
         if improved:
             state.best_value, state.best_epoch = valid[self.metric], epoch
             state.best_valid = valid
-            state.best_state = self._snapshot()
+            state.best_state = self.checkpointer.snapshot()
         self.log(' | '.join(
             [f'epoch {epoch:3d}'] +
             [f'{k} {_format(v)}' for k, v in record.items()
@@ -485,103 +337,14 @@ class Trainer:
         if self._on_validation is not None:
             self._on_validation(epoch, valid)
 
-    # Checkpoints ##########################################################
-
-    def _compared(self) -> Dict[str, Any]:
-        skip = {p.name for p in self.recipe.hyperparameters if not p.compared}
-        values = {k: v for k, v in self.recipe.hparams.items()
-                  if k not in skip}
-        return {**values, **self.settings}
-
-    def checkpoint(self, state: FitState) -> Dict[str, Any]:
-        r"""Everything needed to continue exactly after :obj:`state`."""
-        best = state.best_state
-        if state.best_epoch == state.epoch:
-            best = None  # The current state; not stored twice.
-        return {
-            'format': CHECKPOINT_FORMAT,
-            'model_name': self.recipe.name,
-            'hyperparameters': self.recipe.hparams,
-            'settings': self.settings,
-            'fingerprint': self.fingerprint,
-            'model': self.model.state_dict(),
-            'recipe': self.recipe.state_dict(),
-            'optimizers': [o.state_dict() for o in self.optimizers],
-            'rng': rng_state(self.generator),
-            # Every process's generators (all equal by design: one seed).
-            'rng_ranks': distributed.all_gather_objects(
-                rng_state(self.generator)),
-            'world_size': self.world_size,
-            'fit_state': {**state.__dict__, 'best_state': best},
-        }
-
-    def load_checkpoint(self, path: str) -> FitState:
-        r"""Restores a checkpoint of this model, data and settings
-        (anything else raises :class:`ValueError` naming the difference);
-        returns the state to continue from."""
-        # Loaded on the CPU: the generator states must stay CPU tensors;
-        # the parameters and optimiser states are copied to their device.
-        saved = load_checkpoint(path, torch.device('cpu'))
-        if saved.get('format') != CHECKPOINT_FORMAT:
-            raise ValueError(f'{path}: not a training checkpoint of this '
-                             f'package (format {saved.get("format")!r})')
-        if saved['model_name'] != self.recipe.name:
-            raise ValueError(f'{path}: the checkpoint is of model '
-                             f'{saved["model_name"]!r}, not '
-                             f'{self.recipe.name!r}')
-        if saved['fingerprint'] != self.fingerprint:
-            raise ValueError(f'{path}: the checkpoint was written for other '
-                             f'data (dataset fingerprint '
-                             f'{saved["fingerprint"][:12]}..., this data '
-                             f'{self.fingerprint[:12]}...)')
-        mine = self._compared()
-        # Checkpoints older than the `eval_every` setting validated every
-        # epoch:
-        theirs = {'eval_every': 1, **saved['hyperparameters'],
-                  **saved['settings']}
-        differ = [f'{k}={theirs.get(k)!r} (given {mine.get(k)!r})'
-                  for k in sorted(mine) if mine.get(k) != theirs.get(k)]
-        if differ:
-            raise ValueError(f'{path}: the checkpoint has other '
-                             f'hyper-parameters: {", ".join(differ)}')
-        self.model.load_state_dict(saved['model'])
-        self.recipe.load_state_dict(_to(saved['recipe'], self.device))
-        for optimizer, optimizer_state in zip(self.optimizers,
-                                              saved['optimizers']):
-            optimizer.load_state_dict(optimizer_state)
-        ranks = saved.get('rng_ranks', [saved['rng']])
-        if len(ranks) != self.world_size:
-            raise ValueError(f'{path}: the checkpoint was written by '
-                             f'{len(ranks)} process(es); resume it with as '
-                             f'many (this run has {self.world_size})')
-        set_rng_state(ranks[self.rank], self.generator)
-        state = FitState(**saved['fit_state'])
-        if state.best_state is None:
-            state.best_state = self._snapshot()
-        return state
-
-    def _save(self, state: FitState, name: str) -> str:
-        # Every process gathers its random states; rank 0 writes.
-        path = osp.join(self.checkpoint_dir or '.', name)
-        checkpoint = self.checkpoint(state)
-        if self.rank == 0:
-            save_atomic(checkpoint, path)
-        return path
-
     def _on_epoch_end(self, state: FitState, epochs: int) -> None:
-        path = None
         if self.world_size > 1:  # A Ctrl-C on any process stops them all.
             flag = torch.tensor([float(self._interrupted)],
                                 device=self.device)
             self._interrupted = bool(distributed.all_reduce_sum(flag) > 0)
-        if self.checkpoint_dir is not None:
-            if state.best_epoch == state.epoch:
-                self._save(state, 'best.pt')
-            if (state.epoch % self.checkpoint_every == 0 or state.stopped
-                    or state.epoch == epochs or self._interrupted):
-                path = self._save(state, 'last.pt')
+        path = self.checkpointer.on_epoch_end(state, epochs,
+                                              self._interrupted)
         if self._interrupted:
-            path = path or self._save(state, 'diffkg-interrupted.pt')
             raise TrainingInterrupted(
                 f'interrupted after epoch {state.epoch}: checkpoint saved '
                 f'to {path}; continue with --resume {path}', path)
@@ -594,17 +357,20 @@ class Trainer:
                    'checkpoint (Ctrl-C again to stop at once, losing the '
                    'epoch)')
 
-    def result_record(self, result: FitResult,
-                      dataset: str) -> Dict[str, Any]:
+    def result_record(self, result: FitResult) -> Dict[str, Any]:
         r"""The result of :meth:`fit` as one JSON-ready record (what
-        :obj:`diffkg-pyg train --output` writes): the model, the dataset,
-        the preset, every hyper-parameter and training setting, then
-        :meth:`FitResult.to_dict` and the process's peak memory in MiB."""
+        :obj:`diffkg-pyg train --output` writes): the model, the dataset
+        (name, layout and content fingerprint:
+        :func:`~diffkg_pyg.train.results.dataset_record`), the package's
+        version and commit, the preset, every hyper-parameter and training
+        setting, then :meth:`FitResult.to_dict` and the process's peak
+        memory in MiB."""
         settings = {**self.settings, **self._fit_settings,
                     'eval_batch_size': self.eval_batch_size}
         backend = (torch.distributed.get_backend() if self.world_size > 1
                    else None)
-        return {'model': self.recipe.name, 'dataset': dataset,
+        return {'model': self.recipe.name, 'dataset': self.dataset,
+                'code': code_record(),
                 'seed': self.settings['seed'], 'preset': self.recipe.preset,
                 'hyperparameters': self.recipe.hparams, 'settings': settings,
                 'world_size': self.world_size, 'backend': backend,
@@ -616,4 +382,4 @@ class Trainer:
         r"""Saves the current (after :meth:`fit`: the best) model for
         inference; see :func:`~diffkg_pyg.train.load_model`."""
         save_model(path, self.recipe, self.model, self.sizes,
-                   self.train_edge_index)
+                   self.context.train_edge_index)

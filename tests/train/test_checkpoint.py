@@ -158,12 +158,12 @@ def test_non_finite_loss_keeps_last_checkpoint(tmp_path, name):
     trainer.fit(1)
     before = (tmp_path / 'last.pt').read_bytes()
     trainer = make_trainer(name, checkpoint_dir=str(tmp_path))
-    step = trainer.step
+    step = trainer.context.step
 
     def diverged(optimizers, loss, name='loss', **terms):
         step(optimizers, loss * float('nan'), name, **terms)
 
-    trainer.step = diverged
+    trainer.context.step = diverged
     with pytest.raises(NonFiniteLossError, match='loss is nan in epoch 2'):
         trainer.fit(3, resume=str(tmp_path / 'last.pt'))
     assert (tmp_path / 'last.pt').read_bytes() == before
@@ -189,7 +189,7 @@ def test_resume_rejects_other_settings(tmp_path, change, match):
 def test_resume_ignores_use_compile(tmp_path):
     make_trainer('diffkg', checkpoint_dir=str(tmp_path)).fit(1)
     trainer = make_trainer('diffkg', model=dict(use_compile=True))
-    trainer.load_checkpoint(str(tmp_path / 'last.pt'))
+    trainer.checkpointer.load(str(tmp_path / 'last.pt'))
 
 
 @pytest.mark.parametrize('name', ['diffkg', 'lightgcn'])
@@ -213,7 +213,7 @@ def test_best_checkpoint_and_saved_model(tmp_path, name):
         expected = trainer.recipe.scores(trainer.model)(users)
     assert torch.allclose(recommender.scores(users), expected, atol=1e-6)
     # Train items are never recommended back; the rest is the top-k:
-    ptr, col = to_csr(trainer.train_edge_index, 60)
+    ptr, col = to_csr(trainer.context.train_edge_index, 60)
     for row, user in enumerate(users.tolist()):
         train = set(col[ptr[user]:ptr[user + 1]].tolist())
         assert not train & set(items[row].tolist())

@@ -163,7 +163,7 @@ def test_preset_carries_training_settings(diffrec_folder, tmp_path):
 @pytest.mark.parametrize('argv,message', [
     (['--dims', '8,x'], 'hidden_channels must be a list of integers'),
     (['--reweight', 'maybe'], "argument --reweight: invalid parse_bool"),
-    (['--eval-every', '0'], '--eval-every must be >= 1'),
+    (['--eval-every', '0'], '--eval-every: eval_every must be >= 1'),
 ])
 def test_bad_diffrec_flags(diffrec_folder, capsys, argv, message):
     assert main(['train', str(diffrec_folder), '--model', 'diffrec',

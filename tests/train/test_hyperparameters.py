@@ -4,13 +4,17 @@ import pytest
 
 from diffkg_pyg import PRESETS, DiffKG
 from diffkg_pyg.train import (
+    MODELS,
     TRAIN_SETTINGS,
     HyperParameter,
+    Range,
+    Sizes,
+    Space,
     Trainer,
     from_signature,
     get_recipe,
 )
-from diffkg_pyg.train.hyperparameters import resolve
+from diffkg_pyg.train.hyperparameters import check_settings, resolve
 
 SIZES = {'num_users', 'num_items', 'num_entities', 'num_relations'}
 
@@ -99,3 +103,74 @@ def test_recipe_presets_and_errors():
         get_recipe('diffkg')(preset='x')
     with pytest.raises(ValueError, match="lightgcn: unknown hyper-param"):
         get_recipe('lightgcn')(keep_rate=0.1)
+
+
+@pytest.mark.parametrize('interval,inside,outside,text', [
+    ('[1, inf)', [1, 5, 10**9], [0, -3, 0.5], '>= 1'),
+    ('(0, inf)', [1e-9, 3.0], [0, 0.0, -1.0], '> 0'),
+    ('[0, 1]', [0, 0.5, 1], [-0.1, 1.01], 'in [0, 1]'),
+    ('(0, 1]', [0.2, 1.0], [0.0, 1.5], 'in (0, 1]'),
+])
+def test_range(interval, inside, outside, text):
+    declared = Range(interval)
+    assert all(v in declared for v in inside)
+    assert not any(v in declared for v in outside)
+    assert str(declared) == text
+    assert -1 in Range(interval, also=(-1, ))
+    assert str(Range(interval, also=(-1, ))) == f'{text} or -1'
+
+
+@pytest.mark.parametrize('interval', ['1, inf', '[2, 1]', '[a, b]', '[1]'])
+def test_bad_range(interval):
+    with pytest.raises(ValueError):
+        Range(interval)
+
+
+def test_declared_range_is_checked_everywhere_it_is_given():
+    parameter = HyperParameter('rate', float, 'a rate', 0.5, range='(0, 1]')
+    assert parameter.check(1) == 1.0
+    with pytest.raises(ValueError, match=r'rate must be in \(0, 1\] '
+                       r'\(got 0.0\)'):
+        parameter.check(0.0)
+    assert '(default: 0.5; in (0, 1])' in parameter.help_text
+    # A search space outside the range is refused where it is declared:
+    with pytest.raises(ValueError, match='rate must be in'):
+        HyperParameter('rate', float, 'a rate', 0.5, range='(0, 1]',
+                       space=Space(0.5, 2.0))
+    with pytest.raises(ValueError, match='lr must be > 0'):
+        check_settings(lr=0.0)
+
+
+def _outside(declared):
+    low, high, low_closed, high_closed = declared.bounds
+    if low != float('-inf'):
+        value = low - 1 if low_closed else low
+    else:
+        value = high + 1 if high_closed else high
+    assert value not in declared
+    return value
+
+
+CASES = [(name, parameter) for name in sorted(MODELS)
+         for parameter in get_recipe(name).hyperparameters
+         if parameter.range is not None]
+
+
+@pytest.mark.parametrize('name,parameter', CASES,
+                         ids=[f'{n}-{p.name}' for n, p in CASES])
+def test_recipes_and_constructors_agree_on_ranges(name, parameter):
+    # The declaration rejects a value outside the range wherever it is
+    # given; the package's own model constructors reject it too.
+    recipe_class = get_recipe(name)
+    bad = parameter.type(_outside(parameter.range))
+    with pytest.raises(ValueError, match=f'{parameter.name} must be'):
+        recipe_class(**{parameter.name: bad})
+    recipe = recipe_class()
+    sizes = Sizes(num_users=10, num_items=8, num_entities=12,
+                  num_relations=2)
+    model = recipe.build_model(sizes)
+    if not type(model).__module__.startswith('diffkg_pyg'):
+        return  # E.g. PyG's LightGCN: its own checks.
+    recipe.hparams = {**recipe.hparams, parameter.name: bad}
+    with pytest.raises(ValueError, match=parameter.name):
+        recipe.build_model(sizes)

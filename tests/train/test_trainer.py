@@ -125,9 +125,9 @@ def test_needs_validation():
 
 
 @pytest.mark.parametrize('kwargs,match', [
-    (dict(lr=0.0), "'lr' must be > 0"),
-    (dict(batch_size=0), "'batch_size' must be >= 1"),
-    (dict(max_batches=0), "'max_batches' must be >= 1"),
+    (dict(lr=0.0), 'lr must be > 0'),
+    (dict(batch_size=0), 'batch_size must be >= 1'),
+    (dict(max_batches=0), 'max_batches must be >= 1'),
     (dict(checkpoint_every=0), "'checkpoint_every' must be >= 1"),
 ])
 def test_bad_settings(kwargs, match):
@@ -183,7 +183,7 @@ def test_diffkg_without_diffusion_uses_the_original_kg():
                                        ('lightgcn', 'loss')])
 def test_non_finite_loss_names_the_term(name, term):
     trainer = make_trainer(name)
-    step = trainer.step
+    step = trainer.context.step
 
     def diverged(optimizers, loss, name='loss', **terms):
         nan = torch.tensor(float('nan'))
@@ -191,7 +191,7 @@ def test_non_finite_loss_names_the_term(name, term):
         step(optimizers, loss * nan if term == name else loss, name,
              **terms)
 
-    trainer.step = diverged
+    trainer.context.step = diverged
     with pytest.raises(NonFiniteLossError,
                        match=f'the {term} loss is nan in epoch 1'):
         trainer.fit(2)

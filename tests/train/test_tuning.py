@@ -19,13 +19,13 @@ from diffkg_pyg.train.hyperparameters import (  # noqa: E402
     read_config,
 )
 from diffkg_pyg.train.tuning import (  # noqa: E402
-    _open_study,
     read_space,
     search_space,
     tune,
     without_test,
     write_config,
 )
+from diffkg_pyg.train.tuning.study import open_study  # noqa: E402
 from tests.conftest import write, write_kgat_folder  # noqa: E402
 from tests.train.test_trainer import small_data  # noqa: E402
 
@@ -328,7 +328,7 @@ ATTRIBUTES = {'model': 'lightgcn', 'space': {'lr': [1e-3, 1e-2]},
 
 
 def _open(storage, **kwargs):
-    return _open_study(storage, 'study', 0, 'none', 30.0, ATTRIBUTES,
+    return open_study(storage, 'study', 0, 'none', 30.0, ATTRIBUTES,
                        {'lr': 1e-3}, **kwargs)
 
 

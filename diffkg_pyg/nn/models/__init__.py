@@ -1,6 +1,5 @@
 from diffkg_pyg.nn.models.diffkg import PRESETS, DiffKG
-from diffkg_pyg.nn.models.diffrec import DIFFREC_PRESETS, DiffRec, TDiffRec
-from diffkg_pyg.nn.models.ldiffrec import LDIFFREC_PRESETS, LDiffRec
+from diffkg_pyg.nn.models.diffrec import DiffRec, TDiffRec
+from diffkg_pyg.nn.models.ldiffrec import LDiffRec
 
-__all__ = ['DiffKG', 'PRESETS', 'DiffRec', 'TDiffRec', 'LDiffRec',
-           'DIFFREC_PRESETS', 'LDIFFREC_PRESETS']
+__all__ = ['DiffKG', 'PRESETS', 'DiffRec', 'TDiffRec', 'LDiffRec']

@@ -14,40 +14,10 @@ from diffkg_pyg.nn.diffusion import (
 )
 from diffkg_pyg.utils import gather_rows, rows_of
 
-__all__ = ['DiffRec', 'TDiffRec', 'MEAN_TYPES', 'DIFFREC_PRESETS',
-           'interaction_rows']
+__all__ = ['DiffRec', 'TDiffRec', 'MEAN_TYPES', 'interaction_rows']
 
 #: What the denoiser predicts: the clean row or the noise.
 MEAN_TYPES = ('x0', 'eps')
-
-#: The authors' settings per dataset (their ``inference.py`` and the names
-#: of their released checkpoints), with the training settings of their
-#: ``main.py``: AdamW, up to 1,000 epochs, validation every 5 epochs,
-#: stopping 20 epochs after the best one (``epoch - best_epoch >= 20``
-#: before each epoch; with validation every 5 epochs the last validated
-#: epoch is then the best plus 15, which is what :obj:`patience` 15 does
-#: here, checked after each epoch: the same validated epochs and the same
-#: selected model). Their ``--reweight`` was parsed with ``type=bool``, so
-#: every released run, ``--reweight 0`` included, reweighted: so do these.
-DIFFREC_PRESETS = {
-    'ml-1m': dict(hidden_channels=(200, 600), time_channels=10,
-                  mean_type='x0', diffusion_steps=40, noise_scale=0.005,
-                  noise_min=0.005, noise_max=0.01, sampling_steps=0,
-                  reweight=True, lr=1e-3, weight_decay=0.0, batch_size=400,
-                  epochs=1000, eval_every=5, patience=15),
-    'amazon-book': dict(hidden_channels=(1000, ), time_channels=10,
-                        mean_type='x0', diffusion_steps=5, noise_scale=1e-4,
-                        noise_min=5e-4, noise_max=5e-3, sampling_steps=0,
-                        reweight=True, lr=5e-5, weight_decay=0.0,
-                        batch_size=400, epochs=1000, eval_every=5,
-                        patience=15),
-    'yelp': dict(hidden_channels=(1000, ), time_channels=10, mean_type='x0',
-                 diffusion_steps=5, noise_scale=0.01, noise_min=0.001,
-                 noise_max=0.01, sampling_steps=0, reweight=True, lr=1e-5,
-                 weight_decay=0.0, batch_size=400, epochs=1000,
-                 eval_every=5, patience=15),
-}
-
 
 def interaction_rows(ptr: Tensor, col: Tensor, users: Tensor, num_items: int,
                      weight: Optional[Tensor] = None) -> Tensor:
@@ -125,7 +95,8 @@ class DiffRec(torch.nn.Module):
             sampling. (default: :obj:`10`)
 
     The defaults are those of the authors' ``main.py``; the per-dataset
-    settings are in :data:`DIFFREC_PRESETS`.
+    settings are the presets of its recipe
+    (:data:`~diffkg_pyg.train.recipes.diffrec.DIFFREC_PRESETS`).
     """
     def __init__(
         self,

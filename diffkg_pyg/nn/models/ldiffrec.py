@@ -9,22 +9,7 @@ from torch import Tensor
 
 from diffkg_pyg.nn.models.diffrec import DiffRec
 
-__all__ = ['LDiffRec', 'kmeans', 'LDIFFREC_PRESETS']
-
-#: The authors' L-DiffRec settings (their ``inference.py`` and the names of
-#: their released checkpoints: ``lr1`` of the autoencoder, ``lr2`` of the
-#: denoiser, ``n_cate 2``, ``in [300]``, ``out []``, ``dims [300]``), with
-#: the training protocol of :data:`~diffkg_pyg.nn.models.diffrec.
-#: DIFFREC_PRESETS`.
-LDIFFREC_PRESETS = {
-    'ml-1m': dict(num_clusters=2, latent_channels=300,
-                  hidden_channels=(300, ), lamda=0.03, mean_type='x0',
-                  diffusion_steps=40, noise_scale=0.005, noise_min=0.005,
-                  noise_max=0.02, sampling_steps=0, reweight=True,
-                  autoencoder_lr=1e-3, lr=5e-4, weight_decay=0.0,
-                  batch_size=400, epochs=1000, eval_every=5, patience=15),
-}
-
+__all__ = ['LDiffRec', 'kmeans']
 
 def kmeans(x: Tensor, k: int, generator: Optional[torch.Generator] = None,
            max_iterations: int = 1000, tol: float = 1e-4) -> Tensor:

@@ -8,8 +8,10 @@ from torch import Tensor
 from diffkg_pyg.data.graph import KG
 from diffkg_pyg.nn.models.diffkg import MAIN_VIEWS, PRESETS, VIEWS, DiffKG
 from diffkg_pyg.optim import SparseRowAdam
+from diffkg_pyg.train.context import TrainContext
 from diffkg_pyg.train.hyperparameters import (
     HyperParameter,
+    Range,
     Space,
     from_signature,
 )
@@ -60,14 +62,16 @@ class DiffKGRecipe(Recipe):
                    '(Jiang et al., WSDM 2024)')
     presets = PRESETS
     inference_skip = ('denoiser.', )
+    tiny = dict(embedding_dim=8, denoiser_hidden_channels=16,
+                use_compile=False, batch_size=32, max_batches=2)
     hyperparameters = from_signature(
         DiffKG,
         HyperParameter('embedding_dim', int, 'embedding size',
-                       aliases=('latdim', )),
+                       aliases=('latdim', ), range='[1, inf)'),
         HyperParameter('num_layers', int, 'user-item propagation layers',
-                       aliases=('gnn_layer', )),
+                       aliases=('gnn_layer', ), range='[0, inf)'),
         HyperParameter('num_kg_layers', int, 'relation-aware attention hops',
-                       aliases=('layer_num_kg', )),
+                       aliases=('layer_num_kg', ), range='[1, inf)'),
         HyperParameter('kg_dropout', float,
                        'dropout after every attention hop',
                        aliases=('mess_dropout', 'mess_dropout_rate')),
@@ -77,14 +81,17 @@ class DiffKGRecipe(Recipe):
         HyperParameter('kg_sample_size', int, 'KG edges sampled per head '
                        'for the original view (-1: all)',
                        aliases=('triplet_num', ),
+                       range=Range('[1, inf)', also=(-1, )),
                        space=Space(choices=(5, 10, 20, -1))),
         HyperParameter('l2_weight', float, 'L2 weight on the full tables',
-                       aliases=('reg', ), space=Space(1e-8, 1e-4, log=True)),
+                       aliases=('reg', ), range='[0, inf)',
+                       space=Space(1e-8, 1e-4, log=True)),
         HyperParameter('ssl_weight', float, 'weight of the InfoNCE terms',
-                       aliases=('ssl_reg', ),
+                       aliases=('ssl_reg', ), range='[0, inf)',
                        space=Space(choices=(0.0, 0.01, 0.1, 1.0))),
         HyperParameter('temperature', float, 'InfoNCE temperature',
-                       aliases=('temp', ), space=Space(0.05, 1.0, log=True)),
+                       aliases=('temp', ), range='(0, inf)',
+                       space=Space(0.05, 1.0, log=True)),
         HyperParameter('main_view', str,
                        'the KG of the main view and of evaluation; the other '
                        'feeds the second view', choices=MAIN_VIEWS,
@@ -96,6 +103,7 @@ class DiffKGRecipe(Recipe):
                        choices=VIEWS),
         HyperParameter('denoiser_hidden_channels', int,
                        'hidden size of the denoiser', aliases=('dims', ),
+                       range='[1, inf)',
                        from_alias=_dims, alias_type=str),
         HyperParameter('time_channels', int,
                        'size of the diffusion-step embedding',
@@ -105,7 +113,8 @@ class DiffKGRecipe(Recipe):
         HyperParameter('denoiser_dropout', float,
                        'input dropout of the denoiser'),
         HyperParameter('diffusion_steps', int, 'diffusion steps',
-                       aliases=('steps', ), space=Space(2, 50, log=True)),
+                       aliases=('steps', ), range='[1, inf)',
+                       space=Space(2, 50, log=True)),
         HyperParameter('noise_scale', float, 'noise scale of the schedule',
                        space=Space(1e-3, 0.5, log=True)),
         HyperParameter('noise_min', float,
@@ -113,20 +122,23 @@ class DiffKGRecipe(Recipe):
         HyperParameter('noise_max', float,
                        'upper noise bound of the schedule'),
         HyperParameter('sampling_steps', int, 'noise steps before the '
-                       'rebuild'),
+                       'rebuild (at most diffusion_steps)', range='[0, inf)'),
         HyperParameter('ckgc_weight', float, 'weight of the CKGC loss',
-                       aliases=('e_loss', ),
+                       aliases=('e_loss', ), range='[0, 1]',
                        space=Space(choices=(0.0, 0.01, 0.1, 0.5, 1.0))),
         HyperParameter('rebuild_k', int, 'edges kept per head by the '
-                       'rebuild', space=Space(1, 10, log=True)),
+                       'rebuild', range='[1, inf)',
+                       space=Space(1, 10, log=True)),
         HyperParameter('keep_rate', float,
                        'keep probability of every rebuilt edge',
-                       aliases=('keepRate', ), space=Space(0.2, 1.0)),
+                       aliases=('keepRate', ), range='(0, 1]',
+                       space=Space(0.2, 1.0)),
         HyperParameter('num_negatives', int, 'sampled non-edges per KG edge '
-                       "in the denoiser's support"),
+                       "in the denoiser's support", range='[1, inf)'),
         HyperParameter('noise_columns', int, "columns carrying the "
                        "denoiser's input noise outside the support when N is "
-                       'larger (-1: all, exact)'),
+                       'larger (-1: all, exact)',
+                       range=Range('[1, inf)', also=(-1, ))),
         HyperParameter('use_compile', bool, "torch.compile the denoiser's "
                        'hot path', aliases=('compile', ), compared=False),
     ) + (HyperParameter('diffusion', bool, 'train the denoiser and rebuild '
@@ -142,66 +154,67 @@ class DiffKGRecipe(Recipe):
         return DiffKG(sizes.num_users, sizes.num_items, sizes.num_entities,
                       sizes.num_relations, **hparams)
 
-    def setup(self, model: DiffKG, trainer, data) -> None:
-        device = trainer.device
-        self.train_edge_index = trainer.train_edge_index
-        self.adj = model.build_adjacency(self.train_edge_index)
+    def setup(self, model: DiffKG, context: TrainContext, data) -> None:
+        device = context.device
+        self.train_edge_index = context.train_edge_index
+        self.setup_inference(model, self.train_edge_index)
         self.kg = (data[KG].edge_index.to(device),
                    data[KG].edge_type.to(device))
         self.kg_ptr, self.kg_col = to_csr(self.kg[0], model.num_entities)
         degree = self.kg_ptr[1:] - self.kg_ptr[:-1]
         self.heads = torch.nonzero(degree > 0).view(-1)
         self.sampled_kg = model.sample_kg(*self.kg,
-                                          generator=trainer.generator)
+                                          generator=context.generator)
         self.denoised_kg = self.sampled_kg  # Until the first rebuild.
 
-    def configure_optimizers(self, model: DiffKG,
-                             trainer) -> List[torch.optim.Optimizer]:
+    def configure_optimizers(self, model: DiffKG, context: TrainContext
+                             ) -> List[torch.optim.Optimizer]:
         self.optimizer = torch.optim.Adam(model.recommender_parameters(),
-                                          lr=trainer.lr,
-                                          weight_decay=trainer.weight_decay)
+                                          lr=context.lr,
+                                          weight_decay=context.weight_decay)
         self.denoiser_optimizers = [
             torch.optim.Adam(model.denoiser.dense_parameters(),
-                             lr=trainer.lr),
-            SparseRowAdam(model.denoiser.sparse_parameters(), lr=trainer.lr),
+                             lr=context.lr),
+            SparseRowAdam(model.denoiser.sparse_parameters(), lr=context.lr),
         ]
         return [self.optimizer, *self.denoiser_optimizers]
 
-    def train_diffusion(self, model: DiffKG, trainer, epoch: int) -> None:
+    def train_diffusion(self, model: DiffKG, context: TrainContext,
+                        epoch: int) -> None:
         r"""Phase 1: one pass of denoiser steps."""
         item_user_emb = model.item_user_embedding(self.train_edge_index)
-        perm = torch.randperm(self.heads.numel(), generator=trainer.generator,
-                              device=trainer.device)
-        batches = trainer.batches(self.heads[perm])
-        for heads in trainer.progress(batches, f'epoch {epoch} diffusion'):
+        perm = torch.randperm(self.heads.numel(), generator=context.generator,
+                              device=context.device)
+        batches = context.batches(self.heads[perm])
+        for heads in context.progress(batches, f'epoch {epoch} diffusion'):
             loss, diff, ckgc = model.diffusion_loss(
                 self.kg_ptr, self.kg_col, heads, item_user_emb,
-                trainer.generator)
-            trainer.step(self.denoiser_optimizers, loss, 'denoiser_loss',
+                context.generator)
+            context.step(self.denoiser_optimizers, loss, 'denoiser_loss',
                          diff=diff, ckgc=ckgc)
 
-    def train_recommendation(self, model: DiffKG, trainer,
+    def train_recommendation(self, model: DiffKG, context: TrainContext,
                              epoch: int) -> None:
         r"""Phase 3: one pass of recommendation steps."""
         main_kg, second_kg = model.views(self.sampled_kg, self.denoised_kg)
-        for user, pos, neg in trainer.bpr_batches(
+        for user, pos, neg in context.bpr_batches(
                 f'epoch {epoch} recommendation'):
             loss, terms = model.loss(self.adj, main_kg, second_kg, user, pos,
-                                     neg, trainer.shard_batch_size)
-            trainer.step([self.optimizer], loss, **terms)
+                                     neg, context.shard_batch_size)
+            context.step([self.optimizer], loss, **terms)
 
-    def train_epoch(self, model: DiffKG, trainer,
+    def train_epoch(self, model: DiffKG, context: TrainContext,
                     epoch: int) -> Dict[str, Any]:
         start = time.perf_counter()
         if self.hparams['diffusion']:
-            self.train_diffusion(model, trainer, epoch)
+            self.train_diffusion(model, context, epoch)
         diffusion_end = time.perf_counter()
         if self.hparams['diffusion']:
             self.denoised_kg = model.rebuild_kg(
-                *self.kg, batch_size=trainer.batch_size,
-                generator=trainer.generator)
+                *self.kg, batch_size=context.batch_size,
+                generator=context.generator)
         rebuild_end = time.perf_counter()
-        self.train_recommendation(model, trainer, epoch)
+        self.train_recommendation(model, context, epoch)
         return {'kg_edges_kept': int(self.denoised_kg[0].size(1)),
                 'diffusion_seconds': diffusion_end - start,
                 'rebuild_seconds': rebuild_end - diffusion_end,
@@ -224,13 +237,6 @@ class DiffKGRecipe(Recipe):
     def summary(self) -> Dict[str, Any]:
         return {'kg_edges_kept': int(self.denoised_kg[0].size(1))}
 
-    def inference_inputs(self) -> Dict[str, Tensor]:
-        main_kg = (self.denoised_kg if self.hparams['main_view'] ==
-                   'denoised' else self.sampled_kg)
-        return {'kg_edge_index': main_kg[0], 'kg_edge_type': main_kg[1]}
-
-    def setup_inference(self, model: DiffKG, train_edge_index: Tensor,
-                        inputs: Dict[str, Tensor]) -> None:
+    def setup_inference(self, model: DiffKG,
+                        train_edge_index: Tensor) -> None:
         self.adj = model.build_adjacency(train_edge_index)
-        self.sampled_kg = self.denoised_kg = (inputs['kg_edge_index'],
-                                              inputs['kg_edge_type'])

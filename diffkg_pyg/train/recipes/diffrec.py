@@ -9,13 +9,13 @@ from torch import Tensor
 from diffkg_pyg.data.graph import USER_ITEM
 from diffkg_pyg.nn.diffusion import SCHEDULES
 from diffkg_pyg.nn.models.diffrec import (
-    DIFFREC_PRESETS,
     MEAN_TYPES,
     DiffRec,
     TDiffRec,
     interaction_rows,
 )
-from diffkg_pyg.nn.models.ldiffrec import LDIFFREC_PRESETS, LDiffRec, kmeans
+from diffkg_pyg.nn.models.ldiffrec import LDiffRec, kmeans
+from diffkg_pyg.train.context import TrainContext
 from diffkg_pyg.train.hyperparameters import (
     HyperParameter,
     Space,
@@ -23,9 +23,53 @@ from diffkg_pyg.train.hyperparameters import (
     parse_int_list,
 )
 from diffkg_pyg.train.recipe import Recipe, Sizes
+from diffkg_pyg.train.recipes.lightgcn import LightGCNRecipe
+from diffkg_pyg.train.trainer import Trainer
 from diffkg_pyg.utils import to_csr
 
-__all__ = ['DiffRecRecipe', 'TDiffRecRecipe', 'LDiffRecRecipe']
+__all__ = ['DiffRecRecipe', 'TDiffRecRecipe', 'LDiffRecRecipe',
+           'DIFFREC_PRESETS', 'LDIFFREC_PRESETS']
+
+#: The authors' settings per dataset (their ``inference.py`` and the names
+#: of their released checkpoints), with the training settings of their
+#: ``main.py``: AdamW, up to 1,000 epochs, validation every 5 epochs,
+#: stopping 20 epochs after the best one (``epoch - best_epoch >= 20``
+#: before each epoch; with validation every 5 epochs the last validated
+#: epoch is then the best plus 15, which is what :obj:`patience` 15 does
+#: here, checked after each epoch: the same validated epochs and the same
+#: selected model). Their ``--reweight`` was parsed with ``type=bool``, so
+#: every released run, ``--reweight 0`` included, reweighted: so do these.
+DIFFREC_PRESETS = {
+    'ml-1m': dict(hidden_channels=(200, 600), time_channels=10,
+                  mean_type='x0', diffusion_steps=40, noise_scale=0.005,
+                  noise_min=0.005, noise_max=0.01, sampling_steps=0,
+                  reweight=True, lr=1e-3, weight_decay=0.0, batch_size=400,
+                  epochs=1000, eval_every=5, patience=15),
+    'amazon-book': dict(hidden_channels=(1000, ), time_channels=10,
+                        mean_type='x0', diffusion_steps=5, noise_scale=1e-4,
+                        noise_min=5e-4, noise_max=5e-3, sampling_steps=0,
+                        reweight=True, lr=5e-5, weight_decay=0.0,
+                        batch_size=400, epochs=1000, eval_every=5,
+                        patience=15),
+    'yelp': dict(hidden_channels=(1000, ), time_channels=10, mean_type='x0',
+                 diffusion_steps=5, noise_scale=0.01, noise_min=0.001,
+                 noise_max=0.01, sampling_steps=0, reweight=True, lr=1e-5,
+                 weight_decay=0.0, batch_size=400, epochs=1000,
+                 eval_every=5, patience=15),
+}
+
+#: The authors' L-DiffRec settings (their ``inference.py`` and the names of
+#: their released checkpoints: ``lr1`` of the autoencoder, ``lr2`` of the
+#: denoiser, ``n_cate 2``, ``in [300]``, ``out []``, ``dims [300]``), with
+#: the training protocol of :data:`DIFFREC_PRESETS`.
+LDIFFREC_PRESETS = {
+    'ml-1m': dict(num_clusters=2, latent_channels=300,
+                  hidden_channels=(300, ), lamda=0.03, mean_type='x0',
+                  diffusion_steps=40, noise_scale=0.005, noise_min=0.005,
+                  noise_max=0.02, sampling_steps=0, reweight=True,
+                  autoencoder_lr=1e-3, lr=5e-4, weight_decay=0.0,
+                  batch_size=400, epochs=1000, eval_every=5, patience=15),
+}
 
 _DIFFREC_PARAMETERS = (
     HyperParameter('hidden_channels', tuple, "the denoiser's sizes (the "
@@ -79,6 +123,8 @@ class DiffRecRecipe(Recipe):
     presets = DIFFREC_PRESETS
     # The authors' learning rates (1e-5 to 1e-3 across their datasets):
     setting_spaces = {'lr': Space(1e-5, 1e-3, log=True)}
+    tiny = dict(hidden_channels=(8, 12), diffusion_steps=4, batch_size=16,
+                max_batches=2)
     hyperparameters = from_signature(DiffRec, *_DIFFREC_PARAMETERS)
 
     def build_model(self, sizes: Sizes) -> DiffRec:
@@ -86,36 +132,36 @@ class DiffRecRecipe(Recipe):
         self.seed = 0  # Of inference noise; the run's seed in training.
         return self.model_class(sizes.num_items, **self.hparams)
 
-    def setup(self, model: DiffRec, trainer, data) -> None:
-        self.seed = trainer.settings['seed']
-        self.setup_inference(model, trainer.train_edge_index, {})
+    def setup(self, model: DiffRec, context: TrainContext, data) -> None:
+        self.seed = context.seed
+        self.setup_inference(model, context.train_edge_index)
 
-    def setup_inference(self, model: DiffRec, train_edge_index: Tensor,
-                        inputs: Dict[str, Tensor]) -> None:
+    def setup_inference(self, model: DiffRec,
+                        train_edge_index: Tensor) -> None:
         self.ptr, self.col = to_csr(train_edge_index, self.num_users)
         self.weight = model.input_weights(self.ptr)
 
-    def configure_optimizers(self, model: DiffRec,
-                             trainer) -> List[torch.optim.Optimizer]:
-        return [torch.optim.AdamW(model.parameters(), lr=trainer.lr,
-                                  weight_decay=trainer.weight_decay)]
+    def configure_optimizers(self, model: DiffRec, context: TrainContext
+                             ) -> List[torch.optim.Optimizer]:
+        return [torch.optim.AdamW(model.parameters(), lr=context.lr,
+                                  weight_decay=context.weight_decay)]
 
-    def epoch_rows(self, model: DiffRec, trainer,
+    def epoch_rows(self, model: DiffRec, context: TrainContext,
                    epoch: int) -> Iterator[Tensor]:
         r"""One pass over all users in random order: the input rows of
         each batch of :obj:`batch_size` users."""
-        perm = torch.randperm(self.num_users, generator=trainer.generator,
-                              device=trainer.device)
-        for users in trainer.progress(trainer.batches(perm),
+        perm = torch.randperm(self.num_users, generator=context.generator,
+                              device=context.device)
+        for users in context.progress(context.batches(perm),
                                       f'epoch {epoch}'):
             yield interaction_rows(self.ptr, self.col, users,
                                    model.num_items, self.weight)
 
-    def train_epoch(self, model: DiffRec, trainer,
+    def train_epoch(self, model: DiffRec, context: TrainContext,
                     epoch: int) -> Dict[str, Any]:
-        for x in self.epoch_rows(model, trainer, epoch):
-            loss, mse = model.loss(x, trainer.generator)
-            trainer.step(trainer.optimizers, loss, mse=mse)
+        for x in self.epoch_rows(model, context, epoch):
+            loss, mse = model.loss(x, context.generator)
+            context.step(context.optimizers, loss, mse=mse)
         return {}
 
     def scores(self, model: DiffRec) -> Callable[[Tensor], Tensor]:
@@ -140,12 +186,12 @@ class TDiffRecRecipe(DiffRecRecipe):
         HyperParameter('w_max', float, 'weight of the newest interaction'),
     ) + from_signature(DiffRec, *_DIFFREC_PARAMETERS)
 
-    def setup(self, model: TDiffRec, trainer, data) -> None:
+    def setup(self, model: TDiffRec, context: TrainContext, data) -> None:
         if 'edge_time' not in data[USER_ITEM]:
             raise ValueError('tdiffrec needs the chronological order of the '
                              'train interactions, which only datasets in '
                              "DiffRec's layout (train_list.npy) have")
-        super().setup(model, trainer, data)
+        super().setup(model, context, data)
 
 
 def _latent_denoiser_parameters() -> Tuple[HyperParameter, ...]:
@@ -189,6 +235,9 @@ class LDiffRecRecipe(DiffRecRecipe):
     description = ('L-DiffRec: DiffRec in the latent space of clustered '
                    'autoencoders (Wang et al., SIGIR 2023)')
     presets = LDIFFREC_PRESETS
+    tiny = dict(num_clusters=2, embedding_epochs=2, latent_channels=8,
+                hidden_channels=(8, ), diffusion_steps=4, batch_size=16,
+                max_batches=2)
     hyperparameters = (
         HyperParameter('num_clusters', int, 'item clusters (k-means)', 2,
                        aliases=('n_cate', )),
@@ -219,19 +268,17 @@ class LDiffRecRecipe(DiffRecRecipe):
                        'weight decay)', None, aliases=('wd1', )),
     ) + _latent_denoiser_parameters()
 
-    def prepare(self, data, seed: int) -> None:
+    def prepare(self, data, context: TrainContext) -> None:
         item = data['item']
         if 'x' in item:
             embeddings = item.x
         else:
-            embeddings = self._lightgcn_embeddings(data, seed)
-        generator = torch.Generator().manual_seed(seed)
+            embeddings = self._lightgcn_embeddings(data, context.seed)
+        generator = torch.Generator().manual_seed(context.seed)
         self.cluster = kmeans(embeddings.cpu(), self.hparams['num_clusters'],
                               generator)
 
     def _lightgcn_embeddings(self, data, seed: int) -> Tensor:
-        from diffkg_pyg.train.recipes.lightgcn import LightGCNRecipe
-        from diffkg_pyg.train.trainer import Trainer
         recipe = LightGCNRecipe()
         trainer = Trainer(recipe, data, seed=seed,
                           log=lambda line: None)
@@ -241,11 +288,11 @@ class LDiffRecRecipe(DiffRecRecipe):
             out = trainer.model.get_embedding(recipe.adj)
         return out[recipe.num_users:].detach()
 
-    def prepare_inference(self, inputs: Dict[str, Tensor]) -> None:
-        self.cluster = inputs['cluster'].cpu()
-
-    def inference_inputs(self) -> Dict[str, Tensor]:
+    def state_dict(self) -> Dict[str, Any]:
         return {'cluster': self.cluster}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.cluster = state['cluster'].cpu()
 
     def build_model(self, sizes: Sizes) -> LDiffRec:
         self.num_users = sizes.num_users
@@ -256,24 +303,24 @@ class LDiffRecRecipe(DiffRecRecipe):
                         **{k: v for k, v in self.hparams.items()
                            if k not in skip})
 
-    def configure_optimizers(self, model: LDiffRec,
-                             trainer) -> List[torch.optim.Optimizer]:
+    def configure_optimizers(self, model: LDiffRec, context: TrainContext
+                             ) -> List[torch.optim.Optimizer]:
         lr = self.hparams['autoencoder_lr']
         decay = self.hparams['autoencoder_weight_decay']
         return [
             torch.optim.AdamW(model.autoencoder_parameters(),
-                              lr=trainer.lr if lr is None else lr,
-                              weight_decay=trainer.weight_decay
+                              lr=context.lr if lr is None else lr,
+                              weight_decay=context.weight_decay
                               if decay is None else decay),
-            torch.optim.AdamW(model.denoiser_parameters(), lr=trainer.lr,
-                              weight_decay=trainer.weight_decay),
+            torch.optim.AdamW(model.denoiser_parameters(), lr=context.lr,
+                              weight_decay=context.weight_decay),
         ]
 
-    def train_epoch(self, model: LDiffRec, trainer,
+    def train_epoch(self, model: LDiffRec, context: TrainContext,
                     epoch: int) -> Dict[str, Any]:
-        for x in self.epoch_rows(model, trainer, epoch):
+        for x in self.epoch_rows(model, context, epoch):
             loss, diffusion, recon, kl = model.loss(x, epoch,
-                                                    trainer.generator)
-            trainer.step(trainer.optimizers, loss, diffusion=diffusion,
+                                                    context.generator)
+            context.step(context.optimizers, loss, diffusion=diffusion,
                          recon=recon, kl=kl)
         return {}

@@ -7,6 +7,7 @@ from torch import Tensor
 from torch_geometric.nn.models import LightGCN
 
 from diffkg_pyg.data.graph import bipartite_adjacency
+from diffkg_pyg.train.context import TrainContext
 from diffkg_pyg.train.hyperparameters import HyperParameter, Space
 from diffkg_pyg.train.recipe import Recipe, Sizes
 
@@ -29,14 +30,16 @@ class LightGCNRecipe(Recipe):
     name = 'lightgcn'
     description = ('LightGCN (He et al., SIGIR 2020), PyG\'s model: the '
                    'baseline without a knowledge graph')
+    tiny = dict(embedding_dim=8, batch_size=32, max_batches=2)
     hyperparameters = (
         HyperParameter('embedding_dim', int, 'embedding size', 64,
-                       aliases=('latdim', )),
+                       aliases=('latdim', ), range='[1, inf)'),
         HyperParameter('num_layers', int, 'propagation layers', 2,
-                       aliases=('gnn_layer', ), space=Space(1, 4)),
+                       aliases=('gnn_layer', ), range='[1, inf)',
+                       space=Space(1, 4)),
         HyperParameter('l2_weight', float, 'L2 weight on the batch '
                        "embeddings (PyG's lambda_reg)", 1e-4,
-                       aliases=('reg', 'lambda_reg'),
+                       aliases=('reg', 'lambda_reg'), range='[0, inf)',
                        space=Space(1e-6, 1e-2, log=True)),
     )
 
@@ -47,15 +50,15 @@ class LightGCNRecipe(Recipe):
                         self.hparams['embedding_dim'],
                         self.hparams['num_layers'], normalize=False)
 
-    def setup_inference(self, model: LightGCN, train_edge_index: Tensor,
-                        inputs: Dict[str, Tensor]) -> None:
+    def setup_inference(self, model: LightGCN,
+                        train_edge_index: Tensor) -> None:
         self.adj = bipartite_adjacency(train_edge_index, self.num_users,
                                        self.num_items)
 
-    def train_epoch(self, model: LightGCN, trainer,
+    def train_epoch(self, model: LightGCN, context: TrainContext,
                     epoch: int) -> Dict[str, Any]:
         offset = self.num_users
-        for user, pos, neg in trainer.bpr_batches(f'epoch {epoch}'):
+        for user, pos, neg in context.bpr_batches(f'epoch {epoch}'):
             out = model.get_embedding(self.adj)
             pos_rank = (out[user] * out[pos + offset]).sum(dim=-1)
             neg_rank = (out[user] * out[neg + offset]).sum(dim=-1)
@@ -63,7 +66,7 @@ class LightGCNRecipe(Recipe):
             loss = model.recommendation_loss(
                 pos_rank, neg_rank, node_id=node_id,
                 lambda_reg=self.hparams['l2_weight'])
-            trainer.step(trainer.optimizers, loss)
+            context.step(context.optimizers, loss)
         return {}
 
     def scores(self, model: LightGCN) -> Callable[[Tensor], Tensor]:

@@ -1,0 +1,186 @@
+r"""The training checkpoints of a run: what one holds, when one is written,
+and how a run continues from one exactly (a checkpoint of other data or
+other hyper-parameters is refused, naming the difference)."""
+import os.path as osp
+from typing import Any, Dict, List, Optional
+
+import torch
+
+from diffkg_pyg import distributed
+from diffkg_pyg.train.checkpoint import (
+    load_checkpoint,
+    rng_state,
+    save_atomic,
+    set_rng_state,
+)
+from diffkg_pyg.train.recipe import Recipe
+from diffkg_pyg.train.results import FitState
+from diffkg_pyg.utils import to_device
+
+__all__ = ['Checkpointer', 'CHECKPOINT_FORMAT']
+
+CHECKPOINT_FORMAT = 'diffkg_pyg.Trainer/1'
+
+
+class Checkpointer:
+    r"""Writes and reads the checkpoints of one run.
+
+    A checkpoint holds the parameters, the optimisers, the recipe's state,
+    every random generator's state (of every process), the early-stopping
+    state and history, the hyper-parameters, the settings and a fingerprint
+    of the data. :obj:`last.pt` is written every :obj:`every` epochs (and
+    when the run stops), :obj:`best.pt` at every new best epoch, both
+    atomically, by the first process only.
+
+    Args:
+        model (torch.nn.Module): The model.
+        recipe (Recipe): Its recipe (hyper-parameters and state).
+        optimizers (list): The optimisers.
+        generator (torch.Generator): The run's generator.
+        settings (dict): The training settings that a resumed run must
+            share (learning rate, batch size, seed, ...).
+        fingerprint (str): The data's fingerprint
+            (:func:`~diffkg_pyg.train.checkpoint.fingerprint`).
+        directory (str, optional): Where the files go. (default:
+            :obj:`None`: none are written but on an interruption, in the
+            working folder)
+        every (int, optional): Epochs between :obj:`last.pt` writes.
+            (default: :obj:`1`)
+    """
+    def __init__(self, model: torch.nn.Module, recipe: Recipe,
+                 optimizers: List[torch.optim.Optimizer],
+                 generator: torch.Generator, settings: Dict[str, Any],
+                 fingerprint: str, directory: Optional[str] = None,
+                 every: int = 1) -> None:
+        self.model = model
+        self.recipe = recipe
+        self.optimizers = optimizers
+        self.generator = generator
+        self.settings = settings
+        self.fingerprint = fingerprint
+        self.directory = directory
+        self.every = every
+        self.rank = distributed.get_rank()
+        self.world_size = distributed.get_world_size()
+
+    @property
+    def device(self) -> torch.device:
+        return self.generator.device
+
+    def snapshot(self) -> Dict[str, Any]:
+        r"""The model's and the recipe's state, copied to the CPU (the best
+        epoch's state would otherwise hold a second copy of every parameter
+        in the device's memory)."""
+        return to_device({'model': self.model.state_dict(),
+                          'recipe': self.recipe.state_dict()},
+                         torch.device('cpu'), copy=True)
+
+    def restore(self, snapshot: Dict[str, Any]) -> None:
+        r"""Loads a :meth:`snapshot` back."""
+        self.model.load_state_dict(snapshot['model'])
+        self.recipe.load_state_dict(to_device(snapshot['recipe'],
+                                              self.device))
+
+    def compared(self) -> Dict[str, Any]:
+        r"""The hyper-parameters and settings a resumed checkpoint must
+        agree on (those declared :obj:`compared`)."""
+        skip = {p.name for p in self.recipe.hyperparameters if not p.compared}
+        values = {k: v for k, v in self.recipe.hparams.items()
+                  if k not in skip}
+        return {**values, **self.settings}
+
+    def state(self, fit_state: FitState) -> Dict[str, Any]:
+        r"""Everything needed to continue exactly after :obj:`fit_state`
+        (a collective: every process gathers its random states)."""
+        best = fit_state.best_state
+        if fit_state.best_epoch == fit_state.epoch:
+            best = None  # The current state; not stored twice.
+        return {
+            'format': CHECKPOINT_FORMAT,
+            'model_name': self.recipe.name,
+            'hyperparameters': self.recipe.hparams,
+            'settings': self.settings,
+            'fingerprint': self.fingerprint,
+            'model': self.model.state_dict(),
+            'recipe': self.recipe.state_dict(),
+            'optimizers': [o.state_dict() for o in self.optimizers],
+            'rng': rng_state(self.generator),
+            # Every process's generators (all equal by design: one seed).
+            'rng_ranks': distributed.all_gather_objects(
+                rng_state(self.generator)),
+            'world_size': self.world_size,
+            'fit_state': {**fit_state.__dict__, 'best_state': best},
+        }
+
+    def load(self, path: str) -> FitState:
+        r"""Restores a checkpoint of this model, data and settings
+        (anything else raises :class:`ValueError` naming the difference);
+        returns the state to continue from."""
+        # Loaded on the CPU: the generator states must stay CPU tensors;
+        # the parameters and optimiser states are copied to their device.
+        saved = load_checkpoint(path, torch.device('cpu'))
+        if saved.get('format') != CHECKPOINT_FORMAT:
+            raise ValueError(f'{path}: not a training checkpoint of this '
+                             f'package (format {saved.get("format")!r})')
+        if saved['model_name'] != self.recipe.name:
+            raise ValueError(f'{path}: the checkpoint is of model '
+                             f'{saved["model_name"]!r}, not '
+                             f'{self.recipe.name!r}')
+        if saved['fingerprint'] != self.fingerprint:
+            raise ValueError(f'{path}: the checkpoint was written for other '
+                             f'data (dataset fingerprint '
+                             f'{saved["fingerprint"][:12]}..., this data '
+                             f'{self.fingerprint[:12]}...)')
+        mine = self.compared()
+        # Checkpoints older than the `eval_every` setting validated every
+        # epoch:
+        theirs = {'eval_every': 1, **saved['hyperparameters'],
+                  **saved['settings']}
+        differ = [f'{k}={theirs.get(k)!r} (given {mine.get(k)!r})'
+                  for k in sorted(mine) if mine.get(k) != theirs.get(k)]
+        if differ:
+            raise ValueError(f'{path}: the checkpoint has other '
+                             f'hyper-parameters: {", ".join(differ)}')
+        ranks = saved.get('rng_ranks', [saved['rng']])
+        if len(ranks) != self.world_size:
+            raise ValueError(f'{path}: the checkpoint was written by '
+                             f'{len(ranks)} process(es); resume it with as '
+                             f'many (this run has {self.world_size})')
+        self.model.load_state_dict(saved['model'])
+        self.recipe.load_state_dict(to_device(saved['recipe'], self.device))
+        for optimizer, optimizer_state in zip(self.optimizers,
+                                              saved['optimizers']):
+            optimizer.load_state_dict(optimizer_state)
+        set_rng_state(ranks[self.rank], self.generator)
+        state = FitState(**saved['fit_state'])
+        if state.best_state is None:
+            state.best_state = self.snapshot()
+        return state
+
+    def save(self, fit_state: FitState, name: str) -> str:
+        r"""Writes the checkpoint of :obj:`fit_state` as :obj:`name` in the
+        folder (a collective; the first process writes); returns its
+        path."""
+        path = osp.join(self.directory or '.', name)
+        checkpoint = self.state(fit_state)
+        if self.rank == 0:
+            save_atomic(checkpoint, path)
+        return path
+
+    def on_epoch_end(self, fit_state: FitState, epochs: int,
+                     interrupted: bool) -> Optional[str]:
+        r"""Writes the checkpoints due after an epoch: :obj:`best.pt` at a
+        new best epoch, :obj:`last.pt` every :obj:`every` epochs, when the
+        run stops and on an interruption (then, without a folder,
+        :obj:`diffkg-interrupted.pt` in the working folder). Returns the
+        path of the last state written, if any."""
+        path = None
+        if self.directory is not None:
+            if fit_state.best_epoch == fit_state.epoch:
+                self.save(fit_state, 'best.pt')
+            if (fit_state.epoch % self.every == 0 or fit_state.stopped
+                    or fit_state.epoch == epochs or interrupted):
+                path = self.save(fit_state, 'last.pt')
+        if interrupted and path is None:
+            path = self.save(fit_state, 'diffkg-interrupted.pt')
+        return path

@@ -1,0 +1,107 @@
+r"""The command-line face of hyper-parameter declarations: the flags of a
+:class:`~diffkg_pyg.train.HyperParameter` (its name, the authors'
+spellings and aliases), the values given through them, and the tables of
+``diffkg-pyg models NAME``."""
+import argparse
+from typing import Any, Dict, List, Sequence
+
+from diffkg_pyg.train.hyperparameters import HyperParameter, parse_bool
+
+__all__ = ['add_flags', 'given_values', 'format_table', 'format_space',
+           'parameter_table']
+
+
+def add_flags(group, parameter: HyperParameter, prefix: str) -> None:
+    r"""Adds the flag of :obj:`parameter` and of each of its aliases (their
+    values land under :obj:`prefix:name:alias`)."""
+    aliases = ''
+    if parameter.aliases:
+        aliases = ' (also ' + ', '.join(f'--{a}' for a in
+                                        parameter.aliases) + ')'
+    text = parameter.help_text + aliases
+    # The canonical flag (shown), its snake-case spelling as the authors'
+    # scripts write names (--mean_type, --batch_size), and the aliases in
+    # both spellings (hidden):
+    spellings = [(None, [parameter.flag], True)]
+    if '_' in parameter.name:
+        spellings.append((None, [f'--{parameter.name}'], False))
+    for alias in parameter.aliases:
+        spellings.append((alias, list(dict.fromkeys(
+            [f'--{alias}', '--' + alias.replace('_', '-')])), False))
+    for alias, flags, shown in spellings:
+        kind = (parameter.type if alias is None else
+                parameter.alias_type or parameter.type)
+        kwargs: Dict[str, Any] = dict(
+            dest=f'{prefix}:{parameter.name}:{alias or ""}',
+            default=argparse.SUPPRESS,
+            help=text if shown else argparse.SUPPRESS)
+        if kind is bool:
+            # `--norm`, `--norm 0` / `--norm=true` (the authors' scripts
+            # pass 0/1) and `--no-norm`:
+            kwargs.update(nargs='?', const=True, type=parse_bool,
+                          metavar='BOOL')
+            group.add_argument(*flags, **kwargs)
+            group.add_argument(*['--no-' + flag[2:] for flag in flags],
+                               dest=kwargs['dest'], action='store_const',
+                               const=False, default=argparse.SUPPRESS,
+                               help=argparse.SUPPRESS)
+            continue
+        if kind is tuple:  # Parsed and checked by HyperParameter.check.
+            kwargs.update(type=str, metavar='INTS')
+        else:
+            kwargs.update(type=kind, metavar=kind.__name__.upper())
+            if alias is None and parameter.choices:
+                kwargs.update(choices=parameter.choices, metavar=None)
+        group.add_argument(*flags, **kwargs)
+
+
+def given_values(args: argparse.Namespace, prefix: str,
+           parameters: Sequence[HyperParameter]) -> Dict[str, Any]:
+    r"""The values of :obj:`parameters` given on the command line, by
+    canonical name (an alias's value converted)."""
+    by_name = {p.name: p for p in parameters}
+    out = {}
+    for dest, value in sorted(vars(args).items()):
+        if not dest.startswith(prefix + ':'):
+            continue
+        _, name, alias = dest.split(':')
+        flag = f'--{alias or by_name[name].flag[2:]}'
+        if alias:
+            value = by_name[name].convert_alias(value)
+        out[name] = by_name[name].check(value, where=f'{flag}: ')
+    return out
+
+
+def format_table(rows: List[List[str]]) -> str:
+    r"""Left-aligned columns, two spaces apart."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return '\n'.join('  '.join(cell.ljust(width) for cell, width in
+                               zip(row, widths)).rstrip() for row in rows)
+
+
+def format_space(space) -> str:
+    r"""A search space in one cell: :obj:`log[0.0001, 0.01]`,
+    :obj:`[1, 4] step 1` or :obj:`{a, b}`."""
+    if space.choices is not None:
+        return '{' + ', '.join(','.join(map(str, c)) if isinstance(c, tuple)
+                               else str(c) for c in space.choices) + '}'
+    step = f' step {space.step:g}' if space.step is not None else ''
+    return f'{"log" if space.log else ""}[{space.low:g}, {space.high:g}]' + \
+        step
+
+
+def parameter_table(parameters: Sequence[HyperParameter],
+                    spaces: Dict[str, Any]) -> str:
+    r"""The table of :obj:`parameters` that ``diffkg-pyg models NAME``
+    prints: flag, type, default, valid values, aliases, search space (from
+    :obj:`spaces`, by name) and help."""
+    rows = [['flag', 'type', 'default', 'valid', 'aliases', 'tune space',
+             'help']]
+    for p in parameters:
+        space = spaces.get(p.name)
+        valid = (str(p.range) if p.range is not None else
+                 ' | '.join(map(str, p.choices)) if p.choices else '')
+        rows.append([p.flag, p.type_name, repr(p.default), valid,
+                     ' '.join(f'--{a}' for a in p.aliases),
+                     '' if space is None else format_space(space), p.help])
+    return format_table(rows)

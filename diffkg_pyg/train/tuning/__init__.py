@@ -1,0 +1,185 @@
+r"""Hyper-parameter search under the package's protocol, with `Optuna
+<https://optuna.org>`_ (the ``[tune]`` extra; imported only here).
+
+Every trial is one :class:`~diffkg_pyg.train.Trainer` fit with validation
+early stopping, on a copy of the data whose test interactions are removed,
+so that nothing in a search can read them; its value is the best
+validation Recall@20. A model's search space is declared with its
+hyper-parameters (:attr:`HyperParameter.space
+<diffkg_pyg.train.HyperParameter.space>` and
+:attr:`Recipe.setting_spaces <diffkg_pyg.train.Recipe.setting_spaces>`),
+where its command-line flags come from; a value given to :func:`tune`
+fixes a hyper-parameter (it is not searched) and a :obj:`space` mapping
+overrides or adds ranges.
+
+The study lives in a relational database (a SQLite file by default), so
+that a killed search resumes where it stopped and several processes given
+the same storage and study name share one search:
+
+* the process that creates the study writes its settings (model,
+  space, fixed values) and its first trial; processes that find it compare
+  their settings with those, and refuse to join a study of other ones;
+* finished trials (complete, pruned, or failed with an error such as a
+  diverged loss) count towards :obj:`n_trials`; a process starts trials
+  until the study holds that many (processes that start their last trials
+  together may each add one);
+* a trial whose process died stops sending its heartbeat; once it is
+  :obj:`2 * heartbeat` seconds old it is marked failed, and its parameters
+  are run again as a new trial (Optuna's
+  :class:`~optuna.storages.RetryFailedTrialCallback`).
+
+The first trial of a new study is the default configuration (the
+defaults, the preset and the fixed values; a default outside its space is
+drawn instead), so that a search does not end below it on validation. The
+sampler is Optuna's TPE, seeded with the run's seed plus the trial's
+number, so that a study run in one process is reproducible and trials of
+parallel processes do not draw the same values.
+"""
+import copy
+import os
+import os.path as osp
+from typing import Any, Callable, Mapping, Optional
+
+import torch
+from torch_geometric.data import HeteroData
+from tqdm.auto import tqdm
+
+from diffkg_pyg.data.graph import USER_ITEM
+from diffkg_pyg.train.hyperparameters import TRAIN_SETTINGS, Space, resolve
+from diffkg_pyg.train.registry import get_recipe
+from diffkg_pyg.train.tuning.objective import Objective
+from diffkg_pyg.train.tuning.report import (
+    TuneResult,
+    finish,
+    jsonable,
+    write_config,
+)
+from diffkg_pyg.train.tuning.space import (
+    canonical_names,
+    read_space,
+    search_space,
+)
+from diffkg_pyg.train.tuning.study import (
+    METRIC,
+    PRUNERS,
+    open_study,
+    run_trials,
+)
+
+__all__ = ['search_space', 'read_space', 'tune', 'TuneResult',
+           'write_config', 'without_test', 'PRUNERS']
+
+
+def without_test(data: HeteroData) -> HeteroData:
+    r"""A shallow copy of :obj:`data` without test interactions (what a
+    search trains and validates on)."""
+    out = copy.copy(data)
+    store = out[USER_ITEM]
+    store.test_edge_index = store.test_edge_index.new_empty((2, 0))
+    return out
+
+
+def tune(data: HeteroData, model: Any, n_trials: int, output: str, *,
+         dataset: str = 'data', preset: Optional[str] = None,
+         hyperparameters: Optional[Mapping[str, Any]] = None,
+         settings: Optional[Mapping[str, Any]] = None,
+         space: Optional[Mapping[str, Space]] = None,
+         storage: Optional[str] = None, study_name: Optional[str] = None,
+         pruner: Any = 'median', timeout: Optional[float] = None,
+         final_seeds: int = 0, heartbeat: float = 30.0,
+         device: Optional[torch.device] = None,
+         log: Optional[Callable[[str], None]] = None) -> TuneResult:
+    r"""Searches the hyper-parameters of :obj:`model` on :obj:`data`,
+    maximising validation Recall@20 (see the module's description).
+
+    Writes into :obj:`output`: the study (:obj:`study.db`, unless
+    :obj:`storage` says otherwise), one result JSON per trial
+    (:obj:`trials/trial-00007.json`; pruned and failed trials too),
+    :obj:`best.toml` (what ``diffkg-pyg train --config`` takes), the plot
+    :obj:`study.png` (with matplotlib), and with :obj:`final_seeds`, the
+    retrained best configuration's results (:obj:`final/seed-0.json`, ...)
+    and their summary :obj:`final.json`.
+
+    Args:
+        data (HeteroData): The dataset graph (with its test interactions;
+            the search never sees them).
+        model (str or Recipe class): The registered model.
+        n_trials (int): Finished trials the study should hold.
+        output (str): The output folder.
+        dataset (str, optional): The dataset's name in the records.
+            (default: :obj:`'data'`)
+        preset (str, optional): The model's preset under the search.
+            (default: :obj:`None`)
+        hyperparameters (dict, optional): Fixed hyper-parameters (names or
+            aliases; not searched). (default: :obj:`None`)
+        settings (dict, optional): Fixed training settings: the epoch cap
+            and patience of every trial, its seed, ... (default:
+            :obj:`None`: :data:`TRAIN_SETTINGS` defaults)
+        space (dict, optional): Name or alias -> :class:`Space`, overriding
+            or adding to the model's declared space. (default: :obj:`None`)
+        storage (str, optional): An Optuna RDB URL. (default: the SQLite
+            file :obj:`output/study.db`)
+        study_name (str, optional): (default: :obj:`'<model>-<dataset>'`)
+        pruner (str or optuna.pruners.BasePruner, optional):
+            :obj:`'median'` (Optuna's median pruner on the validation metric
+            of each validated epoch, after 5 trials and 5 epochs),
+            :obj:`'none'`, or a pruner. (default: :obj:`'median'`)
+        timeout (float, optional): No trial starts once the study's
+            finished trials have taken this many seconds in all (their
+            durations summed, over restarts and parallel processes, so
+            that a resumed study keeps its budget; a running trial
+            finishes). (default: :obj:`None`)
+        final_seeds (int, optional): Retrain the best configuration with
+            seeds :obj:`0, ..., final_seeds - 1` and test it.
+            (default: :obj:`0`)
+        heartbeat (float, optional): Seconds between a trial's heartbeats;
+            a trial silent for twice that is taken as dead and retried.
+            (default: :obj:`30.0`)
+        device (torch.device, optional): Where to train. (default: CPU)
+        log (callable, optional): Receives one line per trial.
+            (default: :func:`tqdm.write`)
+    """
+    recipe_class = get_recipe(model) if isinstance(model, str) else model
+    log = log or tqdm.write
+    if n_trials < 1:
+        raise ValueError(f'n_trials must be >= 1 (got {n_trials})')
+    if final_seeds < 0:
+        raise ValueError(f'final_seeds must be >= 0 (got {final_seeds})')
+    hyperparameters = dict(hyperparameters or {})
+    settings = dict(settings or {})
+    names = canonical_names(recipe_class)
+    for key in settings:
+        if key not in names or not names[key][1]:
+            raise ValueError(f'unknown training setting {key!r}')
+    spaces = search_space(recipe_class, [*hyperparameters, *settings],
+                          space)
+    if not spaces:
+        raise ValueError(f'nothing to search: every hyper-parameter of '
+                         f'{recipe_class.name} with a space is fixed')
+    base = recipe_class(preset, **hyperparameters)  # Bad values fail here.
+    seed = resolve(TRAIN_SETTINGS, settings)['seed']
+    os.makedirs(osp.join(output, 'trials'), exist_ok=True)
+    storage = storage or 'sqlite:///' + osp.abspath(osp.join(output,
+                                                             'study.db'))
+    study_name = study_name or f'{recipe_class.name}-{dataset}'
+    attributes = {
+        'model': recipe_class.name, 'dataset': dataset, 'preset': preset,
+        'space': {k: s.to_dict() for k, (_, s) in spaces.items()},
+        'fixed': jsonable({**hyperparameters, **settings}),
+        'metric': f'valid {METRIC}'}
+    # The first trial is the default configuration (where it lies in the
+    # space), so a search never ends below it on validation.
+    defaults = {**resolve(TRAIN_SETTINGS, base.preset_settings, settings),
+                **base.hparams}
+    study = open_study(storage, study_name, seed, pruner, heartbeat,
+                        attributes, {name: space.encode(defaults[name])
+                                     for name, (_, space) in spaces.items()
+                                     if defaults[name] in space})
+    objective = Objective(recipe_class, without_test(data), spaces,
+                          output, seed, preset, hyperparameters, settings,
+                          device)
+    run_trials(study, objective, n_trials, timeout, log)
+    return finish(study, storage, output, dataset, data, recipe_class,
+                   final_seeds, device, log)
+
+

@@ -1,0 +1,211 @@
+r"""What a search leaves behind: the best configuration as TOML (what
+``diffkg-pyg train --config`` reads), the retrained winner's results, the
+study plot and one line per trial."""
+import json
+import math
+import os
+import os.path as osp
+import statistics
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Tuple, Type
+
+from torch_geometric.data import HeteroData
+
+from diffkg_pyg.train.hyperparameters import (
+    TRAIN_SETTINGS,
+    resolve,
+    split_config,
+)
+from diffkg_pyg.train.recipe import Recipe
+from diffkg_pyg.train.trainer import Trainer
+from diffkg_pyg.train.tuning.study import CONFIG, METRIC
+from diffkg_pyg.utils import save_json
+
+__all__ = ['TuneResult', 'write_config', 'jsonable', 'finish']
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, (list, tuple)):
+        return '[' + ', '.join(_toml(v) for v in value) + ']'
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else \
+            ('nan' if math.isnan(value) else
+             ('inf' if value > 0 else '-inf'))
+    return str(value)
+
+
+def write_config(path: str, config: Mapping[str, Any],
+                 comment: str = '') -> None:
+    r"""Writes a flat configuration (what ``diffkg-pyg train --config``
+    reads) as TOML; keys whose value is :obj:`None` (a default of
+    :obj:`None`) are left out."""
+    lines = [f'# {line}' for line in comment.splitlines()]
+    lines += [f'{key} = {_toml(value)}' for key, value in config.items()
+              if value is not None]
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    with open(path + '.tmp', 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    os.replace(path + '.tmp', path)
+
+
+@dataclass
+@dataclass
+class TuneResult:
+    r"""The outcome of :func:`tune`.
+
+    Attributes:
+        study_name (str): The Optuna study.
+        storage (str): Its database URL.
+        best_trial (int): The number of the best trial.
+        best_value (float): Its validation Recall@20.
+        best_params (dict): Its searched values.
+        best_config (dict): Its full configuration (the model, every
+            training setting and hyper-parameter), as in :obj:`best.toml`.
+        config_path (str): The path of :obj:`best.toml`.
+        states (dict): The number of trials in each state.
+        final (list of dict): The result records of the retrained best
+            configuration, one per final seed.
+        final_test (dict): Mean and standard deviation of each test metric
+            over :obj:`final` (:obj:`{metric: (mean, std)}`).
+    """
+    study_name: str
+    storage: str
+    best_trial: int
+    best_value: float
+    best_params: Dict[str, Any]
+    best_config: Dict[str, Any]
+    config_path: str
+    states: Dict[str, int]
+    final: List[Dict[str, Any]] = field(default_factory=list)
+    final_test: Dict[str, Tuple[float, float]] = field(default_factory=dict)
+
+
+def jsonable(values: Mapping[str, Any]) -> Dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v
+            for k, v in values.items()}
+
+
+def finish(study, storage: str, output: str, dataset: str,
+            data: HeteroData, recipe_class: Type[Recipe], final_seeds: int,
+            device, log) -> TuneResult:
+    import optuna
+
+    trials = study.get_trials(deepcopy=False)
+    states: Dict[str, int] = {}
+    for trial in trials:
+        states[trial.state.name.lower()] = states.get(
+            trial.state.name.lower(), 0) + 1
+    complete = [t for t in trials
+                if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        raise ValueError(f'no trial of the study {study.study_name!r} '
+                         f'completed ({states}); see {output}/trials')
+    best = study.best_trial
+    config = dict(best.user_attrs[CONFIG])
+    config_path = osp.join(output, 'best.toml')
+    write_config(config_path, config, comment=(
+        f'The best trial ({best.number}) of the study {study.study_name!r} '
+        f'({len(trials)} trials, {storage}):\nvalid {METRIC} '
+        f'{best.value:.6f}. Train it: diffkg-pyg train {dataset} --config '
+        f'{config_path}'))
+    _plot(study, osp.join(output, 'study.png'), log)
+    log(f'best trial {best.number}: valid {METRIC} {best.value:.4f} | ' +
+        ', '.join(f'{k}={v}' for k, v in best.params.items()))
+    log(f'best configuration: {config_path}')
+    result = TuneResult(study.study_name, storage, best.number, best.value,
+                        dict(best.params), config, config_path, states)
+    if final_seeds:
+        _final(result, data, recipe_class, final_seeds, output, dataset,
+               device, log)
+    return result
+
+
+def _final(result: TuneResult, data: HeteroData,
+           recipe_class: Type[Recipe], final_seeds: int, output: str,
+           dataset: str, device, log) -> None:
+    settings, hyperparameters = split_config(result.best_config,
+                                             result.config_path,
+                                             recipe_class)
+    settings = resolve(TRAIN_SETTINGS, settings)
+    for seed in range(final_seeds):
+        path = osp.join(output, 'final', f'seed-{seed}.json')
+        if osp.exists(path):  # Resumed: kept.
+            with open(path) as f:
+                result.final.append(json.load(f))
+            continue
+        run = {**settings, 'seed': seed}
+        trainer = Trainer.from_settings(recipe_class(**hyperparameters),
+                                        data, run, device=device,
+                                        log=lambda line: None)
+        fit = trainer.fit(run['epochs'], run['patience'])
+        record = {**trainer.result_record(fit),
+                  'best_trial': result.best_trial}
+        save_json(path, record)
+        result.final.append(record)
+        log(f'final seed {seed}: test {METRIC} {fit.test[METRIC]:.4f}, '
+            f'ndcg@20 {fit.test["ndcg@20"]:.4f} (best epoch '
+            f'{fit.best_epoch})')
+    metrics = result.final[0]['test']
+    for metric in metrics:
+        values = [r['test'][metric] for r in result.final]
+        result.final_test[metric] = (
+            statistics.mean(values),
+            statistics.stdev(values) if len(values) > 1 else 0.0)
+    save_json(osp.join(output, 'final.json'), {
+        'best_trial': result.best_trial, 'valid': result.best_value,
+        'config': result.best_config, 'seeds': list(range(final_seeds)),
+        'test': {k: {'mean': m, 'std': s}
+                 for k, (m, s) in result.final_test.items()}})
+    summary = ', '.join(f'{k} {m:.4f} ± {s:.4f}' for k, (m, s) in
+                        result.final_test.items() if k.endswith('@20'))
+    log(f'test over {final_seeds} seeds: {summary}')
+
+
+def _plot(study, path: str, log) -> None:
+    r"""Best validation metric against trial, and the parameters'
+    importances where Optuna's evaluator runs (PNG; needs matplotlib)."""
+    try:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log('no plot: matplotlib is not installed (pip install '
+            "'diffkg-pyg[bench]')")
+        return
+    import optuna
+
+    trials = sorted((t for t in study.get_trials(deepcopy=False)
+                     if t.state == optuna.trial.TrialState.COMPLETE),
+                    key=lambda t: t.number)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            importances = optuna.importance.get_param_importances(study)
+    except (ImportError, RuntimeError, ValueError):
+        importances = {}  # E.g. fewer than two complete trials.
+    figure, axes = plt.subplots(1, 2 if importances else 1,
+                                figsize=(11 if importances else 6, 4),
+                                squeeze=False)
+    axis = axes[0][0]
+    numbers = [t.number for t in trials]
+    values = [t.value for t in trials]
+    best = [max(values[:i + 1]) for i in range(len(values))]
+    axis.plot(numbers, values, 'o', alpha=0.5, label='trial')
+    axis.step(numbers, best, where='post', label='best so far')
+    axis.set_xlabel('trial')
+    axis.set_ylabel(f'valid {METRIC}')
+    axis.set_title(study.study_name)
+    axis.legend()
+    if importances:
+        axis = axes[0][1]
+        keys = list(importances)[::-1]
+        axis.barh(keys, [importances[k] for k in keys])
+        axis.set_xlabel("importance (Optuna's default evaluator)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

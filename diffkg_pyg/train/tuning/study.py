@@ -1,0 +1,168 @@
+r"""The Optuna study of a search: opening or joining it in a relational
+database (safe for processes starting together), which trials count
+towards the budget, and the seconds they took."""
+import time
+import warnings
+from typing import Any, Callable, Dict, List, Optional
+
+from tqdm.auto import tqdm
+
+from diffkg_pyg.train.results import NonFiniteLossError
+
+__all__ = ['PRUNERS', 'METRIC', 'CONFIG', 'ERROR', 'open_study',
+           'counted', 'seconds_used', 'run_trials']
+
+PRUNERS = ('median', 'none')
+METRIC = 'recall@20'
+#: Trial user attributes: the full configuration and the error of a
+#: trial that failed by itself (not by its process dying).
+CONFIG, ERROR = 'config', 'error'
+
+
+def seconds_used(study) -> float:
+    # The summed durations of the finished trials (the study's budget).
+    return sum((t.datetime_complete - t.datetime_start).total_seconds()
+               for t in study.get_trials(deepcopy=False)
+               if counted(t) and t.datetime_start is not None
+               and t.datetime_complete is not None)
+
+
+def counted(trial) -> bool:
+    import optuna
+    state = trial.state
+    return (state in (optuna.trial.TrialState.COMPLETE,
+                      optuna.trial.TrialState.PRUNED) or
+            (state == optuna.trial.TrialState.FAIL and
+             ERROR in trial.user_attrs))
+
+
+def open_study(storage: str, study_name: str, seed: int, pruner: Any,
+                heartbeat: float, attributes: Dict[str, Any],
+                first_trial: Dict[str, Any], wait: float = 60.0):
+    import optuna
+    if isinstance(pruner, str) and pruner not in PRUNERS:
+        raise ValueError(f"pruner must be one of {', '.join(PRUNERS)} (got "
+                         f'{pruner!r})')
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storages = optuna.storages
+    from sqlalchemy.exc import SQLAlchemyError
+    with warnings.catch_warnings():  # Heartbeats are "experimental".
+        warnings.simplefilter('ignore',
+                              optuna.exceptions.ExperimentalWarning)
+        if hasattr(storages, 'RetryHeartbeatStaleTrialCallback'):  # >= 4.9
+            retry = {'heartbeat_stale_trial_callback':
+                     storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
+        else:  # pragma: no cover
+            retry = {'failed_trial_callback':
+                     storages.RetryFailedTrialCallback(max_retry=1)}
+    # Pruning compares a trial's validation metric at an epoch with the
+    # median of earlier trials at that epoch, from the sixth trial on:
+    chosen = (optuna.pruners.MedianPruner(n_startup_trials=5,
+                                          n_warmup_steps=5)
+              if pruner == 'median' else optuna.pruners.NopPruner()
+              if pruner == 'none' else pruner)
+    options = dict(study_name=study_name, pruner=chosen,
+                   sampler=optuna.samplers.TPESampler(seed=seed))
+    # Processes starting together race to create the tables and the study.
+    # Creating a study is atomic: one process wins it, and only that one
+    # writes the study's settings and its first trial; the others load it.
+    for attempt in range(10):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter(
+                    'ignore', optuna.exceptions.ExperimentalWarning)
+                rdb = storages.RDBStorage(
+                    storage, heartbeat_interval=max(1, round(heartbeat)),
+                    grace_period=max(2, round(2 * heartbeat)), **retry)
+            try:
+                study = optuna.create_study(storage=rdb,
+                                            direction='maximize', **options)
+                created = True
+            except optuna.exceptions.DuplicatedStudyError:
+                study = optuna.load_study(storage=rdb, **options)
+                created = False
+            break
+        except SQLAlchemyError as error:
+            if attempt == 9:
+                raise ValueError(f'{storage}: could not open the study '
+                                 f'{study_name!r}: {error}') from None
+            time.sleep(0.2 * (attempt + 1))
+    if created:
+        if first_trial:
+            study.enqueue_trial(first_trial)
+        # The settings last: a loader that finds them all finds the first
+        # trial too.
+        for key, value in attributes.items():
+            study.set_user_attr(key, value)
+        return study
+    # Written by the creator a moment ago, or by a creator killed before it
+    # finished (then never complete).
+    deadline = time.monotonic() + wait
+    saved = study.user_attrs
+    while not all(key in saved for key in attributes):
+        if time.monotonic() > deadline:
+            raise ValueError(
+                f'the study {study_name!r} in {storage} has no complete '
+                f'settings: the process that created it stopped before '
+                f'writing them; use another --study-name or --output')
+        time.sleep(0.1)
+        saved = study.user_attrs
+    differ = [k for k in attributes if saved[k] != attributes[k]]
+    if differ:
+        raise ValueError(
+            f'the study {study_name!r} in {storage} was started with '
+            f'another {differ[0]} ({saved[differ[0]]!r}, now '
+            f'{attributes[differ[0]]!r}); use another --study-name or '
+            f'--output')
+    return study
+
+
+
+
+def run_trials(study, objective: Callable, n_trials: int,
+               timeout: Optional[float], log: Callable[[str], None]) -> None:
+    r"""Runs trials of :obj:`objective` one at a time until the study holds
+    :obj:`n_trials` finished ones (those of every process, earlier runs
+    included) or, with :obj:`timeout`, until its finished trials have taken
+    that many seconds in all; logs one line per trial."""
+    finished: List[Any] = []
+
+    def on_trial_end(_, trial) -> None:
+        finished.append(trial)
+
+    done = sum(map(counted, study.get_trials(deepcopy=False)))
+    bar = tqdm(total=n_trials, initial=min(done, n_trials), desc='trials',
+               disable=None)
+    while done < n_trials:
+        used = seconds_used(study)
+        if timeout is not None and used >= timeout:
+            log(f'timeout: the finished trials took {used:.0f} s of '
+                f'{timeout:g} s; {done} of {n_trials} trials finished')
+            break
+        finished.clear()
+        study.optimize(objective, n_trials=1,
+                       catch=(ValueError, NonFiniteLossError),
+                       callbacks=[on_trial_end])
+        for trial in finished:
+            log(trial_line(trial, study))
+        now = sum(map(counted, study.get_trials(deepcopy=False)))
+        bar.update(max(0, min(now, n_trials) - min(done, n_trials)))
+        done = now
+    bar.close()
+
+
+def trial_line(trial, study) -> str:
+    r"""One line on a finished trial: its state, value, the best so far
+    and its parameters."""
+    state = trial.state.name.lower()
+    value = '' if trial.value is None else f' valid {METRIC} ' \
+        f'{trial.value:.4f}'
+    error = trial.user_attrs.get(ERROR)
+    try:
+        best = f' (best: trial {study.best_trial.number}, ' \
+            f'{study.best_value:.4f})'
+    except ValueError:
+        best = ''
+    params = ', '.join(f'{k}={v}' for k, v in trial.params.items())
+    return (f'trial {trial.number} {state}{value}{best}' +
+            (f': {error}' if error else '') + f' | {params}')
