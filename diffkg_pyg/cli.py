@@ -78,7 +78,7 @@ def build_train_parser(recipe, command: str = 'train'
         'Trains and evaluates a model under the package protocol '
         '(validation early stopping, test of the best epoch).'
         if command == 'train' else
-        'Searches hyper-parameters with Optuna (TPE), maximising validation '
+        'Searches hyper-parameters with Optuna, maximising validation '
         'Recall@20; every trial is a training run under the package '
         'protocol without the test set. The model flags below fix a value '
         '(not searched); `diffkg-pyg models NAME` shows the searched ones.')
@@ -126,7 +126,9 @@ def _tune_arguments(run) -> None:
                      help='finished trials the study should hold')
     run.add_argument('--timeout', type=float, default=None,
                      metavar='SECONDS',
-                     help='start no trial after this many seconds')
+                     help="start no trial once the study's finished "
+                     'trials have taken this many seconds in all (a running '
+                     'trial finishes)')
     run.add_argument('--space', default=None, metavar='FILE',
                      help='TOML file of search ranges ([lr] low = 1e-4 '
                      'high = 1e-2 log = true; [dims] choices = [...]) or '

@@ -6,6 +6,9 @@ import torch
 from torch import Tensor
 
 
+__all__ = ['SparseRowAdam']
+
+
 class SparseRowAdam(torch.optim.Optimizer):
     r"""The update of :class:`torch.optim.SparseAdam` in fewer kernels, for
     embedding tables whose gradients are sparse row sets (an

@@ -423,6 +423,11 @@ def load_dataset(
 ) -> HeteroData:
     r"""Loads a dataset graph by folder or by name.
 
+    The graph records where it came from: :obj:`data.name` (the folder's
+    name, or :obj:`'synthetic'`) and :obj:`data.layout` (:obj:`'kgat'`,
+    :obj:`'authors'`, :obj:`'diffrec'` or :obj:`'synthetic'`), which
+    result files record.
+
     Args:
         name_or_path (str, optional): A folder in either layout (see
             :func:`detect_format`; a folder named like a built-in dataset is
@@ -435,10 +440,6 @@ def load_dataset(
             :obj:`None` for the embedded default
             (:func:`~diffkg_pyg.data.synthetic_dataset`).
 
-    The graph records where it came from: :obj:`data.name` (the folder's
-    name, or :obj:`'synthetic'`) and :obj:`data.layout` (:obj:`'kgat'`,
-    :obj:`'authors'`, :obj:`'diffrec'` or :obj:`'synthetic'`), which
-    result files record.
         data_root (str, optional): Where named datasets live.
             (default: :obj:`'data'`)
         val_ratio (float, optional): Validation hold-out per user.

@@ -1,4 +1,13 @@
 from diffkg_pyg.train.recipes.diffkg import DiffKGRecipe
+from diffkg_pyg.train.recipes.diffrec import (
+    DIFFREC_PRESETS,
+    LDIFFREC_PRESETS,
+    DiffRecRecipe,
+    LDiffRecRecipe,
+    TDiffRecRecipe,
+)
 from diffkg_pyg.train.recipes.lightgcn import LightGCNRecipe
 
-__all__ = ['DiffKGRecipe', 'LightGCNRecipe']
+__all__ = ['DiffKGRecipe', 'LightGCNRecipe', 'DiffRecRecipe',
+           'TDiffRecRecipe', 'LDiffRecRecipe', 'DIFFREC_PRESETS',
+           'LDIFFREC_PRESETS']

@@ -220,8 +220,9 @@ def _in_dims(value: str) -> int:
 
 class LDiffRecRecipe(DiffRecRecipe):
     r"""Trains :class:`~diffkg_pyg.LDiffRec` as its authors' ``main.py``
-    does: the items are clustered by :func:`~diffkg_pyg.nn.models.
-    ldiffrec.kmeans` (seeded by the run's seed) on the dataset's item
+    does: the items are clustered by k-means
+    (:func:`~diffkg_pyg.nn.models.ldiffrec.kmeans`, seeded by the run's
+    seed) on the dataset's item
     embeddings (``data['item'].x``: ``item_emb.npy`` in DiffRec's layout,
     the authors' pretrained LightGCN embeddings) or, where it has none, on
     the item embeddings of a LightGCN this recipe trains first on the train

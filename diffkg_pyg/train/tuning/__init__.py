@@ -31,9 +31,11 @@ the same storage and study name share one search:
 The first trial of a new study is the default configuration (the
 defaults, the preset and the fixed values; a default outside its space is
 drawn instead), so that a search does not end below it on validation. The
-sampler is Optuna's TPE, seeded with the run's seed plus the trial's
-number, so that a study run in one process is reproducible and trials of
-parallel processes do not draw the same values.
+sampler is Optuna's TPE, created afresh for every trial and seeded with
+the run's seed plus the trial's number, so that a study run in one process
+is reproducible and trials of parallel processes do not draw the same
+values; TPE draws its first 10 trials at random, so a study of 10 trials
+or fewer is a random search.
 """
 import copy
 import os
