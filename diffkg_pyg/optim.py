@@ -5,7 +5,6 @@ from typing import Callable, Iterable, Optional, Tuple
 import torch
 from torch import Tensor
 
-
 __all__ = ['SparseRowAdam']
 
 
