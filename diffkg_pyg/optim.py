@@ -5,7 +5,7 @@ from typing import Callable, Iterable, Optional, Tuple
 import torch
 from torch import Tensor
 
-__all__ = ['SparseRowAdam']
+__all__ = ['SparseRowAdam', 'OptimizerGroup']
 
 
 class SparseRowAdam(torch.optim.Optimizer):
@@ -97,3 +97,37 @@ class SparseRowAdam(torch.optim.Optimizer):
                 update = exp_avg.div_(exp_avg_sq.sqrt_().add_(group['eps']))
                 param.index_add_(0, index, update, alpha=-step_size)
         return loss
+
+
+class OptimizerGroup:
+    r"""Several optimisers stepped as one (a model whose parameters need
+    different optimisers, e.g. sparse-row and dense ones):
+    :meth:`zero_grad` and :meth:`step` call every optimiser's; an
+    optimiser whose parameters have no gradient in a step leaves them as
+    they are (:class:`torch.optim.Adam` and
+    :class:`SparseRowAdam` skip parameters without a gradient).
+
+    Args:
+        optimizers (list): The optimisers.
+    """
+    def __init__(self, optimizers: Iterable[torch.optim.Optimizer]) -> None:
+        self.optimizers = list(optimizers)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for optimizer in self.optimizers:
+            optimizer.step()
+
+    def state_dict(self) -> list:
+        return [o.state_dict() for o in self.optimizers]
+
+    def load_state_dict(self, state: list) -> None:
+        for optimizer, optimizer_state in zip(self.optimizers, state):
+            optimizer.load_state_dict(optimizer_state)
+
+    def __repr__(self) -> str:
+        names = ', '.join(type(o).__name__ for o in self.optimizers)
+        return f'{self.__class__.__name__}([{names}])'

@@ -3,6 +3,7 @@ its Python example runs, and its picture of the code matches the files."""
 import os.path as osp
 import re
 import shlex
+import warnings
 
 import pytest
 
@@ -59,9 +60,10 @@ def test_quick_commands_run(argv, capsys):
 
 def test_python_example_runs(capsys):
     (code, ) = blocks('python')
-    exec(compile(code, 'README.md', 'exec'), {})
-    best_epoch, recall = capsys.readouterr().out.splitlines()[-1].split()
-    assert 1 <= int(best_epoch) <= 3 and 0.0 <= float(recall) <= 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', UserWarning)  # A cold test user.
+        exec(compile(code, 'README.md', 'exec'), {})
+    assert capsys.readouterr().out.splitlines()[-1] == 'torch.Size([2, 20])'
 
 
 def test_the_code_layout_matches_the_files():

@@ -1,3 +1,4 @@
+from diffkg_pyg.data.convert import from_pyg
 from diffkg_pyg.data.datasets import (
     DATASETS,
     DIFFREC_FILES,
@@ -36,6 +37,7 @@ from diffkg_pyg.data.io import (
 )
 from diffkg_pyg.data.split import validation_mask
 from diffkg_pyg.data.synthetic import synthetic_dataset
+from diffkg_pyg.data.validate import SPLITS, validate
 
 __all__ = [
     'DataError',
@@ -70,4 +72,7 @@ __all__ = [
     'AlibabaIFashion',
     'DATASETS',
     'load_dataset',
+    'validate',
+    'SPLITS',
+    'from_pyg',
 ]

@@ -27,6 +27,7 @@ from diffkg_pyg.data.io import (
     read_pair_array,
     read_triplet_file,
 )
+from diffkg_pyg.data.validate import validate
 from diffkg_pyg.utils import atomic_write, file_lock
 
 __all__ = [
@@ -458,7 +459,7 @@ def load_dataset(
         data.layout = 'synthetic'
         if log:
             print(format_statistics(statistics(data), 'synthetic'))
-        return data
+        return validate(data, name='synthetic')
     kwargs = dict(val_ratio=val_ratio, split_seed=split_seed,
                   processed_dir=processed_dir, log=log)
     if osp.isfile(osp.join(str(name_or_path), DIFFREC_FILES[0])):
@@ -466,7 +467,7 @@ def load_dataset(
         data.layout = 'diffrec'
         if log:
             print(format_statistics(statistics(data), data.name))
-        return data
+        return validate(data, name=str(name_or_path))
     dataset = None
     if osp.isdir(name_or_path):
         name = osp.basename(osp.abspath(name_or_path)).lower()
@@ -478,7 +479,7 @@ def load_dataset(
         data = dataset[0]
         # The layout of the raw files (the data's name is the folder's):
         data.layout = detect_format(dataset.raw_dir, dataset.train_file)
-        return data
+        return validate(data, name=str(name_or_path))
     raise MissingFileError(
         name_or_path, f'It is neither a dataset folder nor a built-in '
         f'dataset ({", ".join(["synthetic"] + sorted(DATASETS))}).')

@@ -269,6 +269,21 @@ def bipartite_adjacency(edge_index: Tensor, num_users: int, num_items: int,
         add_self_loops (bool, optional): Add :math:`\mathbf{I}` to
             :math:`\mathbf{A}`. (default: :obj:`False`)
     """
+    if edge_index.dtype != torch.long or edge_index.dim() != 2 or \
+            edge_index.size(0) != 2:
+        raise ValueError(f"'edge_index' must be int64 user-item pairs of "
+                         f'shape [2, num_pairs] (got {edge_index.dtype}, '
+                         f'{list(edge_index.shape)})')
+    if edge_index.numel() > 0:  # One host sync, for a graph built once.
+        low = edge_index.min(dim=1).values.tolist()
+        high = edge_index.max(dim=1).values.tolist()
+        for row, kind, bound in ((0, 'user', num_users),
+                                 (1, 'item', num_items)):
+            if low[row] < 0 or high[row] >= bound:
+                raise ValueError(
+                    f"'edge_index' row {row} holds {kind} ids in "
+                    f'[{low[row]}, {high[row]}], outside [0, {bound - 1}] '
+                    f'(num_{kind}s = {bound})')
     num_nodes = num_users + num_items
     user, item = edge_index[0], edge_index[1] + num_users
     row, col = torch.cat([user, item]), torch.cat([item, user])

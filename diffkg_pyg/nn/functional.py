@@ -1,10 +1,14 @@
 r"""Functional building blocks of the package's models."""
+from typing import Optional, Tuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ['symmetric_spmm', 'info_nce']
+from diffkg_pyg.utils import gather_rows
+
+__all__ = ['symmetric_spmm', 'info_nce', 'top_k_unseen']
 
 
 class _SymmetricSpMM(torch.autograd.Function):
@@ -53,3 +57,24 @@ def info_nce(anchor: Tensor, positive: Tensor, index: Tensor,
            for part in torch.split(positive, chunk_size)]
     lse = torch.logsumexp(torch.stack(lse, dim=-1), dim=-1)
     return (lse - (anchor * positive[index]).sum(dim=-1)).mean()
+
+
+def top_k_unseen(score: Tensor, user_index: Tensor, k: int,
+                 seen_ptr: Optional[Tensor] = None,
+                 seen_col: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    r"""The top-:obj:`k` items of every row of :obj:`score`
+    :obj:`[B, num_items]` (the scores of the users :obj:`user_index`
+    :obj:`[B]`), leaving out each user's items of the CSR
+    :obj:`(seen_ptr, seen_col)` (by user; none when :obj:`None`): item
+    indices and scores, both :obj:`[B, k]`, best first."""
+    num_items = score.size(-1)
+    if not 1 <= k <= num_items:
+        raise ValueError(f"'k' must be in [1, num_items] = [1, {num_items}] "
+                         f'(got {k})')
+    if seen_ptr is not None:
+        score = score.clone()
+        row, col = gather_rows(seen_ptr, seen_col, user_index.to(
+            seen_ptr.device))
+        score[row.to(score.device), col.to(score.device)] = float('-inf')
+    score, item = score.topk(k, dim=-1)
+    return item, score

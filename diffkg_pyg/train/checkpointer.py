@@ -19,7 +19,7 @@ from diffkg_pyg.utils import to_device
 
 __all__ = ['Checkpointer', 'CHECKPOINT_FORMAT']
 
-CHECKPOINT_FORMAT = 'diffkg_pyg.Trainer/1'
+CHECKPOINT_FORMAT = 'diffkg_pyg.Trainer/2'
 
 
 class Checkpointer:
@@ -119,6 +119,10 @@ class Checkpointer:
         # Loaded on the CPU: the generator states must stay CPU tensors;
         # the parameters and optimiser states are copied to their device.
         saved = load_checkpoint(path, torch.device('cpu'))
+        if saved.get('format') == 'diffkg_pyg.Trainer/1':
+            raise ValueError(f'{path}: a checkpoint of diffkg_pyg 0.2, whose '
+                             f'format this version no longer reads; train '
+                             f'again from the start')
         if saved.get('format') != CHECKPOINT_FORMAT:
             raise ValueError(f'{path}: not a training checkpoint of this '
                              f'package (format {saved.get("format")!r})')

@@ -10,10 +10,11 @@ from typing import Dict, Optional, Tuple, Type
 import torch
 from torch import Tensor
 
+from diffkg_pyg.nn.functional import top_k_unseen
 from diffkg_pyg.train.checkpoint import load_checkpoint, save_atomic
 from diffkg_pyg.train.recipe import Recipe, Sizes
 from diffkg_pyg.train.registry import get_recipe
-from diffkg_pyg.utils import gather_rows, to_csr, to_device
+from diffkg_pyg.utils import to_csr, to_device
 
 __all__ = ['save_model', 'load_model', 'Recommender']
 
@@ -27,7 +28,8 @@ def save_model(path: str, recipe: Recipe, model: torch.nn.Module,
     :func:`load_model`. Parameters under the recipe's
     :obj:`inference_skip` prefixes (e.g. DiffKG's denoiser) are left out.
     """
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()
+    state = {k: to_device(v, torch.device('cpu'))
+             for k, v in model.state_dict().items()
              if not k.startswith(recipe.inference_skip or ('\0', ))}
     save_atomic({
         'format': MODEL_FORMAT,
@@ -73,23 +75,17 @@ class Recommender:
         r"""The top-:obj:`k` items of every user of :obj:`user_index`
         :obj:`[B]`: item indices and scores, both :obj:`[B, k]`, best first
         (a user's train items left out when :obj:`exclude_train`)."""
-        num_users, num_items = self.sizes.num_users, self.sizes.num_items
-        if not 1 <= k <= num_items:
-            raise ValueError(f"'k' must be in [1, num_items] = "
-                             f"[1, {num_items}] (got {k})")
+        num_users = self.sizes.num_users
         user_index = user_index.view(-1)
         if user_index.numel() and not (0 <= int(user_index.min()) and
                                        int(user_index.max()) < num_users):
             raise ValueError(f"'user_index' must lie in [0, {num_users - 1}]"
                              f" (got values in [{int(user_index.min())}, "
                              f"{int(user_index.max())}])")
-        score = self.scores(user_index).clone()
-        if exclude_train:
-            row, col = gather_rows(self.train_ptr, self.train_col,
-                                   user_index.cpu())
-            score[row.to(score.device), col.to(score.device)] = float('-inf')
-        score, item = score.topk(k, dim=-1)
-        return item, score
+        seen = (self.train_ptr, self.train_col) if exclude_train else \
+            (None, None)
+        return top_k_unseen(self.scores(user_index), user_index.cpu(), k,
+                            *seen)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.recipe.name}, '

@@ -86,8 +86,8 @@ class Recipe:
     7. with checkpoints and the best epoch, :meth:`state_dict` /
        :meth:`load_state_dict`: the state beside the parameters that
        scoring depends on;
-    8. after the fit, :meth:`summary`: model-specific results for the
-       result JSON.
+    8. after the fit, :meth:`summary` (model): model-specific results for
+       the result JSON.
 
     A saved model (:func:`~diffkg_pyg.train.save_model`) holds the
     parameters, the train pairs and :meth:`state_dict`;
@@ -178,7 +178,7 @@ class Recipe:
         r"""Restores :meth:`state_dict` (also before :meth:`build_model`,
         when a saved model is loaded)."""
 
-    def summary(self) -> Dict[str, Any]:
+    def summary(self, model: torch.nn.Module) -> Dict[str, Any]:
         r"""Model-specific results, read after the best epoch is restored
         (written at the top level of the result JSON)."""
         return {}

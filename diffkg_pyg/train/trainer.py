@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from diffkg_pyg import distributed
 from diffkg_pyg.data.graph import USER_ITEM
+from diffkg_pyg.data.validate import validate
 from diffkg_pyg.evaluation import RankingEvaluator
 from diffkg_pyg.train.checkpoint import fingerprint
 from diffkg_pyg.train.checkpointer import Checkpointer
@@ -142,6 +143,7 @@ class Trainer:
         if checkpoint_every < 1:
             raise ValueError(f"'checkpoint_every' must be >= 1 (got "
                              f'{checkpoint_every!r})')
+        validate(data)  # Nothing reaches a kernel unchecked.
         self.rank = distributed.get_rank()
         self.world_size = distributed.get_world_size()
         if batch_size % self.world_size != 0:
@@ -293,7 +295,8 @@ class Trainer:
                          time.perf_counter() - start, state.best_valid,
                          test_metrics,
                          state.history,
-                         {**self.recipe.summary(), 'phase_seconds': phases})
+                         {**self.recipe.summary(self.model),
+                          'phase_seconds': phases})
 
     def _run_epoch(self, state: FitState, epoch: int, patience: int,
                    start: float, validate: bool = True) -> None:

@@ -138,7 +138,7 @@ def test_bad_settings(kwargs, match):
 @pytest.mark.parametrize('main_view', ['denoised', 'original'])
 def test_diffkg_trains_on_the_denoised_kg(main_view):
     trainer = make_trainer('diffkg', model=dict(main_view=main_view))
-    model, recipe = trainer.model, trainer.recipe
+    model = trainer.model
     encoded = []
     original = model.kg_encoder.forward
 
@@ -148,11 +148,11 @@ def test_diffkg_trains_on_the_denoised_kg(main_view):
 
     model.kg_encoder.forward = spy
     trainer.train_epoch(1)
-    denoised = recipe.denoised_kg[0]
-    assert not torch.equal(denoised, recipe.sampled_kg[0])
+    denoised = model.denoised_kg[0]
+    assert not torch.equal(denoised, model.sampled_kg[0])
     # Both views are encoded in every step, the denoised KG among them:
     assert sum(e is denoised for e in encoded) == 2
-    assert sum(e is recipe.sampled_kg[0] for e in encoded) == 2
+    assert sum(e is model.sampled_kg[0] for e in encoded) == 2
     # Evaluation encodes with the main view:
     encoded.clear()
     trainer.evaluate(trainer.valid_evaluator)
@@ -173,7 +173,7 @@ def test_diffkg_without_diffusion_uses_the_original_kg():
     trainer = make_trainer('diffkg', model=dict(diffusion=False))
     before = [p.detach().clone() for p in trainer.model.denoiser.parameters()]
     record = trainer.train_epoch(1)
-    assert trainer.recipe.denoised_kg is trainer.recipe.sampled_kg
+    assert trainer.model.denoised_kg is trainer.model.sampled_kg
     assert 'diff' not in record and 'denoiser_loss' not in record
     assert all(torch.equal(p, q) for p, q in
                zip(trainer.model.denoiser.parameters(), before))
@@ -211,7 +211,7 @@ def test_published_code_views(kg_dropout):
 
     model.kg_encoder.forward = spy
     trainer.train_epoch(1)
-    denoised, sampled = recipe.denoised_kg[0], recipe.sampled_kg[0]
+    denoised, sampled = model.denoised_kg[0], model.sampled_kg[0]
     assert not torch.equal(denoised, sampled)
     # Both training views of every step encode the sampled original KG:
     assert len(encoded) == 4 and all(e is sampled for e in encoded)
@@ -221,7 +221,7 @@ def test_published_code_views(kg_dropout):
     assert len(encoded) == 1 and encoded[0] is denoised
     # The two views differ by their dropout masks only:
     model.train()
-    views = model.views(recipe.sampled_kg, recipe.denoised_kg)
+    views = model.views(model.sampled_kg, model.denoised_kg)
     (user1, item1), (user2, item2) = model._embed(recipe.adj, views)
     equal = torch.equal(user1, user2) and torch.equal(item1, item2)
     assert equal == (kg_dropout == 0.0)

@@ -8,6 +8,7 @@ from torch_geometric.data import HeteroData
 from torch_geometric.utils import scatter
 
 from diffkg_pyg.data.graph import KG, bipartite_adjacency
+from diffkg_pyg.data.validate import validate
 from diffkg_pyg.nn.denoiser import SparseDenoiser
 from diffkg_pyg.nn.diffusion import GaussianDiffusion
 from diffkg_pyg.nn.functional import info_nce, symmetric_spmm
@@ -18,11 +19,10 @@ from diffkg_pyg.nn.kg_diffusion import (
     sample_support,
     segment_top_k,
 )
-from diffkg_pyg.utils import gather_rows
+from diffkg_pyg.nn.models.diffkg_state import DiffKGState, EdgeSet
 
 __all__ = ['DiffKG', 'PRESETS']
 
-EdgeSet = Tuple[Tensor, Tensor]
 
 #: The authors' per-dataset settings (spec section 5), on top of the
 #: defaults of :class:`DiffKG`. The authors also train Alibaba-iFashion for
@@ -50,7 +50,7 @@ def _check(condition: bool, name: str, value, allowed: str) -> None:
         raise ValueError(f"'{name}' must be {allowed} (got {value!r})")
 
 
-class DiffKG(torch.nn.Module):
+class DiffKG(DiffKGState):
     r"""The DiffKG model from the `"DiffKG: Knowledge Graph Diffusion Model
     for Recommendation" <https://arxiv.org/abs/2312.16890>`_ paper (WSDM
     2024), as specified in the package's method notes.
@@ -271,8 +271,10 @@ class DiffKG(torch.nn.Module):
     @classmethod
     def from_data(cls, data: HeteroData, **kwargs) -> 'DiffKG':
         r"""Creates the model with the sizes of a dataset graph (see
-        :func:`~diffkg_pyg.data.build_hetero_data`); :obj:`kwargs` are the
-        hyper-parameters."""
+        :func:`~diffkg_pyg.data.build_hetero_data`), checked by
+        :func:`~diffkg_pyg.data.validate` (its train pairs and knowledge
+        graph); :obj:`kwargs` are the hyper-parameters."""
+        validate(data, splits=('edge_index', ), require_kg=True)
         return cls(data['user'].num_nodes, data['item'].num_nodes,
                    data['entity'].num_nodes, int(data[KG].num_relations),
                    **kwargs)
@@ -303,22 +305,6 @@ class DiffKG(torch.nn.Module):
                            device=edge_type.device)
         keep = segment_top_k(score, edge_index[0], self.kg_sample_size)
         return edge_index[:, keep], edge_type[keep]
-
-    def views(self, sampled_kg: EdgeSet,
-              denoised_kg: EdgeSet) -> Tuple[EdgeSet, EdgeSet]:
-        r"""The KGs of the main and of the second training view: by
-        :obj:`main_view` with :obj:`views='paper'`, the sampled original KG
-        twice with :obj:`views='published-code'`."""
-        if self.views_of == 'published-code':
-            return sampled_kg, sampled_kg
-        if self.main_view == 'denoised':
-            return denoised_kg, sampled_kg
-        return sampled_kg, denoised_kg
-
-    def eval_kg(self, sampled_kg: EdgeSet, denoised_kg: EdgeSet) -> EdgeSet:
-        r"""The KG that evaluation and recommendation encode with: the
-        :obj:`main_view` one (whatever :obj:`views` is)."""
-        return denoised_kg if self.main_view == 'denoised' else sampled_kg
 
     def get_embedding(self, adj: Tensor, kg_edge_index: Tensor,
                       kg_edge_type: Tensor) -> Tuple[Tensor, Tensor]:
@@ -446,48 +432,6 @@ class DiffKG(torch.nn.Module):
                           edge_type, self.num_entities, self.rebuild_k,
                           self.keep_rate, self.sampling_steps, batch_size,
                           generator)
-
-    @torch.no_grad()
-    def recommend(self, adj: Tensor, kg_edge_index: Tensor,
-                  kg_edge_type: Tensor, user_index: Tensor, k: int = 20,
-                  exclude_train: bool = True) -> Tuple[Tensor, Tensor]:
-        r"""The top-:obj:`k` items of every user of :obj:`user_index`.
-
-        Args:
-            adj (torch.Tensor): The adjacency of :meth:`build_adjacency`
-                (its user-item pairs are the train interactions).
-            kg_edge_index (torch.Tensor): The KG to encode with (the
-                denoised KG when :obj:`main_view = 'denoised'`).
-            kg_edge_type (torch.Tensor): Its relations.
-            user_index (torch.Tensor): Users :obj:`[B]`.
-            k (int, optional): Items per user. (default: :obj:`20`)
-            exclude_train (bool, optional): Never recommend a user's train
-                items. (default: :obj:`True`)
-
-        Returns:
-            Item indices and their scores, both :obj:`[B, k]`, best first.
-        """
-        _check(1 <= k <= self.num_items, 'k', k,
-               f'in [1, num_items] = [1, {self.num_items}]')
-        user_index = user_index.view(-1)
-        if user_index.numel() and not (
-                0 <= int(user_index.min())
-                and int(user_index.max()) < self.num_users):
-            raise ValueError(f"'user_index' must lie in [0, "
-                             f"{self.num_users - 1}] (got values in "
-                             f"[{int(user_index.min())}, "
-                             f"{int(user_index.max())}])")
-        user_emb, item_emb = self.get_embedding(adj, kg_edge_index,
-                                                kg_edge_type)
-        score = user_emb[user_index] @ item_emb.t()
-        if exclude_train:
-            row, col = gather_rows(adj.crow_indices(), adj.col_indices(),
-                                   user_index)
-            item = col - self.num_users
-            is_item = item >= 0  # Drops the users' self-loops.
-            score[row[is_item], item[is_item]] = float('-inf')
-        score, item = score.topk(k, dim=-1)
-        return item, score
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.num_users}, '

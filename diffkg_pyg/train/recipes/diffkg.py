@@ -7,7 +7,6 @@ from torch import Tensor
 
 from diffkg_pyg.data.graph import KG
 from diffkg_pyg.nn.models.diffkg import MAIN_VIEWS, PRESETS, VIEWS, DiffKG
-from diffkg_pyg.optim import SparseRowAdam
 from diffkg_pyg.train.context import TrainContext
 from diffkg_pyg.train.hyperparameters import (
     HyperParameter,
@@ -16,7 +15,6 @@ from diffkg_pyg.train.hyperparameters import (
     from_signature,
 )
 from diffkg_pyg.train.recipe import Recipe, Sizes
-from diffkg_pyg.utils import to_csr
 
 __all__ = ['DiffKGRecipe']
 
@@ -155,52 +153,37 @@ class DiffKGRecipe(Recipe):
                       sizes.num_relations, **hparams)
 
     def setup(self, model: DiffKG, context: TrainContext, data) -> None:
-        device = context.device
         self.train_edge_index = context.train_edge_index
         self.setup_inference(model, self.train_edge_index)
-        self.kg = (data[KG].edge_index.to(device),
-                   data[KG].edge_type.to(device))
-        self.kg_ptr, self.kg_col = to_csr(self.kg[0], model.num_entities)
-        degree = self.kg_ptr[1:] - self.kg_ptr[:-1]
-        self.heads = torch.nonzero(degree > 0).view(-1)
-        self.sampled_kg = model.sample_kg(*self.kg,
-                                          generator=context.generator)
-        self.denoised_kg = self.sampled_kg  # Until the first rebuild.
+        model.init_kg(data[KG].edge_index.to(context.device),
+                      data[KG].edge_type.to(context.device),
+                      generator=context.generator)
 
     def configure_optimizers(self, model: DiffKG, context: TrainContext
                              ) -> List[torch.optim.Optimizer]:
-        self.optimizer = torch.optim.Adam(model.recommender_parameters(),
-                                          lr=context.lr,
-                                          weight_decay=context.weight_decay)
-        self.denoiser_optimizers = [
-            torch.optim.Adam(model.denoiser.dense_parameters(),
-                             lr=context.lr),
-            SparseRowAdam(model.denoiser.sparse_parameters(), lr=context.lr),
-        ]
-        return [self.optimizer, *self.denoiser_optimizers]
+        group = model.configure_optimizers(context.lr, context.weight_decay)
+        self.optimizer, *self.denoiser_optimizers = group.optimizers
+        return group.optimizers
 
     def train_diffusion(self, model: DiffKG, context: TrainContext,
                         epoch: int) -> None:
         r"""Phase 1: one pass of denoiser steps."""
-        item_user_emb = model.item_user_embedding(self.train_edge_index)
-        perm = torch.randperm(self.heads.numel(), generator=context.generator,
-                              device=context.device)
-        batches = context.batches(self.heads[perm])
-        for heads in context.progress(batches, f'epoch {epoch} diffusion'):
-            loss, diff, ckgc = model.diffusion_loss(
-                self.kg_ptr, self.kg_col, heads, item_user_emb,
-                context.generator)
+        heads = model.shuffled_kg_heads(context.generator)
+        for batch in context.progress(context.batches(heads),
+                                      f'epoch {epoch} diffusion'):
+            loss, terms = model.denoising_loss(self.train_edge_index, batch,
+                                               context.generator)
             context.step(self.denoiser_optimizers, loss, 'denoiser_loss',
-                         diff=diff, ckgc=ckgc)
+                         **terms)
 
     def train_recommendation(self, model: DiffKG, context: TrainContext,
                              epoch: int) -> None:
         r"""Phase 3: one pass of recommendation steps."""
-        main_kg, second_kg = model.views(self.sampled_kg, self.denoised_kg)
         for user, pos, neg in context.bpr_batches(
                 f'epoch {epoch} recommendation'):
-            loss, terms = model.loss(self.adj, main_kg, second_kg, user, pos,
-                                     neg, context.shard_batch_size)
+            loss, terms = model.recommendation_loss(
+                self.train_edge_index, user, pos, neg,
+                context.shard_batch_size)
             context.step([self.optimizer], loss, **terms)
 
     def train_epoch(self, model: DiffKG, context: TrainContext,
@@ -210,33 +193,24 @@ class DiffKGRecipe(Recipe):
             self.train_diffusion(model, context, epoch)
         diffusion_end = time.perf_counter()
         if self.hparams['diffusion']:
-            self.denoised_kg = model.rebuild_kg(
-                *self.kg, batch_size=context.batch_size,
-                generator=context.generator)
+            model.rebuild(batch_size=context.batch_size,
+                          generator=context.generator)
         rebuild_end = time.perf_counter()
         self.train_recommendation(model, context, epoch)
-        return {'kg_edges_kept': int(self.denoised_kg[0].size(1)),
+        return {'kg_edges_kept': int(model.denoised_kg[0].size(1)),
                 'diffusion_seconds': diffusion_end - start,
                 'rebuild_seconds': rebuild_end - diffusion_end,
                 'recommendation_seconds': time.perf_counter() - rebuild_end}
 
     def scores(self, model: DiffKG) -> Callable[[Tensor], Tensor]:
-        kg = model.eval_kg(self.sampled_kg, self.denoised_kg)
+        kg = model.eval_kg(model.sampled_kg, model.denoised_kg)
         user_emb, item_emb = model.get_embedding(self.adj, *kg)
         return lambda users: user_emb[users.to(user_emb.device)] @ \
             item_emb.t()
 
-    def state_dict(self) -> Dict[str, Any]:
-        return {'sampled_kg': self.sampled_kg,
-                'denoised_kg': self.denoised_kg}
-
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
-        self.sampled_kg = tuple(state['sampled_kg'])
-        self.denoised_kg = tuple(state['denoised_kg'])
-
-    def summary(self) -> Dict[str, Any]:
-        return {'kg_edges_kept': int(self.denoised_kg[0].size(1))}
+    def summary(self, model: DiffKG) -> Dict[str, Any]:
+        return {'kg_edges_kept': int(model.denoised_kg[0].size(1))}
 
     def setup_inference(self, model: DiffKG,
                         train_edge_index: Tensor) -> None:
-        self.adj = model.build_adjacency(train_edge_index)
+        self.adj = model.adjacency(train_edge_index)

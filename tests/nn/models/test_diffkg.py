@@ -177,11 +177,14 @@ def test_rebuild_kg_keeps_existing_edges(data):
 
 
 def test_recommend(data):
-    model = make_model(data).eval()
+    model = make_model(data)
     train = data[USER_ITEM].edge_index
-    adj = model.build_adjacency(train)
+    model.init_kg(*kg_of(data), generator=torch.Generator().manual_seed(0))
     users = torch.tensor([3, 0, 3])
-    item, score = model.recommend(adj, *kg_of(data), users, k=5)
+    item, score = model.recommend(train, users, k=5)
+    assert model.training  # Scored in evaluation mode, left as it was,
+    again = model.recommend(train, users, k=5)  # so no dropout varies it.
+    assert torch.equal(item, again[0]) and torch.equal(score, again[1])
     assert item.shape == score.shape == (3, 5)
     assert torch.equal(item[0], item[2])
     assert bool((score[:, :-1] >= score[:, 1:]).all())
@@ -189,12 +192,20 @@ def test_recommend(data):
     assert not any((int(u), int(i)) in seen
                    for u, row in zip(users, item) for i in row)
     # Without the exclusion, the train items may come back and the scores
-    # are the plain dot products:
-    user_emb, item_emb = model.get_embedding(adj, *kg_of(data))
-    item, score = model.recommend(adj, *kg_of(data), users, k=40,
-                                  exclude_train=False)
+    # are the plain dot products of the main view's embeddings:
+    model.eval()
+    user_emb, item_emb = model.get_embedding(
+        model.build_adjacency(train),
+        *model.eval_kg(model.sampled_kg, model.denoised_kg))
+    item, score = model.recommend(train, users, k=40, exclude_train=False)
     assert torch.allclose(score, (user_emb[users] @ item_emb.t()).sort(
         dim=-1, descending=True).values, atol=1e-6)
+
+
+def test_recommend_needs_a_kg(data):
+    model = make_model(data)
+    with pytest.raises(ValueError, match='call model.init_kg'):
+        model.recommend(data[USER_ITEM].edge_index, torch.tensor([0]))
 
 
 @pytest.mark.parametrize('users,k,match', [
@@ -205,9 +216,35 @@ def test_recommend(data):
 ])
 def test_recommend_bad_arguments(data, users, k, match):
     model = make_model(data)
-    adj = model.build_adjacency(data[USER_ITEM].edge_index)
+    model.init_kg(*kg_of(data))
     with pytest.raises(ValueError, match=match):
-        model.recommend(adj, *kg_of(data), torch.tensor(users), k=k)
+        model.recommend(data[USER_ITEM].edge_index, torch.tensor(users),
+                        k=k)
+
+
+def test_kg_state_is_in_the_state_dict_and_moves_with_the_model(data):
+    model = make_model(data)
+    model.init_kg(*kg_of(data), generator=torch.Generator().manual_seed(0))
+    model.rebuild(generator=torch.Generator().manual_seed(1))
+    state = model.state_dict()
+    other = make_model(data)
+    other.load_state_dict(state)
+    for mine, theirs in zip(model.sampled_kg + model.denoised_kg,
+                            other.sampled_kg + other.denoised_kg):
+        assert torch.equal(mine, theirs)
+    other = other.to(torch.float64)  # _apply reaches the graph state:
+    assert other.sampled_kg[0].dtype == torch.long  # ids stay ids.
+
+
+def test_derived_graphs_are_cached_per_tensor(data):
+    model = make_model(data)
+    train = data[USER_ITEM].edge_index
+    assert model.adjacency(train) is model.adjacency(train)
+    copy = train.clone()
+    assert model.adjacency(copy) is not model.adjacency(train)
+    before = model.adjacency(train)
+    train[1, 0] = train[1, 0]  # An in-place write: a new version.
+    assert model.adjacency(train) is not before
 
 
 @pytest.mark.parametrize('kwargs,match', [
