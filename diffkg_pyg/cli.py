@@ -121,7 +121,7 @@ def build_train_parser(recipe, command: str = 'train'
 
 
 def _tune_arguments(run) -> None:
-    from diffkg_pyg.train.tuning import PRUNERS
+    from diffkg_pyg.train.tuning import PRUNERS, SAMPLERS
     run.add_argument('--trials', type=int, required=True,
                      help='finished trials the study should hold')
     run.add_argument('--timeout', type=float, default=None,
@@ -133,12 +133,27 @@ def _tune_arguments(run) -> None:
                      help='TOML file of search ranges ([lr] low = 1e-4 '
                      'high = 1e-2 log = true; [dims] choices = [...]) or '
                      'fixed values, over the model\'s declared space')
+    run.add_argument('--sampler', choices=SAMPLERS, default='tpe',
+                     help='tpe: multivariate TPE, random for the first '
+                     'max(3, trials/4) trials, seeded per study and trial; '
+                     'random: uniform, trial k the same in every study of '
+                     'the same space (default: %(default)s)')
     run.add_argument('--pruner', choices=PRUNERS, default='median',
-                     help='stop unpromising trials early (default: '
+                     help='median: stop a trial below the median of the '
+                     'complete trials at the same epoch, from the 6th '
+                     'complete trial, never before max(patience, 3 x '
+                     'eval-every) epochs; none (default: %(default)s)')
+    run.add_argument('--confirm-top', type=int, default=3, metavar='N',
+                     help='train the N best trials again with '
+                     '--confirm-seeds other seeds on validation; the best '
+                     'mean wins (0: the best trial wins; default: '
+                     '%(default)s)')
+    run.add_argument('--confirm-seeds', type=int, default=3, metavar='K',
+                     help='seeds of that confirmation (default: '
                      '%(default)s)')
     run.add_argument('--final-seeds', type=int, default=0, metavar='K',
-                     help='retrain the best configuration with seeds 0..K-1 '
-                     'and report its test metrics (default: %(default)s)')
+                     help='retrain the winner with seeds 0..K-1 and report '
+                     'its test metrics (default: %(default)s)')
     run.add_argument('--output', default=None, metavar='DIR',
                      help='folder of the study, trials, best.toml and plot '
                      '(default: tune-MODEL-DATASET)')
@@ -243,9 +258,10 @@ def _tune(args: argparse.Namespace, recipe_class, preset: Optional[str],
     except ImportError:
         raise ValueError("tune needs Optuna: pip install 'diffkg-pyg[tune]'"
                          ) from None
-    if args.final_seeds < 0:
-        raise ValueError(f'--final-seeds must be >= 0 (got '
-                         f'{args.final_seeds})')
+    for flag in ('final_seeds', 'confirm_top', 'confirm_seeds'):
+        if getattr(args, flag) < 0:
+            raise ValueError(f'--{flag.replace("_", "-")} must be >= 0 '
+                             f'(got {getattr(args, flag)})')
     if args.timeout is not None and args.timeout <= 0:
         raise ValueError(f'--timeout must be > 0 (got {args.timeout})')
     spaces: Dict[str, Any] = {}
@@ -267,7 +283,8 @@ def _tune(args: argparse.Namespace, recipe_class, preset: Optional[str],
         args.data), preset=preset, hyperparameters=model, settings=settings,
         space=spaces, storage=args.storage,
         study_name=args.study_name or f'{recipe_class.name}-{dataset}',
-        pruner=args.pruner, timeout=args.timeout,
+        sampler=args.sampler, pruner=args.pruner, timeout=args.timeout,
+        confirm_top=args.confirm_top, confirm_seeds=args.confirm_seeds,
         final_seeds=args.final_seeds, heartbeat=args.heartbeat,
         device=torch.device(args.device))
     return 0

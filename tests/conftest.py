@@ -79,3 +79,16 @@ def write_kgat_folder(folder, num_users: int = 24, num_items: int = 30,
     write(folder / 'kg_final.txt', ''.join(
         f'{h} {r} {t}\n' for h, r, t in zip(heads, relations, tails)))
     return folder
+
+
+def flat_state(state, prefix: str = ''):
+    r"""A state dict with its nested entries (a model's extra state: lists
+    and dicts of tensors) flattened to dotted keys, tensors cloned."""
+    out = {}
+    items = state.items() if isinstance(state, dict) else enumerate(state)
+    for key, value in items:
+        if isinstance(value, (dict, list, tuple)):
+            out.update(flat_state(value, f'{prefix}{key}.'))
+        else:
+            out[f'{prefix}{key}'] = value.clone()
+    return out

@@ -16,6 +16,7 @@ from diffkg_pyg import distributed
 from diffkg_pyg.data import USER_ITEM, synthetic_dataset
 from diffkg_pyg.evaluation import RankingEvaluator
 from diffkg_pyg.train import Trainer, get_recipe
+from tests.conftest import flat_state
 
 SMALL = {'diffkg': dict(embedding_dim=8, denoiser_hidden_channels=16,
                         use_compile=False),
@@ -66,8 +67,7 @@ def _fit(name, epochs=3, **kwargs):
     result = trainer.fit(epochs, patience=epochs, **kwargs)
     return {'test': result.test, 'valid': result.valid,
             'history': result.history,
-            'state': {k: v.clone() for k, v in
-                      trainer.model.state_dict().items()},
+            'state': flat_state(trainer.model.state_dict()),
             'world_size': trainer.world_size,
             'record': trainer.result_record(result)}
 

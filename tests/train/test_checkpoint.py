@@ -18,6 +18,7 @@ from diffkg_pyg.train.checkpoint import (
     set_rng_state,
 )
 from diffkg_pyg.utils import to_csr
+from tests.conftest import flat_state
 from tests.train.test_trainer import make_trainer
 
 SMALL = {'diffkg': ['--denoiser-hidden-channels', '32', '--embedding-dim',
@@ -131,7 +132,7 @@ def test_exact_resume_after_sigkill(tmp_path, model, epochs):
             assert results[1][split][key] == pytest.approx(value, abs=1e-6)
     losses = [[r['loss'] for r in result['history']] for result in results]
     assert losses[1] == pytest.approx(losses[0], abs=1e-6)
-    states = [load_checkpoint(str(d / 'last.pt'))['model']
+    states = [flat_state(load_checkpoint(str(d / 'last.pt'))['model'])
               for d in (straight, killed)]
     for key, value in states[0].items():
         assert torch.allclose(states[1][key], value, atol=1e-6), key

@@ -198,8 +198,9 @@ def test_search_never_reads_the_test_set(name, tmp_path, monkeypatch):
                   hyperparameters=FIXED[name], settings=SETTINGS,
                   log=lambda line: None)
     assert len(calls) >= 3 and not any(calls)  # Validation only, on data
-    # whose test interactions are gone:
-    assert len(fits) == 3
+    # whose test interactions are gone: the 3 trials and the confirmation
+    # of the best 3 with 3 seeds each.
+    assert len(fits) == 3 + 3 * 3
     assert all(evaluator.target_col.numel() == 0 for evaluator in fits)
     assert result.final == [] and not (tmp_path / 'final').exists()
     for number in range(3):
@@ -246,18 +247,20 @@ def test_best_config_reproduces_the_best_trial(name, tmp_path, capsys):
             '--val-ratio', '0.2', *flags({**FIXED[name], **SETTINGS})]
     assert main(argv) == 0
     text = capsys.readouterr().out
-    assert 'best trial' in text
+    assert 'winner: trial' in text
     study = optuna.load_study(study_name=f'{name}-data',
                               storage=f'sqlite:///{out}/study.db')
     assert len(study.trials) == 3
+    winner = study.trials[json.loads((out / 'confirm.json').read_text())[
+        'winner']]
     config = read_config(str(out / 'best.toml'))
     assert config['model'] == name and config['seed'] == 2
     result = tmp_path / 'result.json'
     assert main(['train', str(folder), '--config', str(out / 'best.toml'),
                  '--val-ratio', '0.2', '--output', str(result)]) == 0
     valid = json.loads(result.read_text())['valid']['recall@20']
-    assert study.best_value > 0  # Not trivially equal.
-    assert valid == pytest.approx(study.best_value, abs=1e-6)
+    assert winner.value > 0  # Not trivially equal.
+    assert valid == pytest.approx(winner.value, abs=1e-6)
     assert (out / 'study.png').stat().st_size > 1000
 
 
@@ -445,3 +448,116 @@ def test_two_processes_share_one_sqlite_study(tmp_path):
     params = [tuple(sorted(t.params.items())) for t in complete]
     assert len(set(params)) == len(params)  # No draw repeated.
     assert len(_finished(out)) == len(study.trials)
+
+
+# Issue 28: the sampler, the pruner, the study's record, the confirmation ##
+
+@pytest.mark.parametrize('patience,eval_every,warmup', [
+    (20, 1, 20), (2, 1, 3), (20, 5, 20), (10, 5, 15)])
+def test_no_trial_is_pruned_before_the_patience(patience, eval_every,
+                                                warmup):
+    from diffkg_pyg.train.tuning.search import make_pruner, pruning_warmup
+    assert pruning_warmup(patience, eval_every) == warmup
+    study = optuna.create_study(direction='maximize',
+                                pruner=make_pruner('median', warmup))
+    for _ in range(6):  # Complete trials reaching 0.5 at every epoch.
+        trial = study.ask()
+        for epoch in range(1, 41):
+            trial.report(0.5, epoch)
+        study.tell(trial, 0.5)
+    low = study.ask()  # Far below the median from the first epoch.
+    pruned_at = None
+    for epoch in range(1, 41):
+        low.report(0.01, epoch)
+        if low.should_prune():
+            pruned_at = epoch
+            break
+    assert pruned_at == warmup
+
+
+def test_the_study_records_how_it_ran(tmp_path):
+    result = tune(small_data(), 'lightgcn', 3, str(tmp_path),
+                  hyperparameters=FIXED['lightgcn'], settings=SETTINGS,
+                  confirm_top=0, log=lambda line: None)
+    study = optuna.load_study(study_name=result.study_name,
+                              storage=result.storage)
+    attrs = study.user_attrs
+    assert attrs['model'] == 'lightgcn' and attrs['sampler'] == 'tpe'
+    assert attrs['pruner'] == 'median'
+    assert 'n_startup_trials = max(3, ceil(n_trials / 4)) = 3' in \
+        attrs['sampler_rule']
+    assert 'epoch 3 on' in attrs['pruner_rule']  # max(patience 2, 3 x 1).
+    assert attrs['budget']['n_trials'] == 3
+    assert attrs['version'] and 'commit' in attrs
+    trial = json.loads((tmp_path / 'trials' / 'trial-00001.json')
+                       .read_text())
+    assert trial['code'] == {'version': attrs['version'],
+                             'commit': attrs['commit']}
+
+
+def test_studies_of_other_models_draw_apart_and_random_is_common():
+    from diffkg_pyg.train.tuning.search import make_sampler
+
+    def draws(kind, name):
+        study = optuna.create_study(
+            sampler=make_sampler(kind, 0, name, 30), direction='maximize')
+        values = []
+        for _ in range(3):
+            trial = study.ask()
+            values.append(trial.suggest_float('x', 0.0, 1.0))
+            study.tell(trial, values[-1])
+        return values
+
+    assert draws('tpe', 'a-data') != draws('tpe', 'b-data')
+    assert draws('tpe', 'a-data') == draws('tpe', 'a-data')
+    assert draws('random', 'a-data') == draws('random', 'b-data')
+
+
+def test_confirmation_picks_by_mean_validation_over_seeds(tmp_path,
+                                                          monkeypatch):
+    # Three complete trials; in the search the first looks best, but over
+    # the confirmation seeds the second is best on average.
+    from diffkg_pyg.train.results import FitResult
+    from diffkg_pyg.train.tuning import confirmation as confirm_module
+    means = {1e-3: [0.2, 0.2, 0.2], 2e-3: [0.5, 0.1, 0.6],
+             3e-3: [0.3, 0.3, 0.3]}
+
+    class FakeTrainer:
+        def __init__(self, lr, seed):
+            self.lr, self.seed = lr, seed
+
+        @classmethod
+        def from_settings(cls, recipe, data, settings, **kwargs):
+            return cls(settings['lr'], settings['seed'])
+
+        def fit(self, epochs, patience, test=True):
+            assert not test
+            value = means[self.lr][self.seed - 1]
+            return FitResult(1, 1, 0.0, {'recall@20': value}, {})
+
+        def result_record(self, fit):
+            return {'valid': fit.valid}
+
+    monkeypatch.setattr(confirm_module, 'Trainer', FakeTrainer)
+    study = optuna.create_study(direction='maximize')
+    for lr, value in ((1e-3, 0.9), (2e-3, 0.8), (3e-3, 0.7), (4e-3, 0.1)):
+        config = {'model': 'lightgcn', 'lr': lr, 'seed': 0,
+                  **FIXED['lightgcn']}
+        study.enqueue_trial({'x': 0.0}, user_attrs={'config': config})
+        trial = study.ask()
+        trial.suggest_float('x', 0.0, 1.0)
+        study.tell(trial, value)
+    summary = confirm_module.confirm(study, small_data(),
+                                     get_recipe('lightgcn'), str(tmp_path),
+                                     top=3, seeds=3, seed=0, device=None,
+                                     log=lambda line: None)
+    assert [row['trial'] for row in summary['candidates']] == [0, 1, 2]
+    assert summary['winner'] == 1  # Mean 0.4 beats 0.2 and 0.3.
+    assert [row['seeds'] for row in summary['candidates']][0] == [1, 2, 3]
+    # Resumed: the finished runs are read back, not run again.
+    monkeypatch.setattr(FakeTrainer, 'fit', None)
+    again = confirm_module.confirm(study, small_data(),
+                                   get_recipe('lightgcn'), str(tmp_path),
+                                   top=3, seeds=3, seed=0, device=None,
+                                   log=lambda line: None)
+    assert again == summary

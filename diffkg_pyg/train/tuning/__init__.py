@@ -30,12 +30,35 @@ the same storage and study name share one search:
 
 The first trial of a new study is the default configuration (the
 defaults, the preset and the fixed values; a default outside its space is
-drawn instead), so that a search does not end below it on validation. The
-sampler is Optuna's TPE, created afresh for every trial and seeded with
-the run's seed plus the trial's number, so that a study run in one process
-is reproducible and trials of parallel processes do not draw the same
-values; TPE draws its first 10 trials at random, so a study of 10 trials
-or fewer is a random search.
+drawn instead), so that a search does not end below it on validation.
+
+**Sampler** (:mod:`~diffkg_pyg.train.tuning.search`): multivariate TPE
+whose first :math:`\max(3, \lceil n/4 \rceil)` trials of :math:`n` are
+random; trial :math:`k` draws with the seed (a hash of the run's seed and
+the study's name) :math:`+ k`, so a study run in one process is
+reproducible, different studies explore differently, parallel processes
+draw apart and a resumed study continues its own sequence. ``'random'``
+draws uniformly with a seed that depends on the run's seed only, plus
+:math:`k`: trial :math:`k` draws the same values in every study of the
+same space and seed (common random numbers, to compare models draw for
+draw).
+
+**Pruner**: Optuna's median pruner, which compares a trial's best
+validation metric so far with the median of the complete trials at the
+same epoch, from the sixth complete trial on, and never before the epoch
+:math:`\max(\text{patience}, 3 \cdot \text{eval\_every})`: no trial is
+cut before early stopping could have stopped it, nor on fewer than three
+validations. (A Hyperband pruner would compare trials at fixed budgets
+that early stopping already decides.)
+
+**Confirmation before test**: the :obj:`confirm_top` best trials are
+trained again with :obj:`confirm_seeds` other seeds, on validation; the
+best mean wins, and only the winner is tested (:obj:`final_seeds`).
+
+The study's user attributes record how it ran: the model, dataset,
+space, fixed values, sampler and pruner (compared when a process joins),
+and the rules of the sampler and pruner, the budget and the package's
+version and commit (written by the process that created it).
 """
 import copy
 import os
@@ -49,6 +72,8 @@ from tqdm.auto import tqdm
 from diffkg_pyg.data.graph import USER_ITEM
 from diffkg_pyg.train.hyperparameters import TRAIN_SETTINGS, Space, resolve
 from diffkg_pyg.train.registry import get_recipe
+from diffkg_pyg.train.results import code_record
+from diffkg_pyg.train.tuning.confirmation import confirm
 from diffkg_pyg.train.tuning.objective import Objective
 from diffkg_pyg.train.tuning.report import (
     TuneResult,
@@ -64,12 +89,13 @@ from diffkg_pyg.train.tuning.space import (
 from diffkg_pyg.train.tuning.study import (
     METRIC,
     PRUNERS,
+    SAMPLERS,
     open_study,
     run_trials,
 )
 
 __all__ = ['search_space', 'read_space', 'tune', 'TuneResult',
-           'write_config', 'without_test', 'PRUNERS']
+           'write_config', 'without_test', 'PRUNERS', 'SAMPLERS']
 
 
 def without_test(data: HeteroData) -> HeteroData:
@@ -87,8 +113,10 @@ def tune(data: HeteroData, model: Any, n_trials: int, output: str, *,
          settings: Optional[Mapping[str, Any]] = None,
          space: Optional[Mapping[str, Space]] = None,
          storage: Optional[str] = None, study_name: Optional[str] = None,
-         pruner: Any = 'median', timeout: Optional[float] = None,
-         final_seeds: int = 0, heartbeat: float = 30.0,
+         sampler: str = 'tpe', pruner: Any = 'median',
+         timeout: Optional[float] = None, confirm_top: int = 3,
+         confirm_seeds: int = 3, final_seeds: int = 0,
+         heartbeat: float = 30.0,
          device: Optional[torch.device] = None,
          log: Optional[Callable[[str], None]] = None) -> TuneResult:
     r"""Searches the hyper-parameters of :obj:`model` on :obj:`data`,
@@ -122,17 +150,30 @@ def tune(data: HeteroData, model: Any, n_trials: int, output: str, *,
         storage (str, optional): An Optuna RDB URL. (default: the SQLite
             file :obj:`output/study.db`)
         study_name (str, optional): (default: :obj:`'<model>-<dataset>'`)
+        sampler (str, optional): :obj:`'tpe'` (multivariate TPE, its
+            random start a quarter of the trials, at least 3) or
+            :obj:`'random'` (common random numbers: trial :math:`k` draws
+            the same values in every study of the same space); see
+            :func:`~diffkg_pyg.train.tuning.search.make_sampler`.
+            (default: :obj:`'tpe'`)
         pruner (str or optuna.pruners.BasePruner, optional):
             :obj:`'median'` (Optuna's median pruner on the validation metric
-            of each validated epoch, after 5 trials and 5 epochs),
+            at the same epoch, from the sixth complete trial on and never
+            before the early-stopping patience and the third validation),
             :obj:`'none'`, or a pruner. (default: :obj:`'median'`)
         timeout (float, optional): No trial starts once the study's
             finished trials have taken this many seconds in all (their
             durations summed, over restarts and parallel processes, so
             that a resumed study keeps its budget; a running trial
             finishes). (default: :obj:`None`)
-        final_seeds (int, optional): Retrain the best configuration with
-            seeds :obj:`0, ..., final_seeds - 1` and test it.
+        confirm_top (int, optional): After the search, the best
+            :obj:`confirm_top` trials are trained again with
+            :obj:`confirm_seeds` other seeds on validation; the best mean
+            wins (:obj:`0`: the best trial wins). (default: :obj:`3`)
+        confirm_seeds (int, optional): Seeds of that confirmation.
+            (default: :obj:`3`)
+        final_seeds (int, optional): Retrain the winner with seeds
+            :obj:`0, ..., final_seeds - 1` and test it.
             (default: :obj:`0`)
         heartbeat (float, optional): Seconds between a trial's heartbeats;
             a trial silent for twice that is taken as dead and retried.
@@ -141,12 +182,17 @@ def tune(data: HeteroData, model: Any, n_trials: int, output: str, *,
         log (callable, optional): Receives one line per trial.
             (default: :func:`tqdm.write`)
     """
+    from diffkg_pyg.train.tuning import search
+
     recipe_class = get_recipe(model) if isinstance(model, str) else model
     log = log or tqdm.write
     if n_trials < 1:
         raise ValueError(f'n_trials must be >= 1 (got {n_trials})')
-    if final_seeds < 0:
-        raise ValueError(f'final_seeds must be >= 0 (got {final_seeds})')
+    for name, value in (('final_seeds', final_seeds),
+                        ('confirm_top', confirm_top),
+                        ('confirm_seeds', confirm_seeds)):
+        if value < 0:
+            raise ValueError(f'{name} must be >= 0 (got {value})')
     hyperparameters = dict(hyperparameters or {})
     settings = dict(settings or {})
     names = canonical_names(recipe_class)
@@ -159,7 +205,13 @@ def tune(data: HeteroData, model: Any, n_trials: int, output: str, *,
         raise ValueError(f'nothing to search: every hyper-parameter of '
                          f'{recipe_class.name} with a space is fixed')
     base = recipe_class(preset, **hyperparameters)  # Bad values fail here.
-    seed = resolve(TRAIN_SETTINGS, settings)['seed']
+    # The default configuration (where it lies in the space) is the first
+    # trial, so a search never ends below it on validation.
+    defaults = {**resolve(TRAIN_SETTINGS, base.preset_settings, settings),
+                **base.hparams}
+    seed = defaults['seed']
+    warmup = search.pruning_warmup(defaults['patience'],
+                                   defaults['eval_every'])
     os.makedirs(osp.join(output, 'trials'), exist_ok=True)
     storage = storage or 'sqlite:///' + osp.abspath(osp.join(output,
                                                              'study.db'))
@@ -168,20 +220,39 @@ def tune(data: HeteroData, model: Any, n_trials: int, output: str, *,
         'model': recipe_class.name, 'dataset': dataset, 'preset': preset,
         'space': {k: s.to_dict() for k, (_, s) in spaces.items()},
         'fixed': jsonable({**hyperparameters, **settings}),
-        'metric': f'valid {METRIC}'}
-    # The first trial is the default configuration (where it lies in the
-    # space), so a search never ends below it on validation.
-    defaults = {**resolve(TRAIN_SETTINGS, base.preset_settings, settings),
-                **base.hparams}
-    study = open_study(storage, study_name, seed, pruner, heartbeat,
-                        attributes, {name: space.encode(defaults[name])
-                                     for name, (_, space) in spaces.items()
-                                     if defaults[name] in space})
-    objective = Objective(recipe_class, without_test(data), spaces,
-                          output, seed, preset, hyperparameters, settings,
-                          device)
+        'metric': f'valid {METRIC}',
+        'sampler': sampler if isinstance(sampler, str) else repr(sampler),
+        'pruner': pruner if isinstance(pruner, str) else repr(pruner)}
+    notes = {
+        'sampler_rule': (
+            f'multivariate TPE, n_startup_trials = max(3, ceil(n_trials / '
+            f'4)) = {search.startup_trials(n_trials)}, trial k seeded with '
+            f'{search.study_seed(seed, study_name)} + k' if sampler == 'tpe'
+            else f'uniform, trial k seeded with '
+            f"{search.study_seed(seed, 'random')} + k"),
+        'pruner_rule': (
+            f'median of the complete trials at the same epoch, from the '
+            f'6th complete trial and epoch {warmup} on (max(patience, 3 x '
+            f'eval_every))' if pruner == 'median' else str(pruner)),
+        'budget': {'n_trials': n_trials, 'timeout': timeout,
+                   'confirm_top': confirm_top,
+                   'confirm_seeds': confirm_seeds},
+        **code_record()}
+    study = open_study(
+        storage, study_name,
+        search.make_sampler(sampler, seed, study_name, n_trials),
+        search.make_pruner(pruner, warmup), heartbeat, attributes,
+        {name: space.encode(defaults[name])
+         for name, (_, space) in spaces.items() if defaults[name] in space},
+        notes=notes)
+    search_data = without_test(data)
+    objective = Objective(recipe_class, search_data, spaces, output,
+                          preset, hyperparameters, settings, device)
     run_trials(study, objective, n_trials, timeout, log)
+    confirmation = None
+    if confirm_top and confirm_seeds:
+        confirmation = confirm(study, search_data, recipe_class, output,
+                               confirm_top, confirm_seeds, seed, device,
+                               log)
     return finish(study, storage, output, dataset, data, recipe_class,
-                   final_seeds, device, log)
-
-
+                  final_seeds, device, log, confirmation)

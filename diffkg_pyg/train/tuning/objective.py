@@ -16,7 +16,7 @@ from diffkg_pyg.train.hyperparameters import (
     resolve,
 )
 from diffkg_pyg.train.recipe import Recipe
-from diffkg_pyg.train.results import NonFiniteLossError
+from diffkg_pyg.train.results import NonFiniteLossError, code_record
 from diffkg_pyg.train.trainer import Trainer
 from diffkg_pyg.train.tuning.report import jsonable
 from diffkg_pyg.train.tuning.space import canonical_names
@@ -37,7 +37,6 @@ class Objective:
         data (HeteroData): The search data (without test interactions).
         spaces (dict): Name -> :obj:`(parameter, space)` of the searched.
         output (str): The study's folder.
-        seed (int): The study's seed.
         preset (str, optional): The model's preset.
         hyperparameters (dict): Fixed hyper-parameters.
         settings (dict): Fixed training settings.
@@ -45,7 +44,7 @@ class Objective:
     """
     def __init__(self, recipe_class: Type[Recipe], data: HeteroData,
                  spaces: Mapping[str, Tuple[HyperParameter, Space]],
-                 output: str, seed: int, preset: Optional[str],
+                 output: str, preset: Optional[str],
                  hyperparameters: Mapping[str, Any],
                  settings: Mapping[str, Any],
                  device: Optional[torch.device]) -> None:
@@ -53,7 +52,6 @@ class Objective:
         self.data = data
         self.spaces = spaces
         self.output = output
-        self.seed = seed
         self.preset = preset
         self.hyperparameters = dict(hyperparameters)
         self.settings = dict(settings)
@@ -68,15 +66,12 @@ class Objective:
     def __call__(self, trial) -> float:
         import optuna
 
-        # A sampler per trial, seeded by the trial's number: reproducible
-        # in one process, and distinct across processes.
-        trial.study.sampler = optuna.samplers.TPESampler(
-            seed=self.seed + trial.number)
         values = {name: space.suggest(trial, parameter)
                   for name, (parameter, space) in self.spaces.items()}
         curve: List[Dict[str, float]] = []
         record: Dict[str, Any] = {'trial': trial.number,
-                                  'params': jsonable(values)}
+                                  'params': jsonable(values),
+                                  'code': code_record()}
         path = osp.join(self.output, 'trials',
                         f'trial-{trial.number:05d}.json')
         started = time.perf_counter()

@@ -8,7 +8,7 @@ import os.path as osp
 import statistics
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Tuple, Type
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Type
 
 from torch_geometric.data import HeteroData
 
@@ -22,7 +22,8 @@ from diffkg_pyg.train.trainer import Trainer
 from diffkg_pyg.train.tuning.study import CONFIG, METRIC
 from diffkg_pyg.utils import save_json
 
-__all__ = ['TuneResult', 'write_config', 'jsonable', 'finish']
+__all__ = ['TuneResult', 'write_config', 'jsonable', 'finish',
+           'plot_study']
 
 
 def _toml(value: Any) -> str:
@@ -61,8 +62,9 @@ class TuneResult:
     Attributes:
         study_name (str): The Optuna study.
         storage (str): Its database URL.
-        best_trial (int): The number of the best trial.
-        best_value (float): Its validation Recall@20.
+        best_trial (int): The winning trial: the confirmation's winner,
+            else the trial of the best validation metric.
+        best_value (float): Its validation Recall@20 in the search.
         best_params (dict): Its searched values.
         best_config (dict): Its full configuration (the model, every
             training setting and hyper-parameter), as in :obj:`best.toml`.
@@ -72,6 +74,8 @@ class TuneResult:
             configuration, one per final seed.
         final_test (dict): Mean and standard deviation of each test metric
             over :obj:`final` (:obj:`{metric: (mean, std)}`).
+        confirmation (dict, optional): The confirmation's summary (see
+            :func:`~diffkg_pyg.train.tuning.confirmation.confirm`).
     """
     study_name: str
     storage: str
@@ -83,6 +87,7 @@ class TuneResult:
     states: Dict[str, int]
     final: List[Dict[str, Any]] = field(default_factory=list)
     final_test: Dict[str, Tuple[float, float]] = field(default_factory=dict)
+    confirmation: Optional[Dict[str, Any]] = None
 
 
 def jsonable(values: Mapping[str, Any]) -> Dict[str, Any]:
@@ -91,8 +96,13 @@ def jsonable(values: Mapping[str, Any]) -> Dict[str, Any]:
 
 
 def finish(study, storage: str, output: str, dataset: str,
-            data: HeteroData, recipe_class: Type[Recipe], final_seeds: int,
-            device, log) -> TuneResult:
+           data: HeteroData, recipe_class: Type[Recipe], final_seeds: int,
+           device, log, confirmation: Optional[Dict[str, Any]] = None
+           ) -> TuneResult:
+    r"""Writes the winner's configuration (:obj:`best.toml`: the
+    confirmation's winner, else the best trial), the plots, and with
+    :obj:`final_seeds` its test results; returns the
+    :class:`TuneResult`."""
     import optuna
 
     trials = study.get_trials(deepcopy=False)
@@ -106,19 +116,28 @@ def finish(study, storage: str, output: str, dataset: str,
         raise ValueError(f'no trial of the study {study.study_name!r} '
                          f'completed ({states}); see {output}/trials')
     best = study.best_trial
+    how = 'the best trial'
+    if confirmation is not None:
+        best = next(t for t in complete
+                    if t.number == confirmation['winner'])
+        mean = next(row['mean'] for row in confirmation['candidates']
+                    if row['trial'] == best.number)
+        how = (f'the confirmed winner (mean valid {METRIC} {mean:.6f} over '
+               f'the confirmation seeds; see confirm.json)')
     config = dict(best.user_attrs[CONFIG])
     config_path = osp.join(output, 'best.toml')
     write_config(config_path, config, comment=(
-        f'The best trial ({best.number}) of the study {study.study_name!r} '
+        f'Trial {best.number}, {how}, of the study {study.study_name!r} '
         f'({len(trials)} trials, {storage}):\nvalid {METRIC} '
-        f'{best.value:.6f}. Train it: diffkg-pyg train {dataset} --config '
-        f'{config_path}'))
-    _plot(study, osp.join(output, 'study.png'), log)
-    log(f'best trial {best.number}: valid {METRIC} {best.value:.4f} | ' +
+        f'{best.value:.6f} in the search. Train it: diffkg-pyg train '
+        f'{dataset} --config {config_path}'))
+    plot_study(study, output, log)
+    log(f'winner: trial {best.number}, valid {METRIC} {best.value:.4f} | ' +
         ', '.join(f'{k}={v}' for k, v in best.params.items()))
     log(f'best configuration: {config_path}')
     result = TuneResult(study.study_name, storage, best.number, best.value,
-                        dict(best.params), config, config_path, states)
+                        dict(best.params), config, config_path, states,
+                        confirmation=confirmation)
     if final_seeds:
         _final(result, data, recipe_class, final_seeds, output, dataset,
                device, log)
@@ -166,9 +185,11 @@ def _final(result: TuneResult, data: HeteroData,
     log(f'test over {final_seeds} seeds: {summary}')
 
 
-def _plot(study, path: str, log) -> None:
-    r"""Best validation metric against trial, and the parameters'
-    importances where Optuna's evaluator runs (PNG; needs matplotlib)."""
+def plot_study(study, output: str, log) -> None:
+    r"""Optuna's matplotlib plots of the study: the optimisation history
+    (:obj:`study.png`), every trial's validation curve
+    (:obj:`curves.png`) and the parameters' importances
+    (:obj:`importances.png`, with two complete trials or more)."""
     try:
         import matplotlib
         matplotlib.use('Agg')
@@ -177,35 +198,20 @@ def _plot(study, path: str, log) -> None:
         log('no plot: matplotlib is not installed (pip install '
             "'diffkg-pyg[bench]')")
         return
-    import optuna
+    from optuna.visualization import matplotlib as plots
 
-    trials = sorted((t for t in study.get_trials(deepcopy=False)
-                     if t.state == optuna.trial.TrialState.COMPLETE),
-                    key=lambda t: t.number)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            importances = optuna.importance.get_param_importances(study)
-    except (ImportError, RuntimeError, ValueError):
-        importances = {}  # E.g. fewer than two complete trials.
-    figure, axes = plt.subplots(1, 2 if importances else 1,
-                                figsize=(11 if importances else 6, 4),
-                                squeeze=False)
-    axis = axes[0][0]
-    numbers = [t.number for t in trials]
-    values = [t.value for t in trials]
-    best = [max(values[:i + 1]) for i in range(len(values))]
-    axis.plot(numbers, values, 'o', alpha=0.5, label='trial')
-    axis.step(numbers, best, where='post', label='best so far')
-    axis.set_xlabel('trial')
-    axis.set_ylabel(f'valid {METRIC}')
-    axis.set_title(study.study_name)
-    axis.legend()
-    if importances:
-        axis = axes[0][1]
-        keys = list(importances)[::-1]
-        axis.barh(keys, [importances[k] for k in keys])
-        axis.set_xlabel("importance (Optuna's default evaluator)")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    for name, plot in (('study', plots.plot_optimization_history),
+                       ('curves', plots.plot_intermediate_values),
+                       ('importances', plots.plot_param_importances)):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore')  # "Experimental".
+                axes = plot(study)
+        except (ImportError, RuntimeError, ValueError):
+            continue  # E.g. importances of fewer than two trials.
+        figure = axes.figure if hasattr(axes, 'figure') else \
+            axes.flat[0].figure
+        figure.set_size_inches(8, 5)
+        figure.tight_layout()
+        figure.savefig(osp.join(output, f'{name}.png'), dpi=100)
+        plt.close(figure)

@@ -9,10 +9,14 @@ from tqdm.auto import tqdm
 
 from diffkg_pyg.train.results import NonFiniteLossError
 
-__all__ = ['PRUNERS', 'METRIC', 'CONFIG', 'ERROR', 'open_study',
-           'counted', 'seconds_used', 'run_trials']
+__all__ = ['PRUNERS', 'SAMPLERS', 'METRIC', 'CONFIG', 'ERROR',
+           'open_study', 'counted', 'seconds_used', 'run_trials',
+           'trial_line']
 
+#: The pruners of ``tune --pruner`` (see :mod:`~diffkg_pyg.train.tuning`).
 PRUNERS = ('median', 'none')
+#: The samplers of ``tune --sampler``.
+SAMPLERS = ('tpe', 'random')
 METRIC = 'recall@20'
 #: Trial user attributes: the full configuration and the error of a
 #: trial that failed by itself (not by its process dying).
@@ -36,13 +40,15 @@ def counted(trial) -> bool:
              ERROR in trial.user_attrs))
 
 
-def open_study(storage: str, study_name: str, seed: int, pruner: Any,
-                heartbeat: float, attributes: Dict[str, Any],
-                first_trial: Dict[str, Any], wait: float = 60.0):
+def open_study(storage: str, study_name: str, sampler: Any, pruner: Any,
+               heartbeat: float, attributes: Dict[str, Any],
+               first_trial: Dict[str, Any], wait: float = 60.0,
+               notes: Optional[Dict[str, Any]] = None):
+    r"""Creates or joins the study :obj:`study_name` in :obj:`storage`:
+    :obj:`attributes` are the settings a joining process must share,
+    :obj:`notes` what the creator records beside them (the package
+    version and commit); both are user attributes of the study."""
     import optuna
-    if isinstance(pruner, str) and pruner not in PRUNERS:
-        raise ValueError(f"pruner must be one of {', '.join(PRUNERS)} (got "
-                         f'{pruner!r})')
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storages = optuna.storages
     from sqlalchemy.exc import SQLAlchemyError
@@ -55,14 +61,7 @@ def open_study(storage: str, study_name: str, seed: int, pruner: Any,
         else:  # pragma: no cover
             retry = {'failed_trial_callback':
                      storages.RetryFailedTrialCallback(max_retry=1)}
-    # Pruning compares a trial's validation metric at an epoch with the
-    # median of earlier trials at that epoch, from the sixth trial on:
-    chosen = (optuna.pruners.MedianPruner(n_startup_trials=5,
-                                          n_warmup_steps=5)
-              if pruner == 'median' else optuna.pruners.NopPruner()
-              if pruner == 'none' else pruner)
-    options = dict(study_name=study_name, pruner=chosen,
-                   sampler=optuna.samplers.TPESampler(seed=seed))
+    options = dict(study_name=study_name, pruner=pruner, sampler=sampler)
     # Processes starting together race to create the tables and the study.
     # Creating a study is atomic: one process wins it, and only that one
     # writes the study's settings and its first trial; the others load it.
@@ -92,7 +91,7 @@ def open_study(storage: str, study_name: str, seed: int, pruner: Any,
             study.enqueue_trial(first_trial)
         # The settings last: a loader that finds them all finds the first
         # trial too.
-        for key, value in attributes.items():
+        for key, value in {**(notes or {}), **attributes}.items():
             study.set_user_attr(key, value)
         return study
     # Written by the creator a moment ago, or by a creator killed before it
