@@ -42,8 +42,9 @@ class MF(torch.nn.Module):
 
 
 class MFRecipe(Recipe):
-    name = 'mf'
-    description = 'matrix factorisation with BPR (examples/custom_model.py)'
+    name = 'custom-mf'
+    description = ('matrix factorisation with BPR, written in '
+                   'examples/custom_model.py (the package has its own: mf)')
     hyperparameters = (
         HyperParameter('embedding_dim', int, 'embedding size', 64),
         HyperParameter('l2_weight', float, 'L2 weight', 1e-4),

@@ -18,7 +18,7 @@ def test_custom_model_trains_through_the_package_trainer(kgat_folder,
                     '--embedding-dim', '4', '--val-ratio', '0.3'],
                    check=True, capture_output=True)
     result = json.loads(output.read_text())
-    assert result['model'] == 'mf' and result['epochs_run'] == 3
+    assert result['model'] == 'custom-mf' and result['epochs_run'] == 3
     assert (tmp_path / 'runs' / 'last.pt').exists()
     # The same record as `diffkg-pyg train --output`:
     reference = tmp_path / 'lightgcn.json'

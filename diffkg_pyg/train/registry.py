@@ -17,6 +17,7 @@ MODELS: Dict[str, str] = {
     'diffrec': 'diffkg_pyg.train.recipes.diffrec:DiffRecRecipe',
     'tdiffrec': 'diffkg_pyg.train.recipes.diffrec:TDiffRecRecipe',
     'ldiffrec': 'diffkg_pyg.train.recipes.diffrec:LDiffRecRecipe',
+    'mf': 'diffkg_pyg.train.recipes.mf:MFRecipe',
 }
 
 _LOADED: Dict[str, Type[Recipe]] = {}

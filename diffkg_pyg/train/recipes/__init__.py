@@ -7,7 +7,8 @@ from diffkg_pyg.train.recipes.diffrec import (
     TDiffRecRecipe,
 )
 from diffkg_pyg.train.recipes.lightgcn import LightGCNRecipe
+from diffkg_pyg.train.recipes.mf import MFRecipe
 
 __all__ = ['DiffKGRecipe', 'LightGCNRecipe', 'DiffRecRecipe',
            'TDiffRecRecipe', 'LDiffRecRecipe', 'DIFFREC_PRESETS',
-           'LDIFFREC_PRESETS']
+           'LDIFFREC_PRESETS', 'MFRecipe']
