@@ -2,15 +2,15 @@ r"""Data-parallel training with :mod:`torch.distributed`: the process group
 from the environment :obj:`torchrun` sets, the sharding of a global batch
 and the exact sum of its gradients over the ranks.
 
-The scheme (see the README, "Several processes"): every rank holds the
-whole graph and the whole model and draws the same random numbers (one
-seed for all), so every rank computes the same epoch permutation, the same
-negative items and the same dropout masks as a one-process run. A step
-that a recipe shards (:meth:`Trainer.shard <diffkg_pyg.train.Trainer.
-shard>`) gives rank :math:`r` the contiguous part :math:`B_r` of the global
-batch :math:`B`; its loss :math:`L_r`, the model's loss of :math:`B_r` as a
-batch, is weighted by :math:`|B_r| / |B|` and the gradients are summed over
-the ranks:
+The scheme (see the docs' guide "Several processes"): every rank holds the
+whole graph and the whole model and draws the same random numbers (one seed
+for all), so every rank computes the same epoch permutation, the same
+negative items and the same dropout masks as a one-process run. A step that
+a recipe shards (:meth:`TrainContext.shard
+<diffkg_pyg.train.TrainContext.shard>`) gives rank :math:`r` the contiguous
+part :math:`B_r` of the global batch :math:`B`; its loss :math:`L_r`, the
+model's loss of :math:`B_r` as a batch, is weighted by :math:`|B_r| / |B|`
+and the gradients are summed over the ranks:
 
 .. math::
     \sum_r \frac{|B_r|}{|B|} \nabla L_r = \nabla L_B
