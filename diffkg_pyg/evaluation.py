@@ -1,6 +1,6 @@
 r"""Full-ranking evaluation of recommenders: Recall@K and NDCG@K over all
 items, with the items a user already has masked out."""
-from typing import Callable, Dict, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -13,7 +13,28 @@ from torch_geometric.metrics import (
 from diffkg_pyg.distributed import all_reduce_sum, shard
 from diffkg_pyg.utils import gather_rows, to_csr
 
-__all__ = ['RankingEvaluator']
+__all__ = ['RankingEvaluator', 'ACTIVITY_BUCKETS', 'activity_buckets']
+
+#: User-activity buckets: (label, fewest, most) train interactions, the
+#: coldest first.
+ACTIVITY_BUCKETS = (('0', 0, 0), ('1-5', 1, 5), ('6-10', 6, 10),
+                    ('11-20', 11, 20), ('21-50', 21, 50),
+                    ('51+', 51, None))
+
+
+def activity_buckets(train_edge_index: Tensor, num_users: int
+                     ) -> Dict[str, Tensor]:
+    r"""The users of every non-empty bucket of :data:`ACTIVITY_BUCKETS`
+    (by their number of train interactions), the coldest first."""
+    count = torch.bincount(train_edge_index[0].cpu(), minlength=num_users)
+    out = {}
+    for label, low, high in ACTIVITY_BUCKETS:
+        mask = count >= low
+        if high is not None:
+            mask &= count <= high
+        if bool(mask.any()):
+            out[label] = torch.nonzero(mask).view(-1)
+    return out
 
 
 class RankingEvaluator:
@@ -79,7 +100,8 @@ class RankingEvaluator:
 
     @torch.no_grad()
     def __call__(self, score_users: Callable[[Tensor], Tensor],
-                 sharded: bool = False) -> Dict[str, float]:
+                 sharded: bool = False,
+                 users: Optional[Tensor] = None) -> Dict[str, float]:
         r"""Evaluates a recommender.
 
         Args:
@@ -90,6 +112,8 @@ class RankingEvaluator:
                 sums and user counts over the processes (every process
                 must call it; every one returns the same metrics).
                 (default: :obj:`False`)
+            users (torch.Tensor, optional): Evaluate only these users
+                (those of them with held-out items). (default: all)
 
         Returns:
             A dictionary mapping :obj:`'recall@K'` and :obj:`'ndcg@K'` to
@@ -98,7 +122,11 @@ class RankingEvaluator:
         metrics = LinkPredMetricCollection(
             [LinkPredRecall(k) for k in self.ks] +
             [LinkPredNDCG(k) for k in self.ks])
-        all_users = shard(self.users)[0] if sharded else self.users
+        all_users = self.users
+        if users is not None:
+            all_users = all_users[torch.isin(all_users, users.to(
+                all_users.device))]
+        all_users = shard(all_users)[0] if sharded else all_users
         for start in range(0, all_users.numel(), self.batch_size):
             users = all_users[start:start + self.batch_size]
             scores = score_users(users)
@@ -129,6 +157,11 @@ class RankingEvaluator:
         return {(f'recall@{metric.k}' if isinstance(metric, LinkPredRecall)
                  else f'ndcg@{metric.k}'): float(value)
                 for metric, value in zip(metrics.values(), out)}
+
+    def count(self, users: Tensor) -> int:
+        r"""How many of :obj:`users` have held-out items."""
+        return int(torch.isin(self.users, users.to(self.users.device))
+                   .sum())
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(num_users={self.users.numel()}, '

@@ -49,6 +49,10 @@ def test_train_output(kgat_folder, tmp_path, capsys):
     assert result['code']['version'] == diffkg_pyg.__version__
     assert result['epochs_run'] == 2
     assert {'recall@20', 'ndcg@20'} <= set(result['test'])
+    # The test metrics by user activity, the coldest bucket first:
+    buckets = result['test_by_activity']
+    assert buckets and all({'users', 'recall@20'} <= set(b)
+                           for b in buckets.values())
 
 
 def test_train_diffkg_output(kgat_folder, tmp_path, capsys):

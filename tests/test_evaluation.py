@@ -121,3 +121,28 @@ def test_csr_gather():
     row, out = gather_rows(ptr, col, torch.tensor([2, 3, 0]))
     assert row.tolist() == [0, 0, 0, 2]
     assert out.tolist() == [5, 7, 9, 6]
+
+
+def test_activity_buckets_partition_the_users_and_the_metric():
+    from diffkg_pyg.evaluation import activity_buckets
+    gen = torch.Generator().manual_seed(0)
+    num_users, num_items = 40, 30
+    # User u has u % 25 train items: every bucket up to 21-50 is used.
+    train = torch.tensor([[u, i] for u in range(num_users)
+                          for i in range(u % 25)]).t()
+    test = torch.tensor([[u, 29 - (u % 5)] for u in range(num_users)]).t()
+    buckets = activity_buckets(train, num_users)
+    assert list(buckets) == ['0', '1-5', '6-10', '11-20', '21-50']
+    assert sorted(torch.cat(list(buckets.values())).tolist()) == \
+        list(range(num_users))
+    evaluator = RankingEvaluator(test, [train], num_users, num_items,
+                                 ks=(5, 20))
+    scores = torch.randn(num_users, num_items, generator=gen)
+    overall = evaluator(lambda users: scores[users])
+    # The user-weighted mean of the buckets' metrics is the overall one:
+    parts = {label: (evaluator.count(users),
+                     evaluator(lambda u: scores[u], users=users))
+             for label, users in buckets.items()}
+    for metric, value in overall.items():
+        total = sum(n * m[metric] for n, m in parts.values())
+        assert total / num_users == pytest.approx(value, abs=1e-6)

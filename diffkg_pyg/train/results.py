@@ -28,8 +28,10 @@ class FitResult:
     r"""The outcome of :meth:`Trainer.fit`: the number of epochs run, the
     best epoch (by the validation metric), the wall time, the validation
     metrics of the best epoch, the test metrics of the restored best model,
-    and one record per epoch; :obj:`extra` holds the recipe's summary and
-    the seconds of every phase, written at the top level by
+    and one record per epoch; :obj:`extra` holds the recipe's summary, the
+    seconds of every phase and the test metrics of every user-activity
+    bucket (:obj:`test_by_activity`: users grouped by their number of train
+    interactions, the coldest first), written at the top level by
     :meth:`to_dict`."""
     epochs_run: int
     best_epoch: int

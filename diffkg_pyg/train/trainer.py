@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from diffkg_pyg import distributed
 from diffkg_pyg.data.graph import USER_ITEM
 from diffkg_pyg.data.validate import validate
-from diffkg_pyg.evaluation import RankingEvaluator
+from diffkg_pyg.evaluation import RankingEvaluator, activity_buckets
 from diffkg_pyg.train.checkpoint import fingerprint
 from diffkg_pyg.train.checkpointer import Checkpointer
 from diffkg_pyg.train.context import TrainContext
@@ -216,13 +216,28 @@ class Trainer:
                    eval_batch_size=settings['eval_batch_size'],
                    eval_every=settings['eval_every'], **kwargs)
 
-    def evaluate(self, evaluator: RankingEvaluator) -> Dict[str, float]:
+    def evaluate(self, evaluator: RankingEvaluator,
+                 users: Optional[torch.Tensor] = None) -> Dict[str, float]:
         r"""Evaluates the model (in evaluation mode) with
-        :obj:`evaluator`."""
+        :obj:`evaluator` (on :obj:`users` only, where given)."""
         self.model.eval()
         with torch.no_grad():
             scores = self.recipe.scores(self.model)
-        return evaluator(scores, sharded=self.world_size > 1)
+        return evaluator(scores, sharded=self.world_size > 1, users=users)
+
+    def test_by_activity(self) -> Dict[str, Dict[str, float]]:
+        r"""The test metrics of every user-activity bucket
+        (:func:`~diffkg_pyg.evaluation.activity_buckets`, the coldest
+        first), each with its number of test users."""
+        out = {}
+        buckets = activity_buckets(self.context.train_edge_index,
+                                   self.sizes.num_users)
+        for label, users in buckets.items():
+            count = self.test_evaluator.count(users)
+            if count:
+                out[label] = {'users': count,
+                              **self.evaluate(self.test_evaluator, users)}
+        return out
 
     def train_epoch(self, epoch: int) -> Dict[str, Any]:
         r"""Runs one training epoch; returns its record (loss-term means
@@ -285,6 +300,7 @@ class Trainer:
                              f'{state.epoch})')
         self.checkpointer.restore(state.best_state)
         test_metrics = self.evaluate(self.test_evaluator) if test else {}
+        by_activity = self.test_by_activity() if test else {}
         phases = {}
         for record in state.history:
             for key, value in record.items():
@@ -296,7 +312,8 @@ class Trainer:
                          test_metrics,
                          state.history,
                          {**self.recipe.summary(self.model),
-                          'phase_seconds': phases})
+                          'phase_seconds': phases,
+                          'test_by_activity': by_activity})
 
     def _run_epoch(self, state: FitState, epoch: int, patience: int,
                    start: float, validate: bool = True) -> None:
