@@ -170,6 +170,16 @@ def test_from_data_refuses_a_graph_without_kg():
         DiffKG.from_data(data)
 
 
+def test_diffkg_refuses_a_kg_without_edges():
+    # It trained into a NaN diffusion loss before (no head to diffuse).
+    data = small()
+    data[KG].edge_index = torch.empty(2, 0, dtype=torch.long)
+    data[KG].edge_type = torch.empty(0, dtype=torch.long)
+    recipe = get_recipe('diffkg')(use_compile=False)
+    with pytest.raises(ValueError, match='diffkg needs a knowledge graph'):
+        Trainer(recipe, data)
+
+
 def test_cold_evaluated_users_are_a_warning():
     data = small()
     store = data[USER_ITEM]

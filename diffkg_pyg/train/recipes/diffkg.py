@@ -5,7 +5,7 @@ from typing import Any, Callable, Dict, List
 import torch
 from torch import Tensor
 
-from diffkg_pyg.data.graph import KG
+from diffkg_pyg.data.graph import KG, has_kg
 from diffkg_pyg.nn.models.diffkg import MAIN_VIEWS, PRESETS, VIEWS, DiffKG
 from diffkg_pyg.train.context import TrainContext
 from diffkg_pyg.train.hyperparameters import (
@@ -143,11 +143,14 @@ class DiffKGRecipe(Recipe):
                         'the KG (off: the ablation, the sampled original KG '
                         'in both views)', default=True), )
 
-    def build_model(self, sizes: Sizes) -> DiffKG:
-        if sizes.num_relations == 0:
+    def prepare(self, data, context: TrainContext) -> None:
+        if not has_kg(data):  # Its diffusion and views need KG edges.
             raise ValueError('diffkg needs a knowledge graph and this '
-                             'dataset has none (DiffRec layout); train '
-                             'diffrec, tdiffrec or lightgcn on it')
+                             'dataset has none (no KG edges: DiffRec '
+                             'layout, or an emptied KG); train diffrec, '
+                             'tdiffrec, lightgcn or mf on it')
+
+    def build_model(self, sizes: Sizes) -> DiffKG:
         hparams = {k: v for k, v in self.hparams.items() if k != 'diffusion'}
         return DiffKG(sizes.num_users, sizes.num_items, sizes.num_entities,
                       sizes.num_relations, **hparams)
