@@ -65,8 +65,27 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         '(default: %(default)s)')
     parser.add_argument('--cache-dir', default=None,
                         help='where processed graphs are cached')
+    parser.add_argument('--kg-ablation', default=None,
+                        metavar='remove|shuffle:F|drop:F',
+                        help='KG-utility analysis: train on the knowledge '
+                        'graph with every triplet removed, a fraction F of '
+                        'tails shuffled, or a fraction F dropped (items keep '
+                        'their ids; recorded in the results)')
+    parser.add_argument('--kg-ablation-seed', type=int, default=0,
+                        help='seed of the ablation (default: %(default)s)')
     parser.add_argument('--debug', action='store_true',
                         help='show Python tracebacks on errors')
+
+
+def _load(args: argparse.Namespace, log: bool = True):
+    r"""The dataset of the command line, ablated as asked."""
+    from diffkg_pyg.data import ablate_kg, load_dataset
+
+    data = load_dataset(args.data, args.data_root, args.val_ratio,
+                        args.split_seed, args.cache_dir, log=log)
+    if args.kg_ablation:
+        data = ablate_kg(data, args.kg_ablation, args.kg_ablation_seed)
+    return data
 
 
 def build_train_parser(recipe, command: str = 'train'
@@ -248,7 +267,6 @@ def _tune(args: argparse.Namespace, recipe_class, preset: Optional[str],
 
     import torch
 
-    from diffkg_pyg.data import load_dataset
     from diffkg_pyg.distributed import launched_world_size
 
     try:
@@ -277,8 +295,7 @@ def _tune(args: argparse.Namespace, recipe_class, preset: Optional[str],
         torch.set_num_threads(args.threads)
     dataset = osp.basename(osp.normpath(str(args.data)))
     output = args.output or f'tune-{recipe_class.name}-{dataset}'
-    data = load_dataset(args.data, args.data_root, args.val_ratio,
-                        args.split_seed, args.cache_dir)
+    data = _load(args)
     tuning.tune(data, recipe_class, args.trials, output, dataset=str(
         args.data), preset=preset, hyperparameters=model, settings=settings,
         space=spaces, storage=args.storage,
@@ -293,7 +310,6 @@ def _tune(args: argparse.Namespace, recipe_class, preset: Optional[str],
 def _run(args: argparse.Namespace, recipe, settings: Dict[str, Any]) -> int:
     import torch
 
-    from diffkg_pyg.data import load_dataset
     from diffkg_pyg.distributed import (
         get_rank,
         init_from_env,
@@ -315,8 +331,7 @@ def _run(args: argparse.Namespace, recipe, settings: Dict[str, Any]) -> int:
         rank = get_rank()
         if rank != 0:
             torch.distributed.barrier()
-        data = load_dataset(args.data, args.data_root, args.val_ratio,
-                            args.split_seed, args.cache_dir, log=rank == 0)
+        data = _load(args, log=rank == 0)
         if rank == 0 and is_distributed():
             torch.distributed.barrier()
         trainer = Trainer.from_settings(
@@ -372,10 +387,9 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from diffkg_pyg.data import format_statistics, load_dataset, statistics
+    from diffkg_pyg.data import format_statistics, statistics
 
-    data = load_dataset(args.data, args.data_root, args.val_ratio,
-                        args.split_seed, args.cache_dir, log=False)
+    data = _load(args, log=False)
     stats = statistics(data)
     if args.json:
         print(json.dumps(stats))

@@ -1,3 +1,4 @@
+from diffkg_pyg.data.ablation import ABLATIONS, ablate_kg, parse_kg_ablation
 from diffkg_pyg.data.convert import from_pyg
 from diffkg_pyg.data.datasets import (
     DATASETS,
@@ -75,4 +76,7 @@ __all__ = [
     'validate',
     'SPLITS',
     'from_pyg',
+    'ablate_kg',
+    'parse_kg_ablation',
+    'ABLATIONS',
 ]
