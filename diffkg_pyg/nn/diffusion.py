@@ -50,9 +50,10 @@ class GaussianDiffusion(torch.nn.Module):
 
     :obj:`'linear'` takes :math:`\beta_i = v_i`, :obj:`'cosine'` discretises
     :math:`\bar\alpha(x) = \cos^2(\frac{x + 0.008}{1.008}\frac{\pi}{2})`
-    (:obj:`noise_*` unused). Both authors' codes then overwrite
-    :math:`\beta_0` (:obj:`first_beta`: DiffKG :math:`10^{-4}`, DiffRec
-    :math:`10^{-5}`).
+    (:obj:`noise_*` unused). The authors' DiffKG and DiffRec (and
+    T-DiffRec) codes then overwrite :math:`\beta_0` (:obj:`first_beta`:
+    DiffKG :math:`10^{-4}`, DiffRec :math:`10^{-5}`); their L-DiffRec and
+    LT-DiffRec do not (:obj:`first_beta=None`).
 
     The forward process is
     :math:`q(\mathbf{x}_t | \mathbf{x}_0) = \mathcal{N}(\sqrt{\bar\alpha_t}

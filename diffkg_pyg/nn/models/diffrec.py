@@ -93,6 +93,10 @@ class DiffRec(torch.nn.Module):
             in the reverse pass. (default: :obj:`False`)
         history_length (int, optional): Losses kept per step for importance
             sampling. (default: :obj:`10`)
+        fixed_first_beta (bool, optional): Fix :math:`\beta_0` at
+            :math:`10^{-5}`, as the authors' DiffRec does (their
+            ``beta_fixed``, on in DiffRec and T-DiffRec, off in L-DiffRec
+            and LT-DiffRec). (default: :obj:`True`)
 
     The defaults are those of the authors' ``main.py``; the per-dataset
     settings are the presets of its recipe
@@ -115,6 +119,7 @@ class DiffRec(torch.nn.Module):
         sampling_steps: int = 0,
         sampling_noise: bool = False,
         history_length: int = 10,
+        fixed_first_beta: bool = True,
     ) -> None:
         super().__init__()
         if mean_type not in MEAN_TYPES:
@@ -135,7 +140,9 @@ class DiffRec(torch.nn.Module):
                                     time_channels, norm, dropout)
         self.diffusion = GaussianDiffusion(diffusion_steps, noise_scale,
                                            noise_min, noise_max,
-                                           noise_schedule, first_beta=1e-5)
+                                           noise_schedule,
+                                           first_beta=1e-5
+                                           if fixed_first_beta else None)
         self.sampler = ImportanceStepSampler(diffusion_steps, history_length)
         self.reset_parameters()
 
@@ -245,8 +252,9 @@ class TDiffRec(DiffRec):
     input rows weight each user's :math:`M` interactions, in chronological
     order, by :math:`w_m = w_\min + \frac{m - 1}{M - 1}(w_\max - w_\min)`
     (the authors' ``np.linspace(w_min, w_max, M)``; a single interaction
-    gets :math:`w_\min`). The training target and the masked items stay
-    the interactions.
+    gets :math:`w_\min`). The weighted rows are both the input and the
+    training target (the authors' code diffuses the weighted row); the
+    items masked at evaluation are the interactions.
 
     Args:
         num_items (int): :math:`I`.

@@ -143,7 +143,10 @@ class LDiffRec(torch.nn.Module):
             torch.nn.Linear(size, 2 * d) for size, d in zip(sizes, latent)
         ])
         self.decoder = torch.nn.Linear(latent_channels, num_items)
-        kwargs = {'hidden_channels': (300, ), 'diffusion_steps': 5, **kwargs}
+        # The authors' L-DiffRec defaults; their L-DiffRec does not fix the
+        # first beta (`beta_fixed` is off there, on in DiffRec).
+        kwargs = {'hidden_channels': (300, ), 'diffusion_steps': 5,
+                  'fixed_first_beta': False, **kwargs}
         self.diffrec = DiffRec(latent_channels, **kwargs)
         self.reset_parameters()
 

@@ -2,6 +2,7 @@ from diffkg_pyg.train.recipes.diffkg import DiffKGRecipe
 from diffkg_pyg.train.recipes.diffrec import (
     DIFFREC_PRESETS,
     LDIFFREC_PRESETS,
+    TDIFFREC_PRESETS,
     DiffRecRecipe,
     LDiffRecRecipe,
     TDiffRecRecipe,
@@ -11,4 +12,4 @@ from diffkg_pyg.train.recipes.mf import MFRecipe
 
 __all__ = ['DiffKGRecipe', 'LightGCNRecipe', 'DiffRecRecipe',
            'TDiffRecRecipe', 'LDiffRecRecipe', 'DIFFREC_PRESETS',
-           'LDIFFREC_PRESETS', 'MFRecipe']
+           'LDIFFREC_PRESETS', 'TDIFFREC_PRESETS', 'MFRecipe']

@@ -28,7 +28,7 @@ from diffkg_pyg.train.trainer import Trainer
 from diffkg_pyg.utils import to_csr
 
 __all__ = ['DiffRecRecipe', 'TDiffRecRecipe', 'LDiffRecRecipe',
-           'DIFFREC_PRESETS', 'LDIFFREC_PRESETS']
+           'DIFFREC_PRESETS', 'TDIFFREC_PRESETS', 'LDIFFREC_PRESETS']
 
 #: The authors' settings per dataset (their ``inference.py`` and the names
 #: of their released checkpoints), with the training settings of their
@@ -56,6 +56,21 @@ DIFFREC_PRESETS = {
                  noise_max=0.01, sampling_steps=0, reweight=True, lr=1e-5,
                  weight_decay=0.0, batch_size=400, epochs=1000,
                  eval_every=5, patience=15),
+}
+
+#: The authors' released T-DiffRec settings (amazon-book, yelp): DiffRec's
+#: presets with T-DiffRec's own learning rate, steps, noise and weights.
+#: They released no ML-1M T-DiffRec run: its preset is DiffRec's with the
+#: default weights (w_min 0.1, w_max 1.0).
+TDIFFREC_PRESETS = {
+    'ml-1m': dict(DIFFREC_PRESETS['ml-1m']),
+    'amazon-book': {**DIFFREC_PRESETS['amazon-book'], 'lr': 1e-5,
+                    'diffusion_steps': 10, 'noise_scale': 5e-4,
+                    'noise_min': 1e-3, 'noise_max': 5e-3, 'w_min': 0.1,
+                    'w_max': 1.0},
+    'yelp': {**DIFFREC_PRESETS['yelp'], 'lr': 1e-5, 'diffusion_steps': 5,
+             'noise_scale': 5e-3, 'noise_min': 1e-3, 'noise_max': 1e-2,
+             'w_min': 0.5, 'w_max': 1.0},
 }
 
 #: The authors' L-DiffRec settings (their ``inference.py`` and the names of
@@ -100,6 +115,9 @@ _DIFFREC_PARAMETERS = (
     HyperParameter('sampling_noise', bool, 'sample in the reverse pass'),
     HyperParameter('history_length', int, 'losses kept per step for '
                    'importance sampling'),
+    HyperParameter('fixed_first_beta', bool, 'fix the first beta at 1e-5 '
+                   "(the authors' beta_fixed: on in DiffRec, off in "
+                   'L-DiffRec)', aliases=('beta_fixed', )),
 )
 
 
@@ -180,6 +198,7 @@ class TDiffRecRecipe(DiffRecRecipe):
     description = ('T-DiffRec: DiffRec with time-aware interaction weights '
                    '(Wang et al., SIGIR 2023)')
     model_class = TDiffRec
+    presets = TDIFFREC_PRESETS
     hyperparameters = from_signature(
         TDiffRec,
         HyperParameter('w_min', float, 'weight of the oldest interaction'),
@@ -204,6 +223,8 @@ def _latent_denoiser_parameters() -> Tuple[HyperParameter, ...]:
                                             aliases=('mlp_dims', ))
         elif parameter.name == 'diffusion_steps':
             parameter = dataclasses.replace(parameter, default=5)
+        elif parameter.name == 'fixed_first_beta':
+            parameter = dataclasses.replace(parameter, default=False)
         out.append(parameter)
     return tuple(out)
 

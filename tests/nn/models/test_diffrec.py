@@ -158,3 +158,43 @@ def test_importance_weights_make_the_loss_unbiased():
     p = sampler.probabilities()
     assert math.isclose(float((p * losses / (5 * p)).sum()),
                         float(losses.mean()), rel_tol=1e-12)
+
+
+@pytest.mark.parametrize('fixed', [True, False])
+def test_fixed_first_beta(fixed):
+    from diffkg_pyg.nn.diffusion import GaussianDiffusion
+    model = DiffRec(10, hidden_channels=(8, ), diffusion_steps=40,
+                    noise_scale=0.005, noise_min=0.005, noise_max=0.01,
+                    fixed_first_beta=fixed)
+    schedule = GaussianDiffusion(40, 0.005, 0.005, 0.01, first_beta=None)
+    beta = float(model.diffusion.betas[0])
+    assert beta == (1e-5 if fixed else pytest.approx(
+        float(schedule.betas[0])))
+    assert float(schedule.betas[0]) == pytest.approx(2.5e-5)  # s * v_min.
+
+
+def test_ldiffrec_does_not_fix_the_first_beta():
+    from diffkg_pyg.nn.models import LDiffRec
+    from diffkg_pyg.train import get_recipe
+    model = LDiffRec(6, torch.tensor([0, 0, 0, 1, 1, 1]), latent_channels=4,
+                     diffusion_steps=40, noise_scale=0.005, noise_min=0.005,
+                     noise_max=0.02)
+    assert float(model.diffrec.diffusion.betas[0]) != 1e-5
+    recipe = get_recipe('ldiffrec')(preset='ml-1m')
+    assert recipe.hparams['fixed_first_beta'] is False
+    assert get_recipe('diffrec')().hparams['fixed_first_beta'] is True
+    # The authors' name works:
+    assert get_recipe('ldiffrec')(beta_fixed=True).hparams[
+        'fixed_first_beta'] is True
+
+
+@pytest.mark.parametrize('preset,expected', [
+    ('amazon-book', dict(lr=1e-5, diffusion_steps=10, noise_scale=5e-4,
+                         noise_min=1e-3, noise_max=5e-3, w_min=0.1)),
+    ('yelp', dict(lr=1e-5, diffusion_steps=5, noise_scale=5e-3,
+                  noise_min=1e-3, noise_max=1e-2, w_min=0.5))])
+def test_tdiffrec_has_its_own_presets(preset, expected):
+    from diffkg_pyg.train import get_recipe
+    recipe = get_recipe('tdiffrec')(preset=preset)
+    values = {**recipe.hparams, **recipe.preset_settings}
+    assert {k: values[k] for k in expected} == expected
