@@ -119,7 +119,7 @@ def build_train_parser(recipe, command: str = 'train'
                         help=f'named hyper-parameters of {recipe.name} '
                         f'({", ".join(presets) or "none"}), under the flags')
     settings = parser.add_argument_group('training settings')
-    for parameter in TRAIN_SETTINGS:
+    for parameter in recipe.training_settings():
         add_flags(settings, parameter, 'setting')
     run = parser.add_argument_group('running')
     run.add_argument('--threads', type=int, default=None,
@@ -248,7 +248,8 @@ def _train(argv: List[str], command: str = 'train') -> int:
     model = {**config_model,
              **given_values(args, 'model', recipe_class.hyperparameters)}
     given = {**config_settings,
-             **given_values(args, 'setting', TRAIN_SETTINGS)}
+             **given_values(args, 'setting',
+                            recipe_class.training_settings())}
     recipe = recipe_class(preset, **model)
     settings = resolve(TRAIN_SETTINGS, recipe.preset_settings, given)
     for key in ('threads', 'checkpoint_every', 'trials'):
@@ -373,16 +374,15 @@ def _models(args: argparse.Namespace) -> int:
     except KeyError as error:
         raise ValueError(error.args[0]) from None
 
-    spaces = {p.name: p.space for p in recipe.hyperparameters}
-    spaces.update({p.name: recipe.setting_spaces.get(p.name, p.space)
-                   for p in TRAIN_SETTINGS})
+    spaces = {p.name: p.space for p in recipe.hyperparameters +
+              recipe.training_settings()}
     print(f'{recipe.name}: {recipe.description}\n')
     print(parameter_table(recipe.hyperparameters, spaces))
     for preset, values in recipe.presets.items():
         shown = ', '.join(f'{k}={v!r}' for k, v in values.items())
         print(f'\npreset {preset}: {shown or "the defaults"}')
     print('\ntraining settings (every model):\n')
-    print(parameter_table(TRAIN_SETTINGS, spaces))
+    print(parameter_table(recipe.training_settings(), spaces))
     return 0
 
 

@@ -40,6 +40,8 @@ def parse_int_list(text: str) -> Tuple[int, ...]:
     ``[200, 600]``."""
     items = [item.strip() for item in str(text).strip().strip('[]()')
              .split(',') if item.strip()]
+    if not items and str(text).strip() in ('[]', '()'):
+        return ()  # The empty list, as the authors' --out_dims '[]'.
     if not items or not all(item.lstrip('-').isdigit() for item in items):
         raise ValueError(f'not a list of integers: {text!r} (e.g. '
                          f'[200,600])')
@@ -433,7 +435,8 @@ def split_config(config: Mapping[str, Any], path: str, recipe
     r"""Splits a config's keys into training settings and the model's
     hyper-parameters (canonical names); an unknown key is an error naming
     it and the file."""
-    settings, model = lookup(TRAIN_SETTINGS), lookup(recipe.hyperparameters)
+    settings = lookup(recipe.training_settings())
+    model = lookup(recipe.hyperparameters)
     out: Tuple[Dict[str, Any], Dict[str, Any]] = ({}, {})
     for key, value in config.items():
         if key in ('model', 'preset'):

@@ -1,6 +1,7 @@
 r"""The recipe: how the package's :class:`~diffkg_pyg.train.Trainer` trains
 one kind of model. A model plugs in by subclassing :class:`Recipe` (see
 ``examples/custom_model.py``); the training maths stays in the model."""
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Dict, List, Optional, Tuple
 
@@ -58,8 +59,10 @@ class Recipe:
     * :obj:`presets`: named hyper-parameter sets, which may also hold
       training settings such as :obj:`lr` (those land in
       :attr:`preset_settings`);
-    * :obj:`setting_spaces`: search spaces of training settings where
-      they differ from those of :data:`~diffkg_pyg.train.TRAIN_SETTINGS`;
+    * :obj:`setting_spaces` and :obj:`setting_aliases`: search spaces and
+      other names of training settings where they differ from those of
+      :data:`~diffkg_pyg.train.TRAIN_SETTINGS` (see
+      :meth:`training_settings`);
     * :obj:`inference_skip`: prefixes of parameters that saved models
       leave out (those inference does not use);
     * :obj:`tiny`: hyper-parameters and training settings of a run of
@@ -107,6 +110,9 @@ class Recipe:
     #: Search spaces of training settings for this model where they differ
     #: from those of :data:`TRAIN_SETTINGS` (e.g. :obj:`{'lr': Space(...)}`).
     setting_spaces: ClassVar[Dict[str, Space]] = {}
+    #: Other names of training settings for this model, e.g. the authors'
+    #: (:obj:`{'lr': ('lr2', )}`), on the command line and in config files.
+    setting_aliases: ClassVar[Dict[str, Tuple[str, ...]]] = {}
     #: Prefixes of state-dict keys that :func:`save_model` leaves out
     #: (parameters that inference does not use).
     inference_skip: ClassVar[Tuple[str, ...]] = ()
@@ -129,6 +135,16 @@ class Recipe:
             self.hyperparameters,
             {k: v for k, v in values.items() if k not in settings},
             hyperparameters, where=f'{self.name}: ' if self.name else '')
+
+    @classmethod
+    def training_settings(cls) -> Tuple[HyperParameter, ...]:
+        r""":data:`~diffkg_pyg.train.TRAIN_SETTINGS` as this model declares
+        them: with its :obj:`setting_spaces` and :obj:`setting_aliases`
+        (what the command line, config files and ``tune`` read)."""
+        return tuple(dataclasses.replace(
+            p, space=cls.setting_spaces.get(p.name, p.space),
+            aliases=p.aliases + tuple(cls.setting_aliases.get(p.name, ())))
+            for p in TRAIN_SETTINGS)
 
     def prepare(self, data: HeteroData, context: TrainContext) -> None:
         r"""Computes what the model's structure depends on beyond the sizes,

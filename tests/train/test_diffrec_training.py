@@ -237,3 +237,31 @@ def test_bad_item_embeddings_are_named(diffrec_folder):
     with pytest.raises(DataFormatError, match=r'item_emb.npy: expected '
                        r'float item embeddings of shape \['):
         load_dataset(str(diffrec_folder), log=False)
+
+
+def test_the_authors_ldiffrec_flags_translate(tmp_path):
+    # Their run.sh names: lr1/wd1 the autoencoder's, lr2/wd2 the
+    # denoiser's (our training lr and weight decay), in_dims/out_dims.
+    from diffkg_pyg.cli import build_train_parser
+    from diffkg_pyg.train.flags import given_values
+    recipe = get_recipe('ldiffrec')
+    args, unknown = build_train_parser(recipe).parse_known_args(
+        ['--lr1', '0.001', '--lr2', '0.0005', '--wd1', '0.0', '--wd2',
+         '0.01', '--in_dims', '[300]', '--out_dims', '[]', '--beta_fixed',
+         '0'])
+    assert not unknown
+    settings = given_values(args, 'setting', recipe.training_settings())
+    model = given_values(args, 'model', recipe.hyperparameters)
+    assert settings == {'lr': 0.0005, 'weight_decay': 0.01}
+    assert model == {'autoencoder_lr': 0.001,
+                     'autoencoder_weight_decay': 0.0,
+                     'latent_channels': 300, 'decoder_hidden_channels': (),
+                     'fixed_first_beta': False}
+    # Only the released decoder is supported, and said so:
+    with pytest.raises(ValueError, match='decoder_hidden_channels must be '
+                       'one of'):
+        recipe(out_dims='[300]')
+    # lr2 is L-DiffRec's name, not every model's:
+    args, unknown = build_train_parser(get_recipe('diffrec')
+                                       ).parse_known_args(['--lr2', '1'])
+    assert unknown[0] == '--lr2'

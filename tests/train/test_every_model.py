@@ -127,7 +127,8 @@ def _aliases(name):
     # (parameter, alias, value) for every alias taking the parameter's own
     # values, with a non-default value where one is declared.
     out = []
-    for parameter in get_recipe(name).hyperparameters + TRAIN_SETTINGS:
+    recipe = get_recipe(name)
+    for parameter in recipe.hyperparameters + recipe.training_settings():
         if parameter.from_alias is not None or parameter.default is None:
             continue
         value = parameter.default
@@ -144,13 +145,13 @@ def _aliases(name):
 def test_aliases_round_trip(name, tmp_path):
     recipe_class = get_recipe(name)
     for parameter, alias, value in _aliases(name):
-        text = (','.join(map(str, value)) if isinstance(value, tuple) else
-                str(value))
+        text = ('[' + ','.join(map(str, value)) + ']'
+                if isinstance(value, tuple) else str(value))
         args, unknown = build_train_parser(recipe_class).parse_known_args(
             [f'--{alias}', text])
         assert not unknown
         prefix = 'setting' if parameter.name in SETTINGS else 'model'
-        given = given_values(args, prefix, [parameter])
+        given = given_values(args, prefix, [parameter])  # Its aliases too.
         assert given == {parameter.name: value}, alias
         config = {alias: list(value) if isinstance(value, tuple) else value}
         settings, model = split_config(config, 'run.toml', recipe_class)

@@ -257,6 +257,9 @@ class LDiffRecRecipe(DiffRecRecipe):
     description = ('L-DiffRec: DiffRec in the latent space of clustered '
                    'autoencoders (Wang et al., SIGIR 2023)')
     presets = LDIFFREC_PRESETS
+    # The authors' names of the denoiser's learning rate and weight decay
+    # (lr1 and wd1 are the autoencoder's, below):
+    setting_aliases = {'lr': ('lr2', ), 'weight_decay': ('wd2', )}
     tiny = dict(num_clusters=2, embedding_epochs=2, latent_channels=8,
                 hidden_channels=(8, ), diffusion_steps=4, batch_size=16,
                 max_batches=2)
@@ -288,6 +291,10 @@ class LDiffRecRecipe(DiffRecRecipe):
         HyperParameter('autoencoder_weight_decay', float, "the "
                        "autoencoder's weight decay (default: the training "
                        'weight decay)', None, aliases=('wd1', )),
+        HyperParameter('decoder_hidden_channels', tuple, 'hidden sizes of '
+                       "the decoder (the authors' out_dims; only their "
+                       'released one-layer decoder, [], is supported)', (),
+                       aliases=('out_dims', ), choices=((), )),
     ) + _latent_denoiser_parameters()
 
     def prepare(self, data, context: TrainContext) -> None:
@@ -320,7 +327,7 @@ class LDiffRecRecipe(DiffRecRecipe):
         self.num_users = sizes.num_users
         self.seed = 0
         skip = {'num_clusters', 'embedding_epochs', 'autoencoder_lr',
-                'autoencoder_weight_decay'}
+                'autoencoder_weight_decay', 'decoder_hidden_channels'}
         return LDiffRec(sizes.num_items, self.cluster,
                         **{k: v for k, v in self.hparams.items()
                            if k not in skip})

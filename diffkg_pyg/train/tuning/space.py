@@ -4,7 +4,6 @@ searches, and where (declared with the model, overridden by a
 from typing import Any, Dict, Mapping, Optional, Tuple, Type
 
 from diffkg_pyg.train.hyperparameters import (
-    TRAIN_SETTINGS,
     HyperParameter,
     Space,
     lookup,
@@ -18,7 +17,8 @@ __all__ = ['canonical_names', 'search_space', 'read_space']
 def canonical_names(recipe: Type[Recipe]) -> Dict[str, Tuple[HyperParameter,
                                                         bool]]:
     r"""Name or alias -> (parameter, is a training setting)."""
-    out = {k: (p, True) for k, (p, _) in lookup(TRAIN_SETTINGS).items()}
+    out = {k: (p, True) for k, (p, _) in
+           lookup(recipe.training_settings()).items()}
     out.update({k: (p, False) for k, (p, _) in
                 lookup(recipe.hyperparameters).items()})
     return out
@@ -36,10 +36,9 @@ def search_space(recipe: Type[Recipe], fixed: Any = (),
     """
     names = canonical_names(recipe)
     out: Dict[str, Tuple[HyperParameter, Space]] = {}
-    for parameter in TRAIN_SETTINGS:
-        space = recipe.setting_spaces.get(parameter.name, parameter.space)
-        if space is not None:
-            out[parameter.name] = (parameter, space)
+    for parameter in recipe.training_settings():
+        if parameter.space is not None:
+            out[parameter.name] = (parameter, parameter.space)
     for parameter in recipe.hyperparameters:
         if parameter.space is not None:
             out[parameter.name] = (parameter, parameter.space)
