@@ -17,6 +17,7 @@ MODELS: Dict[str, str] = {
     'diffrec': 'diffkg_pyg.train.recipes.diffrec:DiffRecRecipe',
     'tdiffrec': 'diffkg_pyg.train.recipes.diffrec:TDiffRecRecipe',
     'ldiffrec': 'diffkg_pyg.train.recipes.diffrec:LDiffRecRecipe',
+    'ltdiffrec': 'diffkg_pyg.train.recipes.diffrec:LTDiffRecRecipe',
     'mf': 'diffkg_pyg.train.recipes.mf:MFRecipe',
 }
 

@@ -1,8 +1,8 @@
 from diffkg_pyg.nn.models.diffkg import PRESETS, DiffKG
 from diffkg_pyg.nn.models.diffkg_state import DiffKGState
 from diffkg_pyg.nn.models.diffrec import DiffRec, TDiffRec
-from diffkg_pyg.nn.models.ldiffrec import LDiffRec
+from diffkg_pyg.nn.models.ldiffrec import LDiffRec, LTDiffRec
 from diffkg_pyg.nn.models.mf import MF
 
 __all__ = ['DiffKG', 'DiffKGState', 'PRESETS', 'DiffRec', 'TDiffRec',
-           'LDiffRec', 'MF']
+           'LDiffRec', 'LTDiffRec', 'MF']

@@ -14,10 +14,29 @@ from diffkg_pyg.nn.diffusion import (
 )
 from diffkg_pyg.utils import gather_rows, rows_of
 
-__all__ = ['DiffRec', 'TDiffRec', 'MEAN_TYPES', 'interaction_rows']
+__all__ = ['DiffRec', 'TDiffRec', 'MEAN_TYPES', 'interaction_rows',
+           'chronological_weights']
 
 #: What the denoiser predicts: the clean row or the noise.
 MEAN_TYPES = ('x0', 'eps')
+
+def chronological_weights(ptr: Tensor, w_min: float,
+                          w_max: float) -> Tensor:
+    r"""The weight of every interaction of users whose interactions are
+    grouped by user in chronological order (row pointer :obj:`ptr`): the
+    :math:`m`-th of :math:`M` gets :math:`w_\min + \frac{m - 1}{M - 1}
+    (w_\max - w_\min)` (the authors' ``np.linspace(w_min, w_max, M)``; a
+    single interaction gets :math:`w_\min`); shape :obj:`[ptr[-1]]`."""
+    num = int(ptr[-1])
+    row = rows_of(ptr, num)
+    count = (ptr[1:] - ptr[:-1])[row].double()
+    rank = torch.arange(num, device=ptr.device) - ptr[row]
+    step = (w_max - w_min) / (count - 1).clamp(min=1)
+    weight = w_min + rank * step
+    weight = torch.where(rank == count - 1, torch.where(
+        count > 1, w_max, w_min), weight)
+    return weight.float()
+
 
 def interaction_rows(ptr: Tensor, col: Tensor, users: Tensor, num_items: int,
                      weight: Optional[Tensor] = None) -> Tensor:
@@ -272,12 +291,4 @@ class TDiffRec(DiffRec):
         super().__init__(num_items, **kwargs)
 
     def input_weights(self, ptr: Tensor) -> Tensor:
-        num = int(ptr[-1])
-        row = rows_of(ptr, num)
-        count = (ptr[1:] - ptr[:-1])[row].double()
-        rank = torch.arange(num, device=ptr.device) - ptr[row]
-        step = (self.w_max - self.w_min) / (count - 1).clamp(min=1)
-        weight = self.w_min + rank * step
-        weight = torch.where(rank == count - 1, torch.where(
-            count > 1, self.w_max, self.w_min), weight)
-        return weight.float()
+        return chronological_weights(ptr, self.w_min, self.w_max)

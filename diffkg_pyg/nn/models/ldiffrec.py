@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from diffkg_pyg.nn.models.diffrec import DiffRec
+from diffkg_pyg.nn.models.diffrec import DiffRec, chronological_weights
 
-__all__ = ['LDiffRec', 'kmeans']
+__all__ = ['LDiffRec', 'LTDiffRec', 'kmeans']
 
 def kmeans(x: Tensor, k: int, generator: Optional[torch.Generator] = None,
            max_iterations: int = 1000, tol: float = 1e-4) -> Tensor:
@@ -234,3 +234,32 @@ class LDiffRec(torch.nn.Module):
         return (f'{self.__class__.__name__}({self.num_items}, '
                 f'clusters={len(self.latent_sizes)}, '
                 f'latent_channels={self.latent_channels})')
+
+
+class LTDiffRec(LDiffRec):
+    r"""LT-DiffRec from the `"Diffusion Recommender Model"
+    <https://arxiv.org/abs/2304.04971>`_ paper: :class:`LDiffRec` whose
+    rows weight each user's interactions in chronological order as
+    :class:`~diffkg_pyg.TDiffRec` does
+    (:func:`~diffkg_pyg.nn.models.diffrec.chronological_weights`); the
+    weighted rows are encoded and reconstructed (the authors' code trains
+    on them), the items masked at evaluation are the interactions.
+
+    Args:
+        num_items (int): :math:`I`.
+        cluster (torch.Tensor): The cluster of every item.
+        w_min (float, optional): :math:`w_\min`. (default: :obj:`0.1`)
+        w_max (float, optional): :math:`w_\max`. (default: :obj:`1.0`)
+        **kwargs: The arguments of :class:`LDiffRec`.
+    """
+    def __init__(self, num_items: int, cluster: Tensor, w_min: float = 0.1,
+                 w_max: float = 1.0, **kwargs) -> None:
+        if not 0.0 <= w_min <= w_max:
+            raise ValueError(f"need 0 <= 'w_min' <= 'w_max' (got {w_min}, "
+                             f'{w_max})')
+        self.w_min = w_min
+        self.w_max = w_max
+        super().__init__(num_items, cluster, **kwargs)
+
+    def input_weights(self, ptr: Tensor) -> Tensor:
+        return chronological_weights(ptr, self.w_min, self.w_max)

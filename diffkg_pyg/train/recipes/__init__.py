@@ -2,9 +2,11 @@ from diffkg_pyg.train.recipes.diffkg import DiffKGRecipe
 from diffkg_pyg.train.recipes.diffrec import (
     DIFFREC_PRESETS,
     LDIFFREC_PRESETS,
+    LTDIFFREC_PRESETS,
     TDIFFREC_PRESETS,
     DiffRecRecipe,
     LDiffRecRecipe,
+    LTDiffRecRecipe,
     TDiffRecRecipe,
 )
 from diffkg_pyg.train.recipes.lightgcn import LightGCNRecipe
@@ -12,4 +14,5 @@ from diffkg_pyg.train.recipes.mf import MFRecipe
 
 __all__ = ['DiffKGRecipe', 'LightGCNRecipe', 'DiffRecRecipe',
            'TDiffRecRecipe', 'LDiffRecRecipe', 'DIFFREC_PRESETS',
-           'LDIFFREC_PRESETS', 'TDIFFREC_PRESETS', 'MFRecipe']
+           'LDIFFREC_PRESETS', 'TDIFFREC_PRESETS', 'LTDiffRecRecipe',
+           'LTDIFFREC_PRESETS', 'MFRecipe']

@@ -14,7 +14,7 @@ from diffkg_pyg.nn.models.diffrec import (
     TDiffRec,
     interaction_rows,
 )
-from diffkg_pyg.nn.models.ldiffrec import LDiffRec, kmeans
+from diffkg_pyg.nn.models.ldiffrec import LDiffRec, LTDiffRec, kmeans
 from diffkg_pyg.train.context import TrainContext
 from diffkg_pyg.train.hyperparameters import (
     HyperParameter,
@@ -28,7 +28,8 @@ from diffkg_pyg.train.trainer import Trainer
 from diffkg_pyg.utils import to_csr
 
 __all__ = ['DiffRecRecipe', 'TDiffRecRecipe', 'LDiffRecRecipe',
-           'DIFFREC_PRESETS', 'TDIFFREC_PRESETS', 'LDIFFREC_PRESETS']
+           'LTDiffRecRecipe', 'DIFFREC_PRESETS', 'TDIFFREC_PRESETS',
+           'LDIFFREC_PRESETS', 'LTDIFFREC_PRESETS']
 
 #: The authors' settings per dataset (their ``inference.py`` and the names
 #: of their released checkpoints), with the training settings of their
@@ -84,6 +85,24 @@ LDIFFREC_PRESETS = {
                   noise_max=0.02, sampling_steps=0, reweight=True,
                   autoencoder_lr=1e-3, lr=5e-4, weight_decay=0.0,
                   batch_size=400, epochs=1000, eval_every=5, patience=15),
+}
+
+# What the authors' two released LT-DiffRec runs share:
+_LT_PROTOCOL = dict(num_clusters=2, latent_channels=300,
+                    hidden_channels=(300, ), lamda=0.03, mean_type='x0',
+                    diffusion_steps=5, sampling_steps=0, reweight=True,
+                    autoencoder_lr=5e-4, weight_decay=0.0,
+                    autoencoder_weight_decay=0.0, epochs=1000,
+                    eval_every=5, patience=15)
+#: The authors' released LT-DiffRec settings (amazon-book and yelp, their
+#: ``inference.py`` and checkpoint names); they released no ML-1M run.
+LTDIFFREC_PRESETS = {
+    'amazon-book': {**_LT_PROTOCOL, 'noise_scale': 0.7, 'noise_min': 1e-3,
+                    'noise_max': 5e-3, 'w_min': 0.1, 'w_max': 1.0,
+                    'lr': 1e-4, 'batch_size': 400},
+    'yelp': {**_LT_PROTOCOL, 'noise_scale': 0.01, 'noise_min': 5e-3,
+             'noise_max': 1e-2, 'w_min': 0.5, 'w_max': 1.0, 'lr': 5e-5,
+             'batch_size': 200},
 }
 
 _DIFFREC_PARAMETERS = (
@@ -190,6 +209,15 @@ class DiffRecRecipe(Recipe):
                              model.num_items, self.weight), generator)
 
 
+def require_chronology(name: str, data) -> None:
+    r"""Raises unless :obj:`data` holds the chronological order of the
+    train interactions (``edge_time``), which T-DiffRec's weights need."""
+    if 'edge_time' not in data[USER_ITEM]:
+        raise ValueError(f'{name} needs the chronological order of the '
+                         f'train interactions, which only datasets in '
+                         f"DiffRec's layout (train_list.npy) have")
+
+
 class TDiffRecRecipe(DiffRecRecipe):
     r"""Trains :class:`~diffkg_pyg.TDiffRec` as :class:`DiffRecRecipe`
     trains DiffRec. It needs the chronological order of every user's train
@@ -206,10 +234,7 @@ class TDiffRecRecipe(DiffRecRecipe):
     ) + from_signature(DiffRec, *_DIFFREC_PARAMETERS)
 
     def setup(self, model: TDiffRec, context: TrainContext, data) -> None:
-        if 'edge_time' not in data[USER_ITEM]:
-            raise ValueError('tdiffrec needs the chronological order of the '
-                             'train interactions, which only datasets in '
-                             "DiffRec's layout (train_list.npy) have")
+        require_chronology(self.name, data)
         super().setup(model, context, data)
 
 
@@ -256,6 +281,7 @@ class LDiffRecRecipe(DiffRecRecipe):
     name = 'ldiffrec'
     description = ('L-DiffRec: DiffRec in the latent space of clustered '
                    'autoencoders (Wang et al., SIGIR 2023)')
+    model_class = LDiffRec
     presets = LDIFFREC_PRESETS
     # The authors' names of the denoiser's learning rate and weight decay
     # (lr1 and wd1 are the autoencoder's, below):
@@ -328,9 +354,9 @@ class LDiffRecRecipe(DiffRecRecipe):
         self.seed = 0
         skip = {'num_clusters', 'embedding_epochs', 'autoencoder_lr',
                 'autoencoder_weight_decay', 'decoder_hidden_channels'}
-        return LDiffRec(sizes.num_items, self.cluster,
-                        **{k: v for k, v in self.hparams.items()
-                           if k not in skip})
+        return self.model_class(sizes.num_items, self.cluster,
+                                **{k: v for k, v in self.hparams.items()
+                                   if k not in skip})
 
     def configure_optimizers(self, model: LDiffRec, context: TrainContext
                              ) -> List[torch.optim.Optimizer]:
@@ -353,3 +379,25 @@ class LDiffRecRecipe(DiffRecRecipe):
             context.step(context.optimizers, loss, diffusion=diffusion,
                          recon=recon, kl=kl)
         return {}
+
+
+class LTDiffRecRecipe(LDiffRecRecipe):
+    r"""Trains :class:`~diffkg_pyg.nn.models.LTDiffRec` as
+    :class:`LDiffRecRecipe` trains L-DiffRec, on rows weighted in
+    chronological order (``edge_time``, DiffRec's layout)."""
+    name = 'ltdiffrec'
+    description = ('LT-DiffRec: L-DiffRec with time-aware interaction '
+                   'weights (Wang et al., SIGIR 2023)')
+    model_class = LTDiffRec
+    presets = LTDIFFREC_PRESETS
+    hyperparameters = LDiffRecRecipe.hyperparameters + from_signature(
+        LTDiffRec,
+        HyperParameter('w_min', float, 'weight of the oldest interaction',
+                       range='[0, inf)'),
+        HyperParameter('w_max', float, 'weight of the newest interaction',
+                       range='[0, inf)'),
+    )
+
+    def setup(self, model: LTDiffRec, context: TrainContext, data) -> None:
+        require_chronology(self.name, data)
+        super().setup(model, context, data)

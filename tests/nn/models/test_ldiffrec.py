@@ -76,3 +76,30 @@ def test_loss_annealing_follows_the_authors(reweight):
         assert float(loss.detach()) == pytest.approx(float(expected),
                                                      rel=1e-6)
     assert int(model.num_updates) == 7
+
+
+def test_ltdiffrec_weights_rows_in_chronological_order():
+    from diffkg_pyg.nn.models import LTDiffRec
+    from diffkg_pyg.nn.models.diffrec import chronological_weights
+    ptr = torch.tensor([0, 1, 4])  # One interaction, then three.
+    model = LTDiffRec(6, torch.tensor([0, 0, 0, 1, 1, 1]),
+                      latent_channels=4, w_min=0.2, w_max=1.0)
+    weight = model.input_weights(ptr)
+    assert torch.allclose(weight, torch.tensor([0.2, 0.2, 0.6, 1.0]))
+    assert torch.equal(weight, chronological_weights(ptr, 0.2, 1.0))
+    assert float(model.diffrec.diffusion.betas[0]) != 1e-5  # As L-DiffRec.
+    with pytest.raises(ValueError, match="'w_min' <= 'w_max'"):
+        LTDiffRec(6, torch.tensor([0, 0, 0, 1, 1, 1]), w_min=2.0)
+
+
+@pytest.mark.parametrize('preset', ['amazon-book', 'yelp'])
+def test_ltdiffrec_presets_are_the_released_ones(preset):
+    from diffkg_pyg.train import get_recipe
+    recipe = get_recipe('ltdiffrec')(preset=preset)
+    values = {**recipe.hparams, **recipe.preset_settings}
+    expected = {'amazon-book': dict(noise_scale=0.7, lr=1e-4, w_min=0.1,
+                                    batch_size=400),
+                'yelp': dict(noise_scale=0.01, lr=5e-5, w_min=0.5,
+                             batch_size=200)}[preset]
+    assert {k: values[k] for k in expected} == expected
+    assert values['autoencoder_lr'] == 5e-4 and values['lamda'] == 0.03
