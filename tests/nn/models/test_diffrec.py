@@ -198,3 +198,26 @@ def test_tdiffrec_has_its_own_presets(preset, expected):
     recipe = get_recipe('tdiffrec')(preset=preset)
     values = {**recipe.hparams, **recipe.preset_settings}
     assert {k: values[k] for k in expected} == expected
+
+
+@pytest.mark.parametrize('name,preset,expected', [
+    ('diffrec', 'ml-1m-noisy', dict(diffusion_steps=5, noise_scale=0.5,
+                                    noise_min=1e-3, noise_max=1e-2, lr=1e-3,
+                                    hidden_channels=(200, 600))),
+    ('diffrec', 'amazon-book-noisy', dict(diffusion_steps=10, lr=5e-5,
+                                          noise_scale=5e-3)),
+    ('diffrec', 'yelp-noisy', dict(diffusion_steps=5, lr=1e-5,
+                                   noise_scale=1e-3, noise_min=5e-4)),
+    ('ldiffrec', 'ml-1m-noisy', dict(diffusion_steps=100, lr=5e-4,
+                                     autoencoder_lr=1e-3, lamda=0.03)),
+    ('ldiffrec', 'amazon-book-noisy', dict(lamda=0.07, lr=1e-4,
+                                           autoencoder_lr=5e-4)),
+    ('ldiffrec', 'amazon-book', dict(lamda=0.05, noise_scale=0.5)),
+])
+def test_released_presets(name, preset, expected):
+    # Every preset resolves (its keys are declared), with the values of
+    # the authors' released checkpoints.
+    from diffkg_pyg.train import get_recipe
+    recipe = get_recipe(name)(preset=preset)
+    values = {**recipe.hparams, **recipe.preset_settings}
+    assert {k: values[k] for k in expected} == expected
