@@ -63,8 +63,9 @@ def init_from_env(device: torch.device,
     :obj:`torchrun` (:obj:`WORLD_SIZE`, :obj:`RANK`, :obj:`LOCAL_RANK`,
     :obj:`MASTER_ADDR`, :obj:`MASTER_PORT`) when :obj:`WORLD_SIZE` is above
     1, with the backend that follows the device (NCCL on CUDA, gloo on the
-    CPU); returns the device of this rank (:obj:`cuda:LOCAL_RANK` for a
-    CUDA device without an index).
+    CPU); returns the device of this rank: :obj:`cuda:LOCAL_RANK` for a
+    CUDA device (another index raises :class:`ValueError`: the ranks would
+    share one GPU).
 
     Args:
         device (torch.device): The device asked for.
@@ -75,9 +76,15 @@ def init_from_env(device: torch.device,
     if launched_world_size() <= 1 or dist.is_initialized():
         return device
     if device.type == 'cuda':
-        if device.index is None:
-            device = torch.device('cuda',
-                                  int(os.environ.get('LOCAL_RANK', '0')))
+        local_rank = int(os.environ.get('LOCAL_RANK', '0'))
+        if device.index is not None and device.index != local_rank:
+            # Otherwise every rank would share that one GPU.
+            raise ValueError(
+                f'under torchrun every process uses its own GPU, '
+                f'cuda:LOCAL_RANK (this one cuda:{local_rank}), not '
+                f'{device}; pass --device cuda without an index (choose '
+                f'the GPUs with CUDA_VISIBLE_DEVICES)')
+        device = torch.device('cuda', local_rank)
         torch.cuda.set_device(device)
     backend = 'nccl' if device.type == 'cuda' else 'gloo'
     dist.init_process_group(backend, timeout=datetime.timedelta(

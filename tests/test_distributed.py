@@ -13,7 +13,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from diffkg_pyg import distributed
-from diffkg_pyg.data import USER_ITEM, synthetic_dataset
+from diffkg_pyg.data import ITEM_USER, USER_ITEM, synthetic_dataset
 from diffkg_pyg.evaluation import RankingEvaluator
 from diffkg_pyg.train import Trainer, get_recipe
 from tests.conftest import flat_state
@@ -21,14 +21,20 @@ from tests.conftest import flat_state
 SMALL = {'diffkg': dict(embedding_dim=8, denoiser_hidden_channels=16,
                         use_compile=False),
          'lightgcn': dict(embedding_dim=8)}
-# 60 users: the 32-triple batches end with a short one that 2 processes
-# split unevenly (train interactions are not a multiple of 32).
 BATCH = 32
 
 
 def small_data():
-    return synthetic_dataset(num_users=60, num_items=80, num_clusters=4,
+    # An odd number of train interactions (533): the epoch's last
+    # 32-triple batch, 21 triples, splits 11/10 between 2 processes, so a
+    # step weighted by 1/P instead of each part's share fails the tests.
+    data = synthetic_dataset(num_users=60, num_items=80, num_clusters=4,
                              attributes_per_cluster=4)
+    store = data[USER_ITEM]
+    store.edge_index = store.edge_index[:, 1:]
+    data[ITEM_USER].edge_index = store.edge_index.flip(0)
+    assert store.edge_index.size(1) % BATCH % 2 == 1
+    return data
 
 
 def make_trainer(name, **kwargs):
@@ -419,3 +425,13 @@ def test_torchrun_command_line(tmp_path):
                'them)')
     ours = done.stderr.count('diffkg-pyg: ')
     assert 1 <= ours == done.stderr.count(message)
+
+
+def test_a_cuda_index_other_than_local_rank_is_refused(monkeypatch):
+    # Every rank on cuda:0 would share one GPU: refused before any CUDA
+    # call (so this runs on a machine without one).
+    monkeypatch.setenv('WORLD_SIZE', '2')
+    monkeypatch.setenv('LOCAL_RANK', '1')
+    with pytest.raises(ValueError, match=r'uses its own GPU, cuda:LOCAL_RANK '
+                       r'\(this one cuda:1\), not cuda:0'):
+        distributed.init_from_env(torch.device('cuda:0'))
