@@ -24,7 +24,7 @@ the same reduced gradient.
 """
 import datetime
 import os
-from typing import Iterable, List, Optional, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -32,7 +32,8 @@ from torch import Tensor
 
 __all__ = ['launched_world_size', 'init_from_env', 'is_distributed',
            'get_rank', 'get_world_size', 'shard', 'all_reduce_gradients',
-           'all_reduce_sum', 'broadcast_module', 'all_gather_objects']
+           'all_reduce_sum', 'broadcast_module', 'broadcast_tensors',
+           'all_gather_objects']
 
 
 def is_distributed() -> bool:
@@ -189,6 +190,17 @@ def broadcast_module(module: torch.nn.Module) -> None:
     with torch.no_grad():
         for tensor in list(module.parameters()) + list(module.buffers()):
             dist.broadcast(tensor.data, src=0)
+
+
+def broadcast_tensors(tensors: Sequence[Tensor]) -> Tuple[Tensor, ...]:
+    r"""Rank 0's :obj:`tensors` (of any sizes) on every rank, each on the
+    device this rank's copy was on (the input, without a process group)."""
+    if not is_distributed():
+        return tuple(tensors)
+    holder = [[t.detach().cpu() for t in tensors] if get_rank() == 0
+              else None]
+    dist.broadcast_object_list(holder, src=0)
+    return tuple(t.to(mine.device) for t, mine in zip(holder[0], tensors))
 
 
 def all_gather_objects(obj) -> List:

@@ -125,6 +125,24 @@ def _gradients(name):
     return [r.grads for r in recorders]
 
 
+def _rebuild_drifts_on_rank_1(rank):
+    # Rank 1's rebuild keeps other edges (as non-deterministic kernels
+    # could make it): after the epoch every rank holds rank 0's KG.
+    trainer = make_trainer('diffkg', max_batches=1)
+    model = trainer.model
+    rebuild = model.rebuild
+
+    def drifting(**kwargs):
+        kg = rebuild(**kwargs)
+        if rank == 1:
+            model.denoised_kg = (kg[0][:, 1:], kg[1][1:])
+        return model.denoised_kg
+
+    model.rebuild = drifting
+    trainer.train_epoch(1)
+    return model.denoised_kg
+
+
 def _gradients_diffkg(rank):
     return _gradients('diffkg')
 
@@ -425,6 +443,12 @@ def test_torchrun_command_line(tmp_path):
                'them)')
     ours = done.stderr.count('diffkg-pyg: ')
     assert 1 <= ours == done.stderr.count(message)
+
+
+def test_the_rebuilt_kg_is_rank_0s_on_every_rank(tmp_path):
+    kgs = run_processes(tmp_path, _rebuild_drifts_on_rank_1)
+    assert kgs[0][0].size(1) > 0
+    assert all(torch.equal(a, b) for a, b in zip(kgs[0], kgs[1]))
 
 
 def test_a_cuda_index_other_than_local_rank_is_refused(monkeypatch):

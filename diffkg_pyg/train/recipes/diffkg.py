@@ -5,6 +5,7 @@ from typing import Any, Callable, Dict, List
 import torch
 from torch import Tensor
 
+from diffkg_pyg import distributed
 from diffkg_pyg.data.graph import KG, has_kg
 from diffkg_pyg.nn.models.diffkg import MAIN_VIEWS, PRESETS, VIEWS, DiffKG
 from diffkg_pyg.train.context import TrainContext
@@ -198,6 +199,12 @@ class DiffKGRecipe(Recipe):
         if self.hparams['diffusion']:
             model.rebuild(batch_size=context.batch_size,
                           generator=context.generator)
+            # Under torchrun, rank 0's denoiser and rebuilt KG on every
+            # rank: kernels that are not deterministic (CUDA's scatter)
+            # cannot make the ranks' KGs drift apart.
+            distributed.broadcast_module(model.denoiser)
+            model.denoised_kg = distributed.broadcast_tensors(
+                model.denoised_kg)
         rebuild_end = time.perf_counter()
         self.train_recommendation(model, context, epoch)
         return {'kg_edges_kept': int(model.denoised_kg[0].size(1)),
