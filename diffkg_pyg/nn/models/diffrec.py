@@ -15,10 +15,19 @@ from diffkg_pyg.nn.diffusion import (
 from diffkg_pyg.utils import gather_rows, rows_of
 
 __all__ = ['DiffRec', 'TDiffRec', 'MEAN_TYPES', 'interaction_rows',
-           'chronological_weights']
+           'chronological_weights', 'check_weight_range']
 
 #: What the denoiser predicts: the clean row or the noise.
 MEAN_TYPES = ('x0', 'eps')
+
+def check_weight_range(w_min: float, w_max: float) -> Tuple[float, float]:
+    r"""Returns :obj:`(w_min, w_max)`, raising unless
+    :math:`0 \le w_\min \le w_\max`."""
+    if not 0.0 <= w_min <= w_max:
+        raise ValueError(f"need 0 <= 'w_min' <= 'w_max' (got {w_min}, "
+                         f'{w_max})')
+    return w_min, w_max
+
 
 def chronological_weights(ptr: Tensor, w_min: float,
                           w_max: float) -> Tensor:
@@ -283,11 +292,7 @@ class TDiffRec(DiffRec):
     """
     def __init__(self, num_items: int, w_min: float = 0.1,
                  w_max: float = 1.0, **kwargs) -> None:
-        if not 0.0 <= w_min <= w_max:
-            raise ValueError(f"need 0 <= 'w_min' <= 'w_max' (got {w_min}, "
-                             f'{w_max})')
-        self.w_min = w_min
-        self.w_max = w_max
+        self.w_min, self.w_max = check_weight_range(w_min, w_max)
         super().__init__(num_items, **kwargs)
 
     def input_weights(self, ptr: Tensor) -> Tensor:

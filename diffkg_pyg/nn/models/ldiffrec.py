@@ -7,7 +7,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from diffkg_pyg.nn.models.diffrec import DiffRec, chronological_weights
+from diffkg_pyg.nn.models.diffrec import (
+    DiffRec,
+    check_weight_range,
+    chronological_weights,
+)
 
 __all__ = ['LDiffRec', 'LTDiffRec', 'kmeans']
 
@@ -254,11 +258,7 @@ class LTDiffRec(LDiffRec):
     """
     def __init__(self, num_items: int, cluster: Tensor, w_min: float = 0.1,
                  w_max: float = 1.0, **kwargs) -> None:
-        if not 0.0 <= w_min <= w_max:
-            raise ValueError(f"need 0 <= 'w_min' <= 'w_max' (got {w_min}, "
-                             f'{w_max})')
-        self.w_min = w_min
-        self.w_max = w_max
+        self.w_min, self.w_max = check_weight_range(w_min, w_max)
         super().__init__(num_items, cluster, **kwargs)
 
     def input_weights(self, ptr: Tensor) -> Tensor:
