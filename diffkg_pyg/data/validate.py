@@ -63,8 +63,10 @@ def _check_index(tensor, where: str, bounds: Sequence[tuple]) -> Tensor:
         if bool(bad.any()):
             i = _first(bad)
             at = f'[{r}, {i}]' if len(bounds) == 2 else f'[{i}]'
+            article = 'an' if kind in ('item', 'entity') else 'a'
             raise ValueError(
-                f'{where}{at} = {int(rows[r, i])} is not a {kind} id (ids '
+                f'{where}{at} = {int(rows[r, i])} is not {article} {kind} '
+                f'id (ids '
                 f'0..{bound - 1}: num_{kind}s = {bound}); fix: renumber '
                 f'the {kind}s to 0..num_{kind}s-1 or raise '
                 f'num_{kind}s')

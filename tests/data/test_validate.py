@@ -40,7 +40,7 @@ MUTATIONS = {
     'item id beyond num_items': (
         lambda d, k: d[USER_ITEM].edge_index[1].__setitem__(
             k, d['item'].num_nodes + 10),
-        "edge_index[1, {k}] = {v} is not a item id"),
+        "edge_index[1, {k}] = {v} is not an item id"),
     'user id beyond num_users': (
         lambda d, k: d[USER_ITEM].edge_index[0].__setitem__(
             k, d['user'].num_nodes + 3),
@@ -48,7 +48,7 @@ MUTATIONS = {
     'negative item id in test': (
         lambda d, k: d[USER_ITEM].test_edge_index[1].__setitem__(
             k % d[USER_ITEM].test_edge_index.size(1), -1),
-        'test_edge_index[1, {kt}] = -1 is not a item id'),
+        'test_edge_index[1, {kt}] = -1 is not an item id'),
     'int32 interactions': (
         lambda d, k: _set(d[USER_ITEM], 'edge_index',
                           d[USER_ITEM].edge_index.int()),
@@ -85,7 +85,7 @@ MUTATIONS = {
     'entity id beyond num_entities': (
         lambda d, k: d[KG].edge_index[1].__setitem__(
             k % d[KG].edge_index.size(1), d['entity'].num_nodes),
-        'is not a entity id'),
+        'is not an entity id'),
     'unsorted knowledge graph': (
         lambda d, k: _set(d[KG], 'edge_index',
                           d[KG].edge_index.flip(1)),
