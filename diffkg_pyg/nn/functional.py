@@ -8,7 +8,7 @@ from torch.utils.checkpoint import checkpoint
 
 from diffkg_pyg.utils import gather_rows
 
-__all__ = ['symmetric_spmm', 'info_nce', 'top_k_unseen']
+__all__ = ['symmetric_spmm', 'info_nce', 'top_k_unseen', 'check_user_index']
 
 
 class _SymmetricSpMM(torch.autograd.Function):
@@ -57,6 +57,18 @@ def info_nce(anchor: Tensor, positive: Tensor, index: Tensor,
            for part in torch.split(positive, chunk_size)]
     lse = torch.logsumexp(torch.stack(lse, dim=-1), dim=-1)
     return (lse - (anchor * positive[index]).sum(dim=-1)).mean()
+
+
+def check_user_index(user_index: Tensor, num_users: int) -> Tensor:
+    r""":obj:`user_index` as a vector, raising :class:`ValueError` unless
+    every id lies in :obj:`[0, num_users)`."""
+    user_index = user_index.view(-1)
+    if user_index.numel() and not (0 <= int(user_index.min()) and
+                                   int(user_index.max()) < num_users):
+        raise ValueError(f"'user_index' must lie in [0, {num_users - 1}] "
+                         f"(got values in [{int(user_index.min())}, "
+                         f"{int(user_index.max())}])")
+    return user_index
 
 
 def top_k_unseen(score: Tensor, user_index: Tensor, k: int,

@@ -10,7 +10,7 @@ from typing import Dict, Optional, Tuple, Type
 import torch
 from torch import Tensor
 
-from diffkg_pyg.nn.functional import top_k_unseen
+from diffkg_pyg.nn.functional import check_user_index, top_k_unseen
 from diffkg_pyg.train.checkpoint import load_checkpoint, save_atomic
 from diffkg_pyg.train.recipe import Recipe, Sizes
 from diffkg_pyg.train.registry import get_recipe
@@ -75,13 +75,7 @@ class Recommender:
         r"""The top-:obj:`k` items of every user of :obj:`user_index`
         :obj:`[B]`: item indices and scores, both :obj:`[B, k]`, best first
         (a user's train items left out when :obj:`exclude_train`)."""
-        num_users = self.sizes.num_users
-        user_index = user_index.view(-1)
-        if user_index.numel() and not (0 <= int(user_index.min()) and
-                                       int(user_index.max()) < num_users):
-            raise ValueError(f"'user_index' must lie in [0, {num_users - 1}]"
-                             f" (got values in [{int(user_index.min())}, "
-                             f"{int(user_index.max())}])")
+        user_index = check_user_index(user_index, self.sizes.num_users)
         seen = (self.train_ptr, self.train_col) if exclude_train else \
             (None, None)
         return top_k_unseen(self.scores(user_index), user_index.cpu(), k,

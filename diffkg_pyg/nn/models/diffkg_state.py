@@ -30,7 +30,7 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 from torch import Tensor
 
-from diffkg_pyg.nn.functional import top_k_unseen
+from diffkg_pyg.nn.functional import check_user_index, top_k_unseen
 from diffkg_pyg.optim import OptimizerGroup, SparseRowAdam
 from diffkg_pyg.utils import to_csr
 
@@ -216,15 +216,8 @@ class DiffKGState(torch.nn.Module):
         Returns:
             Item indices and their scores, both :obj:`[B, k]`, best first.
         """
-        user_index = torch.as_tensor(user_index, device=edge_index.device)
-        user_index = user_index.view(-1)
-        if user_index.numel() and not (
-                0 <= int(user_index.min())
-                and int(user_index.max()) < self.num_users):
-            raise ValueError(f"'user_index' must lie in [0, "
-                             f"{self.num_users - 1}] (got values in "
-                             f"[{int(user_index.min())}, "
-                             f"{int(user_index.max())}])")
+        user_index = check_user_index(torch.as_tensor(
+            user_index, device=edge_index.device), self.num_users)
         training = self.training
         self.eval()
         try:
