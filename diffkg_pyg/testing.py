@@ -9,9 +9,9 @@ from torch import Tensor
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import softmax
 
+from diffkg_pyg.nn.conv.kg_attention import KGAttentionConv
 from diffkg_pyg.nn.denoiser import SparseDenoiser, timestep_embedding
 from diffkg_pyg.nn.diffusion import GaussianDiffusion
-from diffkg_pyg.nn.kg_attention import KGAttentionConv
 
 __all__ = ['dense_hidden', 'dense_denoiser', 'dense_reverse',
            'DenseDenoiser', 'literal_hop',

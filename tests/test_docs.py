@@ -12,6 +12,7 @@ PAGES = {
     'diffkg_pyg.data': 'data.rst',
     'diffkg_pyg.nn': 'nn.rst',
     'diffkg_pyg.nn.models': 'nn.rst',
+    'diffkg_pyg.nn.conv': 'nn.rst',
     'diffkg_pyg.train': 'train.rst',
     'diffkg_pyg.train.recipes': 'train.rst',
     'diffkg_pyg.train.tuning': 'train.rst',

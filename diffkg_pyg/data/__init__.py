@@ -23,6 +23,8 @@ from diffkg_pyg.data.graph import (
     build_user_item_data,
     format_statistics,
     has_kg,
+    kg_triplets,
+    set_knowledge_graph,
     statistics,
 )
 from diffkg_pyg.data.io import (
@@ -59,6 +61,8 @@ __all__ = [
     'build_hetero_data',
     'build_user_item_data',
     'has_kg',
+    'kg_triplets',
+    'set_knowledge_graph',
     'bipartite_adjacency',
     'statistics',
     'format_statistics',

@@ -8,7 +8,13 @@ from typing import Tuple
 import torch
 from torch_geometric.data import HeteroData
 
-from diffkg_pyg.data.graph import KG, build_knowledge_graph, has_kg
+from diffkg_pyg.data.graph import (
+    KG,
+    build_knowledge_graph,
+    has_kg,
+    kg_triplets,
+    set_knowledge_graph,
+)
 
 __all__ = ['ABLATIONS', 'parse_kg_ablation', 'ablate_kg']
 
@@ -40,13 +46,13 @@ def ablate_kg(data: HeteroData, ablation: str, seed: int = 0) -> HeteroData:
     r"""A copy of :obj:`data` whose knowledge graph is ablated; the
     interactions, the items' ids and the entity count are unchanged.
 
-    The triplets are the KG's forward pairs (relation below
-    :obj:`num_relations / 2`: one relation per ordered pair, as the method
-    keeps them). :obj:`'remove'` leaves no triplet; :obj:`'drop:F'` drops
-    a fraction :obj:`F` of them (:math:`\lfloor F n + 1/2 \rfloor`,
-    chosen at random); :obj:`'shuffle:F'` replaces the tail of such a
-    fraction by an entity drawn uniformly. The inverse pairs are then added
-    again (:func:`~diffkg_pyg.data.build_knowledge_graph`). The copy
+    The triplets are the KG's unique input triplets
+    (:func:`~diffkg_pyg.data.kg_triplets`). :obj:`'remove'` leaves no
+    triplet; :obj:`'drop:F'` drops a fraction :obj:`F` of them
+    (:math:`\lfloor F n + 1/2 \rfloor`, chosen at random);
+    :obj:`'shuffle:F'` replaces the tail of such a fraction by an entity
+    drawn uniformly. The inverse pairs are then added again
+    (:func:`~diffkg_pyg.data.build_knowledge_graph`). The copy
     records :obj:`data.kg_ablation` and :obj:`data.kg_ablation_seed`, which
     result files record.
 
@@ -62,9 +68,7 @@ def ablate_kg(data: HeteroData, ablation: str, seed: int = 0) -> HeteroData:
         raise ValueError('the dataset has no knowledge graph to ablate')
     store = data[KG]
     num_entities = int(data['entity'].num_nodes)
-    forward = store.edge_type < int(store.num_relations) // 2
-    head, tail = store.edge_index[:, forward].clone()
-    relation = store.edge_type[forward].clone()
+    head, relation, tail = kg_triplets(data).clone()
     gen = torch.Generator().manual_seed(seed)
     chosen = torch.randperm(relation.numel(), generator=gen)[
         :int(fraction * relation.numel() + 0.5)]
@@ -76,18 +80,11 @@ def ablate_kg(data: HeteroData, ablation: str, seed: int = 0) -> HeteroData:
         keep[chosen] = False
         head, tail, relation = head[keep], tail[keep], relation[keep]
     out = copy.copy(data)
-    kg = out[KG]
-    if relation.numel() == 0:
-        kg.edge_index = store.edge_index.new_empty((2, 0))
-        kg.edge_type = store.edge_type.new_empty((0, ))
-        kg.num_triplets = 0
-    else:
-        built = build_knowledge_graph(head.numpy(), relation.numpy(),
-                                      tail.numpy(), num_items=num_entities)
-        kg.edge_index, kg.edge_type = built.edge_index, built.edge_type
-        kg.num_relations = max(built.num_relations,
-                               int(store.num_relations))
-        kg.num_triplets = built.num_triplets
+    set_knowledge_graph(out[KG], None if relation.numel() == 0 else
+                        build_knowledge_graph(head.numpy(), relation.numpy(),
+                                              tail.numpy(),
+                                              num_items=num_entities),
+                        num_relations=int(store.num_relations))
     out.kg_ablation = f'{mode}:{fraction:g}' if mode != 'remove' else mode
     out.kg_ablation_seed = seed
     return out

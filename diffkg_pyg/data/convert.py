@@ -14,6 +14,7 @@ from diffkg_pyg.data.graph import (
     KG,
     USER_ITEM,
     build_knowledge_graph,
+    set_knowledge_graph,
 )
 from diffkg_pyg.data.validate import validate
 
@@ -198,14 +199,10 @@ def from_pyg(train_data: HeteroData,
         data['entity'].num_nodes = kg.num_entities
         data['entity'].n_id = torch.cat([original, torch.full(
             (kg.num_entities - original.numel(), ), -1)])
-        data[KG].edge_index, data[KG].edge_type = kg.edge_index, kg.edge_type
-        data[KG].num_relations = kg.num_relations
-        data[KG].num_triplets = kg.num_triplets
+        set_knowledge_graph(data[KG], kg)
     else:
         data['entity'].num_nodes = num_items
-        data[KG].edge_index = torch.empty(2, 0, dtype=torch.long)
-        data[KG].edge_type = torch.empty(0, dtype=torch.long)
-        data[KG].num_relations = data[KG].num_triplets = 0
+        set_knowledge_graph(data[KG], None)
     if name is not None:
         data.name = name
     data.layout = 'pyg'

@@ -51,7 +51,7 @@ DIFFREC_FILES = ['train_list.npy', 'valid_list.npy', 'test_list.npy']
 #: Optional in DiffRec's layout: item embeddings (L-DiffRec's clustering).
 DIFFREC_ITEM_EMBEDDINGS = 'item_emb.npy'
 # Bump when the processed layout changes, to invalidate old caches:
-_PROCESSED_VERSION = 1
+_PROCESSED_VERSION = 2
 
 
 def detect_format(folder: str, train_file: str = 'train.txt') -> str:

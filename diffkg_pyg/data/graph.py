@@ -13,7 +13,10 @@ The layout, shared by every dataset of the package (real or synthetic):
 * ``('entity', 'relation', 'entity')`` with ``edge_index`` and
   ``edge_type``: the knowledge graph as ordered head-tail pairs (inverse
   relations added, one relation per pair), sorted by head, plus
-  ``num_relations`` and ``num_triplets``.
+  ``num_relations``, ``num_triplets`` and ``triplets`` (every unique
+  input triplet, as :obj:`[3, num_triplets]` head, relation, tail: what
+  models that keep several relations per pair read, see
+  :func:`kg_triplets`).
 
 A dataset without a knowledge graph (DiffRec's layout,
 :func:`build_user_item_data`) has the same layout with an empty knowledge
@@ -43,6 +46,8 @@ __all__ = [
     'build_hetero_data',
     'build_user_item_data',
     'has_kg',
+    'kg_triplets',
+    'set_knowledge_graph',
     'bipartite_adjacency',
     'statistics',
     'format_statistics',
@@ -74,15 +79,19 @@ class KnowledgeGraph:
         triplet_index (torch.Tensor): For every pair, the index of the unique
             input triplet it comes from (an inverse pair points to the
             triplet it inverts), shape :obj:`[num_edges]`.
+        triplets (torch.Tensor): The unique input triplets, sorted, as rows
+            head, relation, tail, shape :obj:`[3, num_triplets]` (all of
+            them, also where several relations join one pair).
     """
     def __init__(self, edge_index, edge_type, num_entities, num_relations,
-                 num_triplets, triplet_index):
+                 num_triplets, triplet_index, triplets):
         self.edge_index = edge_index
         self.edge_type = edge_type
         self.num_entities = num_entities
         self.num_relations = num_relations
         self.num_triplets = num_triplets
         self.triplet_index = triplet_index
+        self.triplets = triplets
 
 
 def build_knowledge_graph(head: np.ndarray, relation: np.ndarray,
@@ -118,7 +127,48 @@ def build_knowledge_graph(head: np.ndarray, relation: np.ndarray,
         num_relations=2 * num_base_relations,
         num_triplets=num_triplets,
         triplet_index=torch.from_numpy(origin[first]),
+        triplets=torch.from_numpy(np.ascontiguousarray(triplets.T)),
     )
+
+
+def set_knowledge_graph(store, knowledge_graph: Optional[KnowledgeGraph],
+                        num_relations: int = 0) -> None:
+    r"""Writes :obj:`knowledge_graph` into the KG edge store of a dataset
+    graph (``edge_index``, ``edge_type``, ``num_relations``,
+    ``num_triplets`` and ``triplets``), or an empty knowledge graph with
+    :obj:`num_relations` relation types for :obj:`None`."""
+    if knowledge_graph is None:
+        store.edge_index = torch.empty(2, 0, dtype=torch.long)
+        store.edge_type = torch.empty(0, dtype=torch.long)
+        store.triplets = torch.empty(3, 0, dtype=torch.long)
+        store.num_relations = num_relations
+        store.num_triplets = 0
+        return
+    store.edge_index = knowledge_graph.edge_index
+    store.edge_type = knowledge_graph.edge_type
+    store.triplets = knowledge_graph.triplets
+    store.num_relations = max(knowledge_graph.num_relations, num_relations)
+    store.num_triplets = knowledge_graph.num_triplets
+
+
+def kg_triplets(data: HeteroData) -> Tensor:
+    r"""The knowledge graph's unique triplets :obj:`[3, num_triplets]`
+    (head, relation, tail; relations below :obj:`num_relations / 2`, their
+    inverses being :obj:`relation + num_relations / 2`).
+
+    The ``triplets`` of the KG store where the graph has them (the
+    package's loaders, :func:`~diffkg_pyg.data.from_pyg` and
+    :func:`~diffkg_pyg.data.ablate_kg` set them); otherwise the forward
+    pairs of ``edge_index`` (one relation per ordered pair).
+    """
+    if KG not in data.edge_types:
+        return torch.empty(3, 0, dtype=torch.long)
+    store = data[KG]
+    if 'triplets' in store:
+        return store.triplets
+    forward = store.edge_type < int(store.num_relations) // 2
+    head, tail = store.edge_index[:, forward]
+    return torch.stack([head, store.edge_type[forward], tail])
 
 
 def _unique_pairs(user: np.ndarray, item: np.ndarray,
@@ -192,11 +242,7 @@ def build_hetero_data(
     store.val_edge_index = torch.from_numpy(train_pairs[:, is_val])
     store.test_edge_index = torch.from_numpy(test_pairs)
     data[ITEM_USER].edge_index = store.edge_index.flip(0)
-    store = data[KG]
-    store.edge_index = knowledge_graph.edge_index
-    store.edge_type = knowledge_graph.edge_type
-    store.num_relations = knowledge_graph.num_relations
-    store.num_triplets = knowledge_graph.num_triplets
+    set_knowledge_graph(data[KG], knowledge_graph)
     if name is not None:
         data.name = name
     return data
@@ -238,11 +284,7 @@ def build_user_item_data(train: InteractionFile, valid: InteractionFile,
     store.test_edge_index = torch.from_numpy(
         _unique_pairs(test.user, test.item, num_items))
     data[ITEM_USER].edge_index = store.edge_index.flip(0)
-    store = data[KG]
-    store.edge_index = torch.empty(2, 0, dtype=torch.long)
-    store.edge_type = torch.empty(0, dtype=torch.long)
-    store.num_relations = 0
-    store.num_triplets = 0
+    set_knowledge_graph(data[KG], None)
     if name is not None:
         data.name = name
     return data

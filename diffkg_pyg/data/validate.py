@@ -41,7 +41,8 @@ def _first(mask: Tensor) -> int:
 def _check_index(tensor, where: str, bounds: Sequence[tuple]) -> Tensor:
     r"""An index tensor of :obj:`len(bounds)` rows (or a vector for one
     bound) of int64 ids, row :obj:`r` in :obj:`[0, bounds[r][1])`."""
-    shape = '[2, num_edges]' if len(bounds) == 2 else '[num_edges]'
+    shape = (f'[{len(bounds)}, num_edges]' if len(bounds) > 1 else
+             '[num_edges]')
     if not isinstance(tensor, Tensor):
         raise ValueError(f'{where} must be a tensor of shape {shape} (got '
                          f'{type(tensor).__name__}); fix: {where} = '
@@ -62,7 +63,7 @@ def _check_index(tensor, where: str, bounds: Sequence[tuple]) -> Tensor:
         bad = (rows[r] < 0) | (rows[r] >= bound)
         if bool(bad.any()):
             i = _first(bad)
-            at = f'[{r}, {i}]' if len(bounds) == 2 else f'[{i}]'
+            at = f'[{r}, {i}]' if len(bounds) > 1 else f'[{i}]'
             article = 'an' if kind in ('item', 'entity') else 'a'
             raise ValueError(
                 f'{where}{at} = {int(rows[r, i])} is not {article} {kind} '
@@ -135,6 +136,11 @@ def _check_kg(data: HeteroData, num_entities: int, require_kg: bool) -> None:
         raise ValueError(f'{_where(KG, "num_relations")} is 0 with '
                          f'{pairs.size(1)} KG pairs; fix: set it to the '
                          f'number of relation types (inverses included)')
+    if 'triplets' in store:
+        _check_index(store.triplets, _where(KG, 'triplets'),
+                     [('entity', num_entities),
+                      ('relation', max(num_relations // 2, 1)),
+                      ('entity', num_entities)])
     key = _keys(pairs, num_entities)
     unsorted = key[1:] < key[:-1]
     if bool(unsorted.any()):

@@ -1,7 +1,8 @@
+from diffkg_pyg.nn.conv import KGAttentionConv, KGEncoder, KGINConv
 from diffkg_pyg.nn.denoiser import MLPDenoiser, SparseDenoiser
 from diffkg_pyg.nn.diffusion import GaussianDiffusion, ImportanceStepSampler
-from diffkg_pyg.nn.kg_attention import KGAttentionConv, KGEncoder
 from diffkg_pyg.nn.models import (
+    KGIN,
     PRESETS,
     DiffKG,
     DiffRec,
@@ -12,6 +13,7 @@ from diffkg_pyg.nn.models import (
 __all__ = [
     'KGAttentionConv',
     'KGEncoder',
+    'KGINConv',
     'GaussianDiffusion',
     'SparseDenoiser',
     'MLPDenoiser',
@@ -20,5 +22,6 @@ __all__ = [
     'DiffRec',
     'TDiffRec',
     'LDiffRec',
+    'KGIN',
     'PRESETS',
 ]

@@ -19,6 +19,7 @@ MODELS: Dict[str, str] = {
     'ldiffrec': 'diffkg_pyg.train.recipes.diffrec:LDiffRecRecipe',
     'ltdiffrec': 'diffkg_pyg.train.recipes.diffrec:LTDiffRecRecipe',
     'mf': 'diffkg_pyg.train.recipes.mf:MFRecipe',
+    'kgin': 'diffkg_pyg.train.recipes.kgin:KGINRecipe',
 }
 
 _LOADED: Dict[str, Type[Recipe]] = {}

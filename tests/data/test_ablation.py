@@ -8,6 +8,7 @@ from diffkg_pyg.data import (
     KG,
     USER_ITEM,
     ablate_kg,
+    kg_triplets,
     parse_kg_ablation,
     synthetic_dataset,
     validate,
@@ -20,11 +21,7 @@ def small():
 
 
 def triplets(data):
-    store = data[KG]
-    forward = store.edge_type < int(store.num_relations) // 2
-    head, tail = store.edge_index[:, forward]
-    return set(zip(head.tolist(), store.edge_type[forward].tolist(),
-                   tail.tolist()))
+    return set(map(tuple, kg_triplets(data).t().tolist()))
 
 
 @pytest.mark.parametrize('text,parsed', [
@@ -64,6 +61,18 @@ def test_drop_removes_the_fraction(fraction):
         validate(out)  # Sorted, every reverse pair present.
     assert ablate_kg(data, f'drop:{fraction}', seed=3)[KG].edge_index.equal(
         out[KG].edge_index)  # Seeded.
+
+
+def test_ablation_keeps_every_relation_of_a_pair():
+    data = small()
+    store = data[KG]
+    # A second relation on an existing pair, as real KGs have:
+    head, relation, tail = store.triplets[:, 0].tolist()
+    extra = torch.tensor([[head], [relation + 1], [tail]])
+    store.triplets = torch.cat([store.triplets, extra], dim=1)
+    out = ablate_kg(data, 'drop:0')
+    assert triplets(out) == triplets(data)
+    assert out[KG].num_triplets == store.triplets.size(1)
 
 
 def test_shuffle_moves_the_tails_of_the_fraction():

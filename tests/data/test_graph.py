@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from torch_geometric.data import HeteroData
 
 from diffkg_pyg.data import (
     ITEM_USER,
@@ -11,7 +12,9 @@ from diffkg_pyg.data import (
     build_hetero_data,
     build_knowledge_graph,
     format_statistics,
+    kg_triplets,
     read_folder,
+    set_knowledge_graph,
     statistics,
 )
 
@@ -34,6 +37,24 @@ def test_build_knowledge_graph_hand_made():
     assert pairs == {(0, 2): 0, (1, 0): 0, (2, 0): 1, (0, 1): 2}
     assert kg.edge_index.tolist() == [[0, 0, 1, 2], [1, 2, 0, 0]]
     assert kg.triplet_index.tolist() == [2, 0, 2, 3]
+    # Every unique triplet, sorted, also the second relation of (0, 2):
+    assert kg.triplets.t().tolist() == [[0, 0, 2], [0, 1, 2], [1, 0, 0],
+                                        [2, 1, 0]]
+
+
+def test_kg_triplets_from_the_store_or_the_forward_pairs():
+    kg = build_knowledge_graph(np.array([0, 0, 1]), np.array([0, 1, 0]),
+                               np.array([2, 2, 0]), num_items=3)
+    data = HeteroData()
+    set_knowledge_graph(data[KG], kg)
+    assert torch.equal(kg_triplets(data), kg.triplets)
+    assert data[KG].num_triplets == 3 and data[KG].num_relations == 4
+    del data[KG].triplets  # A hand-made graph: one relation per pair.
+    assert kg_triplets(data).t().tolist() == [[0, 0, 2], [1, 0, 0]]
+    set_knowledge_graph(data[KG], None, num_relations=4)
+    assert kg_triplets(data).shape == (3, 0)
+    assert data[KG].num_relations == 4
+    assert kg_triplets(HeteroData()).shape == (3, 0)
 
 
 def test_build_hetero_data(kgat_folder):

@@ -86,6 +86,13 @@ MUTATIONS = {
         lambda d, k: d[KG].edge_index[1].__setitem__(
             k % d[KG].edge_index.size(1), d['entity'].num_nodes),
         'is not an entity id'),
+    'triplet relation among the inverses': (
+        lambda d, k: d[KG].triplets[1].__setitem__(
+            k % d[KG].triplets.size(1), int(d[KG].num_relations) // 2),
+        'is not a relation id'),
+    'two-row triplets': (
+        lambda d, k: _set(d[KG], 'triplets', d[KG].triplets[:2]),
+        'must have shape [3, num_edges]'),
     'unsorted knowledge graph': (
         lambda d, k: _set(d[KG], 'edge_index',
                           d[KG].edge_index.flip(1)),

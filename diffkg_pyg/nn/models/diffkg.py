@@ -9,10 +9,10 @@ from torch_geometric.utils import scatter
 
 from diffkg_pyg.data.graph import KG, bipartite_adjacency
 from diffkg_pyg.data.validate import validate
+from diffkg_pyg.nn.conv.kg_attention import KGEncoder
 from diffkg_pyg.nn.denoiser import SparseDenoiser
 from diffkg_pyg.nn.diffusion import GaussianDiffusion
 from diffkg_pyg.nn.functional import info_nce, symmetric_spmm
-from diffkg_pyg.nn.kg_attention import KGEncoder
 from diffkg_pyg.nn.kg_diffusion import (
     denoiser_loss,
     rebuild_kg,

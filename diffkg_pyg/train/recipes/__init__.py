@@ -9,10 +9,12 @@ from diffkg_pyg.train.recipes.diffrec import (
     LTDiffRecRecipe,
     TDiffRecRecipe,
 )
+from diffkg_pyg.train.recipes.kgin import KGIN_PRESETS, KGINRecipe, kgin_edges
 from diffkg_pyg.train.recipes.lightgcn import LightGCNRecipe
 from diffkg_pyg.train.recipes.mf import MFRecipe
 
 __all__ = ['DiffKGRecipe', 'LightGCNRecipe', 'DiffRecRecipe',
            'TDiffRecRecipe', 'LDiffRecRecipe', 'DIFFREC_PRESETS',
            'LDIFFREC_PRESETS', 'TDIFFREC_PRESETS', 'LTDiffRecRecipe',
-           'LTDIFFREC_PRESETS', 'MFRecipe']
+           'LTDIFFREC_PRESETS', 'MFRecipe', 'KGINRecipe', 'KGIN_PRESETS',
+           'kgin_edges']

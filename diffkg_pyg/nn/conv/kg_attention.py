@@ -1,3 +1,4 @@
+r"""DiffKG's relation-aware attention over the knowledge graph."""
 import torch
 import torch.nn.functional as F
 from torch import Tensor

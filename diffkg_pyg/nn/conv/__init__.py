@@ -1,0 +1,5 @@
+r"""The message-passing layers of the knowledge-graph recommenders."""
+from diffkg_pyg.nn.conv.kg_attention import KGAttentionConv, KGEncoder
+from diffkg_pyg.nn.conv.kgin_conv import KGINConv
+
+__all__ = ['KGAttentionConv', 'KGEncoder', 'KGINConv']

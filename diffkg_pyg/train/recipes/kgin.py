@@ -1,0 +1,149 @@
+r"""The training recipe of :class:`~diffkg_pyg.nn.models.KGIN`."""
+from typing import Any, Callable, Dict
+
+import torch
+from torch import Tensor
+
+from diffkg_pyg.data.graph import has_kg, kg_triplets
+from diffkg_pyg.nn.models.kgin import INDEPENDENCE, KGIN
+from diffkg_pyg.train.context import TrainContext
+from diffkg_pyg.train.hyperparameters import (
+    HyperParameter,
+    Space,
+    from_signature,
+)
+from diffkg_pyg.train.recipe import Recipe, Sizes
+
+__all__ = ['KGINRecipe', 'KGIN_PRESETS', 'kgin_edges']
+
+# The authors' README commands (lr 1e-4, batch 1024, dim 64, 3 hops, node
+# dropout 0.5, message dropout 0.1, the independence weight per dataset).
+_RELEASED = dict(lr=1e-4, batch_size=1024, embedding_dim=64, num_layers=3,
+                 node_dropout=0.5, dropout=0.1, independence_weight=1e-4)
+
+#: The released settings of KGIN for the datasets it published.
+KGIN_PRESETS: Dict[str, Dict[str, Any]] = {
+    'last-fm': dict(_RELEASED),
+    'alibaba-ifashion': dict(_RELEASED),
+    'amazon-book': dict(_RELEASED, independence_weight=1e-5),
+}
+
+
+def kgin_edges(triplets: Tensor, num_relations: int) -> Tensor:
+    r"""KGIN's knowledge graph from the unique triplets :obj:`[3, T]`:
+    every triplet :math:`(h, r, t)` as the edge :math:`h \leftarrow t` of
+    type :math:`r` and its inverse :math:`t \leftarrow h` of type :math:`r +
+    R_0` (:math:`R_0` = :obj:`num_relations / 2`), all of them, also where
+    several relations join one pair (the authors' multigraph). Returns the
+    edges :obj:`[2, 2T]` (heads, tails) stacked over their types
+    :obj:`[1, 2T]`, as one :obj:`[3, 2T]` tensor."""
+    head, relation, tail = triplets
+    half = num_relations // 2
+    return torch.stack([torch.cat([head, tail]), torch.cat([tail, head]),
+                        torch.cat([relation, relation + half])])
+
+
+class KGINRecipe(Recipe):
+    r"""Trains :class:`~diffkg_pyg.nn.models.KGIN` as the authors' code
+    does: every epoch one negative item per train interaction (uniform
+    among the user's non-train items), each step a full propagation
+    (:meth:`KGIN.forward <diffkg_pyg.nn.models.KGIN.forward>`, with node
+    and message dropout) and :meth:`KGIN.loss
+    <diffkg_pyg.nn.models.KGIN.loss>`, one :class:`torch.optim.Adam`.
+    Scores are dot products of the final user and item embeddings.
+
+    The knowledge graph is every unique triplet and its inverse
+    (:func:`kgin_edges`), kept as the recipe's state so that saved models
+    have it."""
+    name = 'kgin'
+    description = ('KGIN: intents behind interactions over the knowledge '
+                   'graph (Wang et al., WWW 2021)')
+    presets = KGIN_PRESETS
+    setting_aliases = {'eval_batch_size': ('test_batch_size', )}
+    tiny = dict(embedding_dim=8, num_layers=2, batch_size=32, max_batches=2)
+    hyperparameters = from_signature(
+        KGIN,
+        HyperParameter('embedding_dim', int, 'embedding size',
+                       aliases=('dim', ), range='[1, inf)'),
+        HyperParameter('num_layers', int, 'propagation hops',
+                       aliases=('context_hops', ), range='[1, inf)',
+                       space=Space(1, 3)),
+        HyperParameter('num_intents', int, 'intents (latent factors)',
+                       aliases=('n_factors', ), range='[1, inf)',
+                       space=Space(choices=(1, 2, 4, 8))),
+        HyperParameter('node_dropout', float, 'node dropout rate (see the '
+                       'model: the kept fraction of KG edges; 0: off)',
+                       aliases=('node_dropout_rate', ), range='[0, 1)',
+                       space=Space(0.0, 0.7)),
+        HyperParameter('dropout', float, 'message dropout after every hop',
+                       aliases=('mess_dropout_rate', ), range='[0, 1)',
+                       space=Space(0.0, 0.5)),
+        HyperParameter('independence', str, 'independence loss between '
+                       'intents', aliases=('ind', ), choices=INDEPENDENCE),
+        HyperParameter('mi_temperature', float, "temperature of the 'mi' "
+                       'independence loss', range='(0, inf)'),
+        HyperParameter('intent_attention', str, "users attend to intents "
+                       "through a separate latent embedding (the code's) or "
+                       "the intent embeddings (the paper's)",
+                       choices=('latent', 'intents')),
+        HyperParameter('user_residual', bool, "the code's extra mean "
+                       'residual in the user aggregation'),
+        HyperParameter('independence_on', str, 'the independence loss on '
+                       "the intents' relation weights (the code's) or their "
+                       "embeddings (the paper's)",
+                       choices=('weights', 'intents')),
+    ) + (HyperParameter('l2_weight', float, 'L2 weight on the batch\'s '
+                        'final embeddings', 1e-5, aliases=('l2', ),
+                        range='[0, inf)',
+                        space=Space(1e-7, 1e-3, log=True)),
+         HyperParameter('independence_weight', float, 'weight of the '
+                        'independence loss', 1e-4,
+                        aliases=('sim_regularity', ), range='[0, inf)',
+                        space=Space(1e-6, 1e-2, log=True)))
+
+    def prepare(self, data, context: TrainContext) -> None:
+        if not has_kg(data):
+            raise ValueError('kgin needs a knowledge graph and this dataset '
+                             'has none (no KG edges: DiffRec layout, or an '
+                             'emptied KG); train lightgcn or mf on it')
+        self.kg = kgin_edges(kg_triplets(data), Sizes.from_data(
+            data).num_relations)
+
+    def build_model(self, sizes: Sizes) -> KGIN:
+        hparams = {k: v for k, v in self.hparams.items()
+                   if k not in ('l2_weight', 'independence_weight')}
+        self.num_items = sizes.num_items
+        return KGIN(sizes.num_users, sizes.num_entities, sizes.num_relations,
+                    **hparams)
+
+    def setup_inference(self, model: KGIN, train_edge_index: Tensor) -> None:
+        self.train_edge_index = train_edge_index
+        self.kg = self.kg.to(train_edge_index.device)
+
+    def train_epoch(self, model: KGIN, context: TrainContext,
+                    epoch: int) -> Dict[str, Any]:
+        edge_index, edge_type = self.kg[:2], self.kg[2]
+        for user, pos, neg in context.bpr_batches(f'epoch {epoch}'):
+            user_out, entity_out = model(self.train_edge_index, edge_index,
+                                         edge_type)
+            loss, bpr, independence = model.loss(
+                user_out, entity_out, user, pos, neg,
+                self.hparams['l2_weight'],
+                self.hparams['independence_weight'],
+                batch_size=context.shard_batch_size)
+            context.step(context.optimizers, loss, bpr=bpr,
+                         independence=independence)
+        return {}
+
+    def scores(self, model: KGIN) -> Callable[[Tensor], Tensor]:
+        user_out, entity_out = model(self.train_edge_index, self.kg[:2],
+                                     self.kg[2])
+        item_out = entity_out[:self.num_items]
+        return lambda users: user_out[users.to(user_out.device)] @ \
+            item_out.t()
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {'kg': self.kg}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.kg = state['kg']
