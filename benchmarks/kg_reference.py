@@ -59,9 +59,13 @@ def export(args):
                         ('valid', store.val_edge_index),
                         ('test', store.test_edge_index)):
         write_lists(osp.join(args.folder, f'{name}.txt'), pairs, num_users)
-    with open(osp.join(args.folder, 'kg_final.txt'), 'w') as f:
+    num_items = int(data['item'].num_nodes)
+    with open(osp.join(args.folder, 'kg_final.txt'), 'w') as f, \
+            open(osp.join(args.folder, 'kg.txt'), 'w') as items:
         for head, relation, tail in kg_triplets(data).t().tolist():
             f.write(f'{head} {relation} {tail}\n')
+            if head < num_items:  # KGCL keeps the items' triplets.
+                items.write(f'{head} {relation} {tail}\n')
     print(f'{args.dataset} -> {args.folder}: {num_users} users, '
           f'{int(data["item"].num_nodes)} items')
 
@@ -152,13 +156,203 @@ def run_kgin(args, extra):
                 best = history[-1]
             if should_stop:
                 break
+    write_record(args, 'kgin-reference', folder, vars(reference_args),
+                 epoch + 1, best, start, train_seconds, history)
+
+
+def run_kgat(args, extra):
+    import types
+
+    import numpy as np
+    import torch
+    np.asfarray = lambda a, dtype=float: np.asarray(a, dtype=dtype)
+    torch.set_num_threads(args.threads)
+    folder = osp.abspath(args.data)
+    sys.argv = ['main_kgat.py', '--data_name', osp.basename(folder),
+                '--data_dir', osp.dirname(folder) + '/', '--use_pretrain',
+                '0', '--seed', str(args.seed), *extra]
+    sys.path.insert(0, osp.abspath(args.reference))
+    import logging
+
+    import data_loader.loader_base as loader_base
+    import main_kgat as reference  # noqa: E402  (guarded by __main__)
+    from data_loader.loader_kgat import DataLoaderKGAT
+    from model.KGAT import KGAT
+    from parser.parser_kgat import parse_kgat_args
+    from utils.model_helper import early_stopping
+
+    # Python 3.11: random.sample no longer takes dict keys.
+    loader_base.random = types.SimpleNamespace(
+        sample=lambda population, k: random.sample(list(population), k),
+        choice=lambda population: random.choice(list(population)))
+    reference_args = parse_kgat_args()
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    logging.basicConfig(level=logging.WARNING)
+    data = DataLoaderKGAT(reference_args, logging)
+    device = torch.device('cpu')
+    offset = data.n_entities
+    valid = {u + offset: np.unique(v).astype(np.int32) for u, v in
+             read_lists(osp.join(folder, 'valid.txt')).items()}
+    train_dict, test_dict = data.train_user_dict, data.test_user_dict
+    known = {u: np.unique(np.concatenate([train_dict.get(u, []),
+                                          valid.get(u, [])])).astype(np.int32)
+             for u in set(train_dict) | set(valid)}
+
+    def evaluate(train_part, held_out):
+        data.train_user_dict, data.test_user_dict = train_part, held_out
+        _, metrics_dict = reference.evaluate(model, data, [20, 40], device)
+        data.train_user_dict, data.test_user_dict = train_dict, test_dict
+        return {f'{m}@{k}': float(metrics_dict[k][m]) for k in (20, 40)
+                for m in ('recall', 'ndcg')}
+
+    model = KGAT(reference_args, data.n_users, data.n_entities,
+                 data.n_relations, data.A_in, None, None)
+    cf_optimizer = torch.optim.Adam(model.parameters(), lr=reference_args.lr)
+    kg_optimizer = torch.optim.Adam(model.parameters(), lr=reference_args.lr)
+    history, recalls, best = [], [], None
+    start, train_seconds = time.perf_counter(), 0.0
+    for epoch in range(1, reference_args.n_epoch + 1):
+        epoch_start = time.perf_counter()
+        model.train()
+        for _ in range(data.n_cf_train // data.cf_batch_size + 1):
+            batch = data.generate_cf_batch(data.train_user_dict,
+                                           data.cf_batch_size)
+            loss = model(*batch, mode='train_cf')
+            loss.backward()
+            cf_optimizer.step()
+            cf_optimizer.zero_grad()
+        for _ in range(data.n_kg_train // data.kg_batch_size + 1):
+            batch = data.generate_kg_batch(data.train_kg_dict,
+                                           data.kg_batch_size,
+                                           data.n_users_entities)
+            loss = model(*batch, mode='train_kg')
+            loss.backward()
+            kg_optimizer.step()
+            kg_optimizer.zero_grad()
+        model(data.h_list, data.t_list, data.r_list,
+              list(data.laplacian_dict.keys()), mode='update_att')
+        train_seconds += time.perf_counter() - epoch_start
+        if epoch % reference_args.evaluate_every == 0 or \
+                epoch == reference_args.n_epoch:
+            history.append({'epoch': epoch,
+                            'valid': evaluate(train_dict, valid),
+                            'test': evaluate(known, test_dict)})
+            print(json.dumps(history[-1]), flush=True)
+            recalls.append(history[-1]['valid']['recall@20'])
+            best_recall, should_stop = early_stopping(
+                recalls, reference_args.stopping_steps)
+            if recalls.index(best_recall) == len(recalls) - 1:
+                best = history[-1]
+            if should_stop:
+                break
+    write_record(args, 'kgat-reference', folder, vars(reference_args),
+                 epoch, best, start, train_seconds, history)
+
+
+def run_kgcl(args, extra):
+    import functools
+    import types
+
+    import numpy as np
+    import torch
+    torch.set_num_threads(args.threads)
+    folder = osp.abspath(args.data)
+    # Their world.py takes its settings from the dataset's name and reads
+    # ../data/NAME/ from code/: the export is linked there as --as-dataset.
+    code = osp.join(osp.abspath(args.reference), 'code')
+    link = osp.join(osp.dirname(code), 'data', args.as_dataset)
+    os.makedirs(osp.dirname(link), exist_ok=True)
+    if not osp.islink(link):
+        os.symlink(folder, link)
+    os.chdir(code)
+    sys.path.insert(0, code)
+    sys.argv = ['main.py', '--dataset', args.as_dataset, '--seed',
+                str(args.seed), '--topks', '[20, 40]', *extra]
+    # Imported by their Procedure.py and never used on this path:
+    sys.modules['cppimport'] = types.SimpleNamespace(imp=None)
+    sys.modules['torch_sparse.tensor'] = types.SimpleNamespace(to=None)
+    import utils
+    import world
+    utils.set_seed(world.seed)
+    import Procedure
+    import register
+    from contrast import Contrast
+    # 12 loader workers on 2 cores: the samples are drawn in the process.
+    Procedure.DataLoader = functools.partial(Procedure.DataLoader,
+                                             num_workers=0)
+    dataset, kg_dataset = register.dataset, register.kg_dataset
+    # With fewer than 4,096 items with triplets their TransE loader has no
+    # full batch and TransR_train fails on its return (a float's .cpu()):
+    # skip it then, as its loop does.
+    transe = Procedure.TransR_train
+    Procedure.TransR_train = lambda m, opt: (
+        transe(m, opt) if len(kg_dataset) >= 4096 else m.train())
+    model = register.MODELS[world.model_name](world.config, dataset,
+                                              kg_dataset)
+    contrast_model = Contrast(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=world.config['lr'])
+    bpr = utils.BPRLoss(model, optimizer)
+    valid = {u: v for u, v in read_lists(osp.join(folder,
+                                                  'valid.txt')).items()}
+    test_dict = dataset.testDict
+    train_pos = dataset.getUserPosItems
+
+    def evaluate(held_out, mask_valid):
+        dataset._Loader__testDict = held_out
+        if mask_valid:
+            dataset.getUserPosItems = lambda users: [
+                np.concatenate([train_pos([u])[0], valid.get(u, [])]).astype(
+                    np.int64) for u in users]
+        result = Procedure.Test(dataset, model, 0, None, 0)
+        dataset._Loader__testDict, dataset.getUserPosItems = (test_dict,
+                                                              train_pos)
+        return {f'{m}@{k}': float(result[m][i]) for i, k in
+                enumerate((20, 40)) for m in ('recall', 'ndcg')}
+
+    history, best, stopping_step = [], None, 0
+    start, train_seconds = time.perf_counter(), 0.0
+    for epoch in range(world.TRAIN_epochs):
+        epoch_start = time.perf_counter()
+        if world.train_trans:
+            Procedure.TransR_train(model, optimizer)
+        views = contrast_model.get_views() if world.kgc_joint else \
+            contrast_model.get_views('ui')
+        Procedure.BPR_train_contrast(dataset, model, bpr, contrast_model,
+                                     views, epoch, optimizer, neg_k=1)
+        train_seconds += time.perf_counter() - epoch_start
+        if epoch >= world.test_start_epoch and \
+                epoch % world.test_verbose == 0:
+            history.append({'epoch': epoch + 1,
+                            'valid': evaluate(valid, False),
+                            'test': evaluate(test_dict, True)})
+            print(json.dumps(history[-1]), flush=True)
+            if best is None or history[-1]['valid']['recall@20'] > \
+                    best['valid']['recall@20']:
+                best, stopping_step = history[-1], 0
+            else:
+                stopping_step += 1
+                if stopping_step >= world.early_stop_cnt:
+                    break
+    settings = {k: getattr(world, k) for k in (
+        'kgcn', 'train_trans', 'entity_num_per_item', 'uicontrast',
+        'kgc_enable', 'kgc_joint', 'kgc_temp', 'kg_p_drop', 'ui_p_drop',
+        'ssl_reg', 'test_start_epoch', 'early_stop_cnt')}
+    write_record(args, 'kgcl-reference', folder,
+                 {**world.config, **settings, 'as_dataset': args.as_dataset},
+                 epoch + 1, best, start, train_seconds, history)
+
+
+def write_record(args, model, folder, reference_args, epochs, best, start,
+                 train_seconds, history):
     record = {
-        'model': 'kgin-reference', 'dataset': osp.basename(folder),
-        'seed': args.seed, 'reference_args': vars(reference_args),
-        'epochs_run': epoch + 1, 'best_epoch': best['epoch'],
+        'model': model, 'dataset': osp.basename(folder),
+        'seed': args.seed, 'reference_args': reference_args,
+        'epochs_run': epochs, 'best_epoch': best['epoch'],
         'valid': best['valid'], 'test': best['test'],
         'seconds': time.perf_counter() - start,
-        'train_seconds_per_epoch': train_seconds / (epoch + 1),
+        'train_seconds_per_epoch': train_seconds / epochs,
         'threads': args.threads, 'history': history,
     }
     os.makedirs(osp.dirname(osp.abspath(args.output)), exist_ok=True)
@@ -174,19 +368,28 @@ def main():
                        'format')
     p.add_argument('dataset')
     p.add_argument('folder')
-    p = sub.add_parser('kgin', help="train the authors' KGIN on an export")
-    p.add_argument('--reference', required=True)
-    p.add_argument('--data', required=True)
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--threads', type=int, default=1)
-    p.add_argument('--output', required=True)
+    for name in ('kgin', 'kgat', 'kgcl'):
+        p = sub.add_parser(name, help=f'train the reference {name} on an '
+                           'export')
+        p.add_argument('--reference', required=True)
+        p.add_argument('--data', required=True)
+        p.add_argument('--seed', type=int, default=0)
+        p.add_argument('--threads', type=int, default=1)
+        p.add_argument('--output', required=True)
+    p.add_argument('--as-dataset', default='amazon-book',
+                   help="the dataset name whose settings the authors' "
+                   'world.py applies')
     args, extra = parser.parse_known_args()
     if extra and extra[0] == '--':
         extra = extra[1:]
     if args.command == 'export':
         export(args)
-    else:
+    elif args.command == 'kgin':
         run_kgin(args, extra)
+    elif args.command == 'kgat':
+        run_kgat(args, extra)
+    else:
+        run_kgcl(args, extra)
 
 
 if __name__ == '__main__':

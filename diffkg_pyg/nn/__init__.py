@@ -1,7 +1,15 @@
-from diffkg_pyg.nn.conv import KGAttentionConv, KGEncoder, KGINConv
+from diffkg_pyg.nn.conv import (
+    KGATConv,
+    KGAttentionConv,
+    KGCLConv,
+    KGEncoder,
+    KGINConv,
+)
 from diffkg_pyg.nn.denoiser import MLPDenoiser, SparseDenoiser
 from diffkg_pyg.nn.diffusion import GaussianDiffusion, ImportanceStepSampler
 from diffkg_pyg.nn.models import (
+    KGAT,
+    KGCL,
     KGIN,
     PRESETS,
     DiffKG,
@@ -14,6 +22,8 @@ __all__ = [
     'KGAttentionConv',
     'KGEncoder',
     'KGINConv',
+    'KGATConv',
+    'KGCLConv',
     'GaussianDiffusion',
     'SparseDenoiser',
     'MLPDenoiser',
@@ -23,5 +33,7 @@ __all__ = [
     'TDiffRec',
     'LDiffRec',
     'KGIN',
+    'KGAT',
+    'KGCL',
     'PRESETS',
 ]

@@ -20,6 +20,8 @@ MODELS: Dict[str, str] = {
     'ltdiffrec': 'diffkg_pyg.train.recipes.diffrec:LTDiffRecRecipe',
     'mf': 'diffkg_pyg.train.recipes.mf:MFRecipe',
     'kgin': 'diffkg_pyg.train.recipes.kgin:KGINRecipe',
+    'kgat': 'diffkg_pyg.train.recipes.kgat:KGATRecipe',
+    'kgcl': 'diffkg_pyg.train.recipes.kgcl:KGCLRecipe',
 }
 
 _LOADED: Dict[str, Type[Recipe]] = {}

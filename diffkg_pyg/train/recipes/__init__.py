@@ -9,6 +9,8 @@ from diffkg_pyg.train.recipes.diffrec import (
     LTDiffRecRecipe,
     TDiffRecRecipe,
 )
+from diffkg_pyg.train.recipes.kgat import KGATRecipe
+from diffkg_pyg.train.recipes.kgcl import KGCL_PRESETS, KGCLRecipe
 from diffkg_pyg.train.recipes.kgin import KGIN_PRESETS, KGINRecipe, kgin_edges
 from diffkg_pyg.train.recipes.lightgcn import LightGCNRecipe
 from diffkg_pyg.train.recipes.mf import MFRecipe
@@ -17,4 +19,4 @@ __all__ = ['DiffKGRecipe', 'LightGCNRecipe', 'DiffRecRecipe',
            'TDiffRecRecipe', 'LDiffRecRecipe', 'DIFFREC_PRESETS',
            'LDIFFREC_PRESETS', 'TDIFFREC_PRESETS', 'LTDiffRecRecipe',
            'LTDIFFREC_PRESETS', 'MFRecipe', 'KGINRecipe', 'KGIN_PRESETS',
-           'kgin_edges']
+           'kgin_edges', 'KGATRecipe', 'KGCLRecipe', 'KGCL_PRESETS']

@@ -1,0 +1,255 @@
+r"""The training recipe of :class:`~diffkg_pyg.nn.models.KGAT`."""
+from typing import Any, Callable, Dict, List, Tuple
+
+import torch
+from torch import Tensor
+
+from diffkg_pyg.data.graph import has_kg, kg_triplets
+from diffkg_pyg.nn.conv.kgat_conv import AGGREGATORS
+from diffkg_pyg.nn.models.kgat import KGAT, collaborative_kg
+from diffkg_pyg.train.context import TrainContext
+from diffkg_pyg.train.hyperparameters import (
+    HyperParameter,
+    Space,
+    from_signature,
+)
+from diffkg_pyg.train.persistence import load_model
+from diffkg_pyg.train.recipe import Recipe, Sizes
+from diffkg_pyg.train.recipes.kgin import kgin_edges
+from diffkg_pyg.train.sampling import sample_negative_items
+
+__all__ = ['KGATRecipe', 'sample_user_batch', 'sample_kg_batch']
+
+
+def _one_rate(value: str) -> float:
+    # The port's --mess_dropout '[0.1, 0.1, 0.1]': one rate for every layer.
+    rates = {float(v) for v in str(value).strip().strip('[]').split(',')
+             if v.strip()}
+    if len(rates) != 1:
+        raise ValueError(f'mess_dropout must give one rate for every layer, '
+                         f'such as [0.1, 0.1, 0.1] (got {value!r})')
+    return rates.pop()
+
+
+def _csr(index: Tensor, num_rows: int) -> Tuple[Tensor, Tensor]:
+    perm = torch.argsort(index[0], stable=True)
+    count = torch.bincount(index[0], minlength=num_rows)
+    ptr = torch.cat([count.new_zeros(1), count.cumsum(0)])
+    return ptr, perm
+
+
+def sample_user_batch(edge_index: Tensor, num_users: int, num_items: int,
+                      batch_size: int, generator: torch.Generator
+                      ) -> Tuple[Tensor, Tensor, Tensor]:
+    r"""The port's CF batch: :obj:`batch_size` users drawn uniformly among
+    those with train items (without replacement when there are enough),
+    each with one train item and one non-train item drawn uniformly."""
+    ptr, perm = _csr(edge_index, num_users)
+    degree = ptr[1:] - ptr[:-1]
+    users = torch.nonzero(degree).view(-1)
+    if batch_size <= users.numel():
+        user = users[torch.randperm(users.numel(), generator=generator,
+                                    device=users.device)[:batch_size]]
+    else:
+        user = users[torch.randint(users.numel(), (batch_size, ),
+                                   generator=generator, device=users.device)]
+    offset = (torch.rand(user.shape, generator=generator,
+                         device=user.device) * degree[user]).long()
+    pos = edge_index[1, perm[ptr[user] + offset]]
+    neg = sample_negative_items(user, edge_index, num_items, generator)
+    return user, pos, neg
+
+
+def sample_kg_batch(edge_index: Tensor, edge_type: Tensor, num_nodes: int,
+                    batch_size: int, generator: torch.Generator
+                    ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    r"""The port's KG batch: :obj:`batch_size` heads drawn uniformly among
+    the nodes with edges (without replacement when there are enough), each
+    with one of its typed edges drawn uniformly and a tail drawn uniformly
+    among the nodes it has no edge of that relation to."""
+    ptr, perm = _csr(edge_index, num_nodes)
+    degree = ptr[1:] - ptr[:-1]
+    heads = torch.nonzero(degree).view(-1)
+    if batch_size <= heads.numel():
+        head = heads[torch.randperm(heads.numel(), generator=generator,
+                                    device=heads.device)[:batch_size]]
+    else:
+        head = heads[torch.randint(heads.numel(), (batch_size, ),
+                                   generator=generator, device=heads.device)]
+    offset = (torch.rand(head.shape, generator=generator,
+                         device=head.device) * degree[head]).long()
+    edge = perm[ptr[head] + offset]
+    relation, tail = edge_type[edge], edge_index[1, edge]
+    num_types = int(edge_type.max()) + 1
+    known = torch.stack([edge_index[0] * num_types + edge_type,
+                         edge_index[1]])
+    neg = sample_negative_items(head * num_types + relation, known,
+                                num_nodes, generator)
+    return head, relation, tail, neg
+
+
+def _shard(context: TrainContext, batch: Tuple[Tensor, ...]
+           ) -> Tuple[Tensor, ...]:
+    keep = context.shard(torch.arange(batch[0].numel(),
+                                      device=batch[0].device))
+    return tuple(t[keep] for t in batch)
+
+
+class KGATRecipe(Recipe):
+    r"""Trains :class:`~diffkg_pyg.nn.models.KGAT` as its PyTorch port does.
+    Every epoch:
+
+    1. **CF**: :obj:`num_train // batch_size + 1` steps of
+       :meth:`KGAT.cf_loss <diffkg_pyg.nn.models.KGAT.cf_loss>` on batches
+       of users (:func:`sample_user_batch`), each after a full propagation;
+    2. **KG**: :obj:`num_edges // kg_batch_size + 1` steps of
+       :meth:`KGAT.kg_loss <diffkg_pyg.nn.models.KGAT.kg_loss>` on typed
+       triples of the collaborative knowledge graph
+       (:func:`sample_kg_batch`), with a second :class:`torch.optim.Adam`;
+    3. **attention**: :meth:`KGAT.attention
+       <diffkg_pyg.nn.models.KGAT.attention>` recomputes the weights
+       (unless :obj:`attention` is off: the fixed normalised adjacency,
+       one reading of the authors' TensorFlow code).
+
+    With :obj:`pretrain` (a model of the package's ``mf`` saved with
+    ``--save-model``), users and items start from its embeddings, as the
+    authors' runs start from BPR-MF. The collaborative knowledge graph and
+    the weights are the recipe's state."""
+    name = 'kgat'
+    description = ('KGAT: attentive propagation over the collaborative '
+                   'knowledge graph (Wang et al., KDD 2019)')
+    setting_aliases = {'batch_size': ('cf_batch_size', ),
+                       'eval_batch_size': ('test_batch_size', ),
+                       'epochs': ('n_epoch', )}
+    tiny = dict(embedding_dim=8, relation_dim=4, hidden_channels=(8, 4),
+                kg_batch_size=32, batch_size=32, max_batches=2)
+    hyperparameters = from_signature(
+        KGAT,
+        HyperParameter('embedding_dim', int, 'embedding size',
+                       aliases=('embed_dim', ), range='[1, inf)'),
+        HyperParameter('relation_dim', int, "TransR's relation size",
+                       range='[1, inf)'),
+        HyperParameter('hidden_channels', tuple, 'output sizes of the '
+                       'layers', aliases=('conv_dim_list', ),
+                       space=Space(choices=((64, ), (64, 32),
+                                            (64, 32, 16)))),
+        HyperParameter('dropout', float, 'message dropout after every layer',
+                       aliases=('mess_dropout', ), from_alias=_one_rate,
+                       alias_type=str, range='[0, 1)',
+                       space=Space(0.0, 0.5)),
+        HyperParameter('aggregator', str, 'how a node combines itself and '
+                       'its neighbours', aliases=('aggregation_type', ),
+                       choices=AGGREGATORS),
+    ) + (HyperParameter('l2_weight', float, 'L2 weight of the CF loss', 1e-5,
+                        aliases=('cf_l2loss_lambda', ), range='[0, inf)',
+                        space=Space(1e-7, 1e-3, log=True)),
+         HyperParameter('kg_l2_weight', float, 'L2 weight of the TransR '
+                        'loss', 1e-5, aliases=('kg_l2loss_lambda', ),
+                        range='[0, inf)'),
+         HyperParameter('kg_batch_size', int, 'triples per TransR step',
+                        2048, range='[1, inf)'),
+         HyperParameter('attention', bool, 'recompute the attention after '
+                        'every epoch (off: the normalised adjacency)', True),
+         HyperParameter('pretrain', str, 'a saved mf model whose embeddings '
+                        'users and items start from (empty: none)', '',
+                        compared=False))
+
+    _MODEL_ARGS = ('embedding_dim', 'relation_dim', 'hidden_channels',
+                   'dropout', 'aggregator')
+
+    def prepare(self, data, context: TrainContext) -> None:
+        if not has_kg(data):
+            raise ValueError('kgat needs a knowledge graph and this dataset '
+                             'has none (no KG edges: DiffRec layout, or an '
+                             'emptied KG); train lightgcn or mf on it')
+        sizes = Sizes.from_data(data)
+        kg = kgin_edges(kg_triplets(data), sizes.num_relations)
+        train = context.train_edge_index.cpu()
+        self.edge_index, self.edge_type = collaborative_kg(
+            train, kg[:2], kg[2], sizes.num_entities)
+        num_nodes = sizes.num_entities + sizes.num_users
+        self.pairs, self.pair = KGAT.pairs(self.edge_index, num_nodes)
+        self.weight = KGAT.initial_weights(self.edge_index, self.edge_type,
+                                           self.pair, self.pairs.size(1))
+
+    def build_model(self, sizes: Sizes) -> KGAT:
+        self.num_items = sizes.num_items
+        return KGAT(sizes.num_users, sizes.num_entities, sizes.num_relations,
+                    **{k: self.hparams[k] for k in self._MODEL_ARGS})
+
+    def setup(self, model: KGAT, context: TrainContext, data) -> None:
+        if self.hparams['pretrain']:
+            self._load_pretrained(model)
+        self.setup_inference(model, context.train_edge_index)
+
+    def _load_pretrained(self, model: KGAT) -> None:
+        path = self.hparams['pretrain']
+        mf = load_model(path).model
+        user, item = getattr(mf, 'user_emb', None), getattr(mf, 'item_emb',
+                                                            None)
+        if user is None or item is None or \
+                user.shape != model.user_emb.shape or \
+                item.size(0) > model.num_entities or \
+                item.size(1) != model.embedding_dim:
+            raise ValueError(f'pretrain={path!r}: not an mf model of this '
+                             f'dataset with embedding_dim '
+                             f'{model.embedding_dim}')
+        with torch.no_grad():
+            model.user_emb.copy_(user)
+            model.entity_emb[:item.size(0)].copy_(item)
+
+    def setup_inference(self, model: KGAT, train_edge_index: Tensor) -> None:
+        device = train_edge_index.device
+        self.train_edge_index = train_edge_index
+        for name in ('edge_index', 'edge_type', 'pairs', 'pair', 'weight'):
+            setattr(self, name, getattr(self, name).to(device))
+
+    def configure_optimizers(self, model: KGAT, context: TrainContext
+                             ) -> List[torch.optim.Optimizer]:
+        return [torch.optim.Adam(model.parameters(), lr=context.lr,
+                                 weight_decay=context.weight_decay)
+                for _ in range(2)]
+
+    def train_epoch(self, model: KGAT, context: TrainContext,
+                    epoch: int) -> Dict[str, Any]:
+        cf_optimizer, kg_optimizer = context.optimizers
+        num_users = model.num_users
+        num_nodes = model.num_entities + num_users
+        steps = range(self.train_edge_index.size(1) // context.batch_size + 1)
+        for _ in context.progress(steps[:context.max_batches],
+                                  f'epoch {epoch} cf'):
+            user, pos, neg = _shard(context, sample_user_batch(
+                self.train_edge_index, num_users, self.num_items,
+                context.batch_size, context.generator))
+            out = model(self.pairs, self.weight)
+            loss, bpr = model.cf_loss(out, user, pos, neg,
+                                      self.hparams['l2_weight'])
+            context.step([cf_optimizer], loss, bpr=bpr)
+        size = self.hparams['kg_batch_size']
+        steps = range(self.edge_index.size(1) // size + 1)
+        for _ in context.progress(steps[:context.max_batches],
+                                  f'epoch {epoch} kg'):
+            head, relation, tail, neg = _shard(context, sample_kg_batch(
+                self.edge_index, self.edge_type, num_nodes, size,
+                context.generator))
+            loss, transr = model.kg_loss(head, relation, tail, neg,
+                                         self.hparams['kg_l2_weight'])
+            context.step([kg_optimizer], loss, 'kg_loss', transr=transr)
+        if self.hparams['attention']:
+            self.weight = model.attention(self.edge_index, self.edge_type,
+                                          self.pairs, self.pair)
+        return {}
+
+    def scores(self, model: KGAT) -> Callable[[Tensor], Tensor]:
+        out = model(self.pairs, self.weight)
+        user_out = out[model.num_entities:]
+        item_out = out[:self.num_items]
+        return lambda users: user_out[users.to(out.device)] @ item_out.t()
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {name: getattr(self, name) for name in
+                ('edge_index', 'edge_type', 'pairs', 'pair', 'weight')}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
