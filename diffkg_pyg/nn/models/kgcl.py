@@ -145,7 +145,8 @@ class KGCL(torch.nn.Module):
                  pos_item: Tensor, neg_item: Tensor, l2_weight: float = 1e-4,
                  batch_size: Optional[float] = None) -> Tuple[Tensor, Tensor]:
         r"""BPR summed over the batch (its mean times :obj:`batch_size`,
-        :obj:`user.numel()` unless given) plus :obj:`l2_weight` times half
+        :obj:`user.numel()` unless given: a part of a sharded batch gives
+        the whole batch's size) plus :obj:`l2_weight` times half
         the mean squared norm of the triples' layer-0 embeddings; returns it
         and the detached BPR term."""
         u = user_out[user]

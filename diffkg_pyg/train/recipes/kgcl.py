@@ -258,25 +258,27 @@ class KGCLRecipe(Recipe):
         batches = list(perm.split(size))[:perm.numel() // size]
         for batch in context.progress(batches[:context.max_batches],
                                       f'epoch {epoch}'):
-            batch = context.shard(batch)
             user = user_all[batch]
             pos = item_all[start[user] + (torch.rand(
                 user.shape, generator=gen, device=user.device) *
                 count[user]).long()]
             neg = sample_negative_items(user, self.train_edge_index,
                                         self.num_items, gen)
+            part = context.shard(torch.arange(user.numel(),
+                                              device=user.device))
+            user, pos, neg = user[part], pos[part], neg[part]
             user_out, item_out = model(self.main_graph(gen), *self.slots)
+            # The sums over the batch are this process's mean times the
+            # batch size (exact under torchrun; batches are full).
             loss, bpr = model.bpr_loss(user_out, item_out, user, pos, neg,
                                        self.hparams['l2_weight'],
-                                       context.shard_batch_size)
+                                       batch_size=size)
             (u1, i1), (u2, i2) = (model(ui_views[k], *kg_views[k])
                                   for k in range(2))
             tau = self.hparams['temperature']
-            # Sums over the batch (as a mean over this process's part
-            # times the nominal batch size, exact under torchrun):
             ssl = (model.info_nce(u1[user], u2[user], u2, tau) +
                    model.info_nce(i1[pos], i2[pos], i2, tau)) * \
-                (context.shard_batch_size / max(user.numel(), 1))
+                (size / max(user.numel(), 1))
             context.step(context.optimizers,
                          loss + self.hparams['ssl_weight'] * ssl, bpr=bpr,
                          ssl=ssl.detach())
