@@ -9,7 +9,7 @@ from diffkg_pyg.train.recipes.diffrec import (
     LTDiffRecRecipe,
     TDiffRecRecipe,
 )
-from diffkg_pyg.train.recipes.kgat import KGATRecipe
+from diffkg_pyg.train.recipes.kgat import KGAT_PRESETS, KGATRecipe
 from diffkg_pyg.train.recipes.kgcl import KGCL_PRESETS, KGCLRecipe
 from diffkg_pyg.train.recipes.kgin import KGIN_PRESETS, KGINRecipe, kgin_edges
 from diffkg_pyg.train.recipes.lightgcn import LightGCNRecipe
@@ -19,4 +19,5 @@ __all__ = ['DiffKGRecipe', 'LightGCNRecipe', 'DiffRecRecipe',
            'TDiffRecRecipe', 'LDiffRecRecipe', 'DIFFREC_PRESETS',
            'LDIFFREC_PRESETS', 'TDIFFREC_PRESETS', 'LTDiffRecRecipe',
            'LTDIFFREC_PRESETS', 'MFRecipe', 'KGINRecipe', 'KGIN_PRESETS',
-           'kgin_edges', 'KGATRecipe', 'KGCLRecipe', 'KGCL_PRESETS']
+           'kgin_edges', 'KGATRecipe', 'KGAT_PRESETS', 'KGCLRecipe',
+           'KGCL_PRESETS']

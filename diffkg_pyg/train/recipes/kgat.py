@@ -18,7 +18,22 @@ from diffkg_pyg.train.recipe import Recipe, Sizes
 from diffkg_pyg.train.recipes.kgin import kgin_edges
 from diffkg_pyg.train.sampling import sample_negative_items
 
-__all__ = ['KGATRecipe', 'sample_user_batch', 'sample_kg_batch']
+__all__ = ['KGATRecipe', 'KGAT_PRESETS', 'sample_user_batch',
+           'sample_kg_batch']
+
+# The authors' published setting (their README and the port's defaults):
+# lr 1e-4, batch 1024, KG batch 2048, dim 64, layers [64, 32, 16], message
+# dropout 0.1, both L2 weights 1e-5, bi-interaction.
+_RELEASED = dict(lr=1e-4, batch_size=1024, kg_batch_size=2048,
+                 embedding_dim=64, relation_dim=64,
+                 hidden_channels=(64, 32, 16), dropout=0.1, l2_weight=1e-5,
+                 kg_l2_weight=1e-5, aggregator='bi-interaction')
+
+#: KGAT's released settings for the datasets it published (without the
+#: BPR-MF pretraining, which ``pretrain`` adds).
+KGAT_PRESETS: Dict[str, Dict[str, Any]] = {
+    name: dict(_RELEASED) for name in ('amazon-book', 'last-fm', 'yelp2018')
+}
 
 
 def _one_rate(value: str) -> float:
@@ -118,6 +133,7 @@ class KGATRecipe(Recipe):
     name = 'kgat'
     description = ('KGAT: attentive propagation over the collaborative '
                    'knowledge graph (Wang et al., KDD 2019)')
+    presets = KGAT_PRESETS
     setting_aliases = {'batch_size': ('cf_batch_size', ),
                        'eval_batch_size': ('test_batch_size', ),
                        'epochs': ('n_epoch', )}

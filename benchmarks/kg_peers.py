@@ -1,0 +1,141 @@
+r"""The KG recommenders under the package's protocol, and what each gains
+from its knowledge graph.
+
+Two tables from one set of runs (each one ``diffkg-pyg train`` with the
+model's defaults, the same epoch cap and patience for every model, model
+selection on validation Recall@20; existing result files are kept, so the
+script resumes):
+
+1. **KG recommenders**: every model of --models on every dataset, over
+   --seeds: test Recall@20 / NDCG@20, mean ± std, the best epochs and the
+   training seconds per epoch;
+2. **KG utility**: every KG model with the real KG and each --ablations
+   (``remove``, ``shuffle:0.5``, ``drop:0.5``; the ablation seed is the
+   run's seed): test Recall@20 of all users and of the coldest activity
+   bucket (the users with the fewest train interactions).
+
+    python benchmarks/kg_peers.py --data-root ../shared/data \
+        --datasets synthetic lastfm-hetrec2011 --seeds 0 1 2 --threads 1
+    python benchmarks/kg_peers.py --table-only
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+KG_MODELS = ('diffkg', 'kgin', 'kgat', 'kgcl')
+
+
+def path_of(args, dataset, model, ablation, seed):
+    tag = 'kg' if ablation is None else ablation.replace(':', '')
+    return os.path.join(args.results, f'{dataset}-{model}-{tag}-s{seed}.json')
+
+
+def run(args, dataset, model, ablation, seed):
+    path = path_of(args, dataset, model, ablation, seed)
+    if os.path.exists(path):
+        return
+    data = dataset if dataset == 'synthetic' else os.path.join(
+        args.data_root, dataset)
+    command = [sys.executable, '-m', 'diffkg_pyg', 'train', data, '--model',
+               model, '--seed', str(seed), '--epochs', str(args.epochs),
+               '--patience', str(args.patience), '--threads',
+               str(args.threads), '--output', path]
+    if ablation is not None:
+        command += ['--kg-ablation', ablation, '--kg-ablation-seed',
+                    str(seed)]
+    print(' '.join(command), flush=True)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+
+
+def records(args, dataset, model, ablation):
+    out = []
+    for seed in args.seeds:
+        path = path_of(args, dataset, model, ablation, seed)
+        if os.path.exists(path):
+            with open(path) as f:
+                out.append(json.load(f))
+    return out
+
+
+def cell(values, digits=4):
+    if not values:
+        return ''
+    spread = f' ± {statistics.stdev(values):.{digits}f}' \
+        if len(values) > 1 else ''
+    return f'{statistics.mean(values):.{digits}f}{spread}'
+
+
+def coldest(record):
+    buckets = record['test_by_activity']
+    first = next(iter(buckets))  # The coldest bucket comes first.
+    return first, buckets[first]['recall@20']
+
+
+def tables(args):
+    lines = ['| dataset | model | test R@20 | test N@20 | best epoch | '
+             's/epoch | seeds |', '|---|---|---:|---:|---:|---:|---:|']
+    for dataset in args.datasets:
+        for model in args.models:
+            rs = records(args, dataset, model, None)
+            if not rs:
+                continue
+            per_epoch = [r['phase_seconds']['train'] / r['epochs_run']
+                         for r in rs]
+            lines.append(
+                f"| {dataset} | {model} | "
+                f"{cell([r['test']['recall@20'] for r in rs])} | "
+                f"{cell([r['test']['ndcg@20'] for r in rs])} | "
+                f"{cell([r['best_epoch'] for r in rs], 0)} | "
+                f"{cell(per_epoch, 2)} | {len(rs)} |")
+    lines += ['', '| dataset | model | KG | test R@20, all users | '
+              'test R@20, coldest users | seeds |',
+              '|---|---|---|---:|---:|---:|']
+    for dataset in args.datasets:
+        for model in (m for m in args.models if m in KG_MODELS):
+            for ablation in [None] + args.ablations:
+                rs = records(args, dataset, model, ablation)
+                if not rs:
+                    continue
+                bucket = coldest(rs[0])[0]
+                lines.append(
+                    f"| {dataset} | {model} | {ablation or 'real'} | "
+                    f"{cell([r['test']['recall@20'] for r in rs])} | "
+                    f"{cell([coldest(r)[1] for r in rs])} ({bucket}) | "
+                    f'{len(rs)} |')
+    return '\n'.join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--data-root', default='../shared/data')
+    parser.add_argument('--datasets', nargs='+',
+                        default=['synthetic', 'lastfm-hetrec2011'])
+    parser.add_argument('--models', nargs='+', default=[
+        'diffkg', 'kgin', 'kgat', 'kgcl', 'lightgcn', 'mf'])
+    parser.add_argument('--ablations', nargs='*',
+                        default=['remove', 'shuffle:0.5', 'drop:0.5'])
+    parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
+    parser.add_argument('--epochs', type=int, default=400)
+    parser.add_argument('--patience', type=int, default=20)
+    parser.add_argument('--threads', type=int, default=1)
+    parser.add_argument('--results',
+                        default='benchmarks/results/kg-peers-protocol')
+    parser.add_argument('--table-only', action='store_true')
+    args = parser.parse_args()
+    os.makedirs(args.results, exist_ok=True)
+    if not args.table_only:
+        for dataset in args.datasets:
+            for seed in args.seeds:
+                for model in args.models:
+                    run(args, dataset, model, None, seed)
+                for model in (m for m in args.models if m in KG_MODELS):
+                    for ablation in args.ablations:
+                        run(args, dataset, model, ablation, seed)
+    print(tables(args))
+
+
+if __name__ == '__main__':
+    main()
