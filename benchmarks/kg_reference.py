@@ -1,36 +1,59 @@
 r"""The KG recommenders' reference code beside ours, on our split.
 
-Two steps, in two environments:
+Three steps, in two environments:
 
 ``export`` (the package's environment) writes a dataset's split in the
-authors' file format: ``train.txt`` (our train pairs, after the validation
-hold-out), ``valid.txt``, ``test.txt`` (``user item item ...`` per line)
-and ``kg_final.txt`` (the unique triplets)::
+reference codes' file format: ``train.txt`` (our train pairs, after the
+validation hold-out), ``valid.txt``, ``test.txt`` (``user item item ...``
+per line), ``kg_final.txt`` (the unique triplets) and ``kg.txt`` (those
+whose head is an item, for KGCL)::
 
     python benchmarks/kg_reference.py export ../shared/data/lastfm-hetrec2011 \
         /tmp/kg-ref/lastfm-hetrec2011
 
-``kgin`` (an environment with the authors' requirements: torch, numpy,
-scipy, networkx, prettytable, torch_scatter; not this package) trains the
-authors' KGIN (a checkout of huangtinglin/Knowledge_Graph_based_Intent_Network,
-commit 0e43517) on that folder and writes one result JSON::
+``kgin``, ``kgat``, ``kgcl`` (an environment with the reference's
+requirements, not this package: torch 2.13, numpy, scipy, pandas,
+networkx, prettytable, scikit-learn, torch_scatter (KGIN), torch_geometric
+(KGCL)) train a reference on that folder and write one result JSON;
+arguments after ``--`` go to the reference's own parser::
 
-    python benchmarks/kg_reference.py kgin --reference DIR \
+    python benchmarks/kg_reference.py kgin --reference KGIN_CHECKOUT \
         --data /tmp/kg-ref/lastfm-hetrec2011 --seed 0 --output FILE.json \
-        -- --lr 0.001 --context_hops 3
+        -- --lr 0.001
 
-What differs from the authors' ``main.py`` (the patch, nothing else): the
-seed is the ``--seed`` given (theirs is 2020); their code runs on the CPU
-(``--cuda ''``: their flag is ``type=bool``); ``np.asfarray`` (gone in
-numpy 2) is ``np.asarray(., float)``; the best epoch is selected, and
-early stopping counted, on our validation split instead of the test set
-(their schedule: validation at epoch 1 and every 10 epochs, stop after 10
-validations without a gain in Recall@20); the test is scored at each
-validation with the train and validation items masked, and the test at the
-best validation epoch is reported. Their model, data loader, sampler,
-optimiser and evaluation (``test``) are imported unchanged.
+``table`` prints the side-by-side table of the package's runs
+(``DATASET-MODEL-sS.json``, from ``diffkg-pyg train``) and the references'
+(``DATASET-MODEL-reference-sS.json``) in ``--results``.
+
+The references: the authors' KGIN
+(huangtinglin/Knowledge_Graph_based_Intent_Network, commit 0e43517), the
+maintained PyTorch port of KGAT (LunaBlack/KGAT-pytorch, commit 5d6ce2f:
+the authors' TensorFlow 1 code does not run here), the authors' KGCL
+(yuh-yang/KGCL-SIGIR22, commit 89c8d06). Their models, data loaders,
+samplers, optimisers and evaluation functions are imported unchanged; the
+training loop of their ``main`` is followed, with these patches and
+nothing else:
+
+* every code: the seed is ``--seed``; it runs on the CPU; the best epoch is
+  selected, and early stopping counted, on our validation split instead of
+  the test set (their schedules and patience kept); the test is scored at
+  each validation with the train and validation items masked, and the test
+  at the best validation epoch is reported;
+* KGIN: ``--cuda ''`` (their flag is ``type=bool``); ``np.asfarray``
+  (gone in numpy 2) is ``np.asarray(., float)``;
+* KGAT: ``--use_pretrain 0`` (the package's side runs without
+  pretraining too); ``random.sample`` of dict keys (refused by Python
+  3.11) takes a list; ``np.asfarray`` as above;
+* KGCL: its settings come from the dataset name (``--as-dataset``, default
+  ``amazon-book``: the consistency-guided augmentation); unused imports of
+  ``cppimport`` and ``torch_sparse`` are stubbed; its sampling loader runs
+  in the process (``num_workers=0`` instead of 12 on 2 cores); its TransE
+  step is skipped when fewer than 4,096 items have triplets (its loader
+  then has no full batch, and ``TransR_train`` fails on a float's
+  ``.cpu()``).
 """
 import argparse
+import glob
 import json
 import os
 import os.path as osp
@@ -361,9 +384,59 @@ def write_record(args, model, folder, reference_args, epochs, best, start,
     print(f"best epoch {best['epoch']}: test {best['test']}")
 
 
+def _train_seconds_per_epoch(record):
+    if 'train_seconds_per_epoch' in record:
+        return record['train_seconds_per_epoch']
+    return record['phase_seconds']['train'] / record['epochs_run']
+
+
+def table(args):
+    import statistics
+
+    def cell(values, digits=4):
+        if not values:
+            return ''
+        spread = f' ± {statistics.stdev(values):.{digits}f}' \
+            if len(values) > 1 else ''
+        return f'{statistics.mean(values):.{digits}f}{spread}'
+
+    lines = ['| dataset | model | code | test R@20 | test N@20 | best epoch '
+             '| train s/epoch | seeds |',
+             '|---|---|---|---:|---:|---:|---:|---:|']
+    gaps = []
+    for model in ('kgin', 'kgat', 'kgcl'):
+        means = {}
+        for side, tag in (('package', ''), ('reference', '-reference')):
+            records = []
+            for path in sorted(glob.glob(osp.join(
+                    args.results, f'{args.dataset}-{model}{tag}-s*.json'))):
+                with open(path) as f:
+                    records.append(json.load(f))
+            if not records:
+                continue
+            recall = [r['test']['recall@20'] for r in records]
+            ndcg = [r['test']['ndcg@20'] for r in records]
+            means[side] = (statistics.mean(recall), statistics.mean(ndcg))
+            lines.append(
+                f'| {args.dataset} | {model} | {side} | {cell(recall)} | '
+                f'{cell(ndcg)} | {cell([r["best_epoch"] for r in records], 0)}'
+                f' | {cell([_train_seconds_per_epoch(r) for r in records], 2)}'
+                f' | {len(records)} |')
+        if len(means) == 2:
+            ours, theirs = means['package'], means['reference']
+            gaps.append(f'{model}: ours - reference = '
+                        f'{100 * (ours[0] / theirs[0] - 1):+.2f} % Recall@20, '
+                        f'{100 * (ours[1] / theirs[1] - 1):+.2f} % NDCG@20')
+    print('\n'.join(lines + [''] + gaps))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     sub = parser.add_subparsers(dest='command', required=True)
+    p = sub.add_parser('table', help='the side-by-side table of the result '
+                       'files')
+    p.add_argument('--dataset', default='lastfm-hetrec2011')
+    p.add_argument('--results', default='benchmarks/results/kg-peers')
     p = sub.add_parser('export', help="write our split in the authors' "
                        'format')
     p.add_argument('dataset')
@@ -382,7 +455,9 @@ def main():
     args, extra = parser.parse_known_args()
     if extra and extra[0] == '--':
         extra = extra[1:]
-    if args.command == 'export':
+    if args.command == 'table':
+        table(args)
+    elif args.command == 'export':
         export(args)
     elif args.command == 'kgin':
         run_kgin(args, extra)

@@ -12,7 +12,8 @@ the result JSONs of ``benchmarks/accuracy.py`` in ``--defaults`` folders
 (``DATASET-MODEL-sS.json``).
 
     python benchmarks/tuned.py --data-root ../shared/data \
-        --datasets synthetic --models lightgcn mf diffkg diffrec \
+        --datasets synthetic \
+        --models lightgcn mf diffkg diffrec kgin kgat kgcl \
         --trials 30 --timeout 7200 --threads 1 \
         --results benchmarks/results/tuned-30
 """
@@ -83,7 +84,8 @@ def main():
     parser.add_argument('--data-root', default='../shared/data')
     parser.add_argument('--datasets', nargs='+', default=['synthetic'])
     parser.add_argument('--models', nargs='+',
-                        default=['lightgcn', 'mf', 'diffkg', 'diffrec'])
+                        default=['lightgcn', 'mf', 'diffkg', 'diffrec',
+                                 'kgin', 'kgat', 'kgcl'])
     parser.add_argument('--trials', type=int, default=30)
     parser.add_argument('--timeout', type=float, default=7200,
                         help="a search's budget: no trial starts once its "

@@ -139,6 +139,7 @@ class KGCLRecipe(Recipe):
 
     def build_model(self, sizes: Sizes) -> KGCL:
         self.num_users, self.num_items = sizes.num_users, sizes.num_items
+        self.num_base_relations = max(sizes.num_relations // 2, 1)
         return KGCL(sizes.num_users, sizes.num_items, sizes.num_entities,
                     self.num_base_relations,
                     **{k: self.hparams[k] for k in ('embedding_dim',
@@ -290,9 +291,7 @@ class KGCLRecipe(Recipe):
             item_out.t()
 
     def state_dict(self) -> Dict[str, Any]:
-        return {'triplets': self.triplets, 'slots': self.slots,
-                'num_base_relations': self.num_base_relations}
+        return {'triplets': self.triplets, 'slots': self.slots}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.triplets, self.slots = state['triplets'], tuple(state['slots'])
-        self.num_base_relations = state['num_base_relations']
