@@ -18,7 +18,7 @@ from diffkg_pyg.train.hyperparameters import (
     resolve,
 )
 
-__all__ = ['Sizes', 'Recipe']
+__all__ = ['Sizes', 'Recipe', 'require_relations']
 
 
 @dataclass(frozen=True)
@@ -206,3 +206,15 @@ class Recipe:
 
     def __repr__(self) -> str:
         return f'{self.__class__.__name__}(preset={self.preset!r})'
+
+
+def require_relations(data: HeteroData, name: str) -> None:
+    r"""Refuses a dataset without a knowledge graph (no relation types:
+    DiffRec's layout) for the KG model :obj:`name`. A knowledge graph whose
+    triplets were all removed (``--kg-ablation remove``) keeps its relation
+    types and passes: the model then trains without knowledge."""
+    if int(data[KG].num_relations) == 0:
+        raise ValueError(f'{name} needs a knowledge graph and this dataset '
+                         f'has none (no relation types: DiffRec layout); '
+                         f'train lightgcn or mf on it')
+

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from diffkg_pyg.data import KG, ablate_kg
 from diffkg_pyg.nn.models import KGAT
 from diffkg_pyg.train import Trainer, get_recipe, save_model
 from tests.train.test_every_model import full_data
@@ -74,3 +75,18 @@ def test_kgat_starts_from_a_pretrained_mf(tmp_path):
 def test_kgin_paper_forms_train():
     fit('kgin', intent_attention='intents', user_residual=False,
         independence_on='intents', independence='mi')
+
+
+@pytest.mark.parametrize('name', ['kgin', 'kgat', 'kgcl'])
+def test_kg_models_train_without_their_kg_and_refuse_no_kg(name):
+    # The KG-utility baseline: every triplet removed, the relation types
+    # kept; a dataset without relation types at all is refused.
+    data = ablate_kg(full_data(), 'remove')
+    recipe = get_recipe(name)(**tiny(name))
+    trainer = Trainer(recipe, data, ks=(20, ), log=lambda line: None,
+                      batch_size=32, max_batches=2)
+    result = trainer.fit(epochs=1, patience=1)
+    assert math.isfinite(result.valid['recall@20'])
+    data[KG].num_relations = 0
+    with pytest.raises(ValueError, match=f'{name} needs a knowledge graph'):
+        Trainer(get_recipe(name)(**tiny(name)), data, log=lambda line: None)

@@ -4,7 +4,7 @@ from typing import Any, Callable, Dict, List, Tuple
 import torch
 from torch import Tensor
 
-from diffkg_pyg.data.graph import has_kg, kg_triplets
+from diffkg_pyg.data.graph import kg_triplets
 from diffkg_pyg.nn.conv.kgat_conv import AGGREGATORS
 from diffkg_pyg.nn.models.kgat import KGAT, collaborative_kg
 from diffkg_pyg.train.context import TrainContext
@@ -14,7 +14,7 @@ from diffkg_pyg.train.hyperparameters import (
     from_signature,
 )
 from diffkg_pyg.train.persistence import load_model
-from diffkg_pyg.train.recipe import Recipe, Sizes
+from diffkg_pyg.train.recipe import Recipe, Sizes, require_relations
 from diffkg_pyg.train.recipes.kgin import kgin_edges
 from diffkg_pyg.train.sampling import sample_negative_items
 
@@ -174,10 +174,7 @@ class KGATRecipe(Recipe):
                    'dropout', 'aggregator')
 
     def prepare(self, data, context: TrainContext) -> None:
-        if not has_kg(data):
-            raise ValueError('kgat needs a knowledge graph and this dataset '
-                             'has none (no KG edges: DiffRec layout, or an '
-                             'emptied KG); train lightgcn or mf on it')
+        require_relations(data, 'kgat')
         sizes = Sizes.from_data(data)
         kg = kgin_edges(kg_triplets(data), sizes.num_relations)
         train = context.train_edge_index.cpu()

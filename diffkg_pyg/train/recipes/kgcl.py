@@ -4,7 +4,7 @@ from typing import Any, Callable, Dict, Tuple
 import torch
 from torch import Tensor
 
-from diffkg_pyg.data.graph import bipartite_adjacency, has_kg, kg_triplets
+from diffkg_pyg.data.graph import bipartite_adjacency, kg_triplets
 from diffkg_pyg.nn.models.kgcl import KGCL, item_slots
 from diffkg_pyg.train.context import TrainContext
 from diffkg_pyg.train.hyperparameters import (
@@ -12,7 +12,7 @@ from diffkg_pyg.train.hyperparameters import (
     Space,
     from_signature,
 )
-from diffkg_pyg.train.recipe import Recipe, Sizes
+from diffkg_pyg.train.recipe import Recipe, Sizes, require_relations
 from diffkg_pyg.train.sampling import sample_negative_items
 
 __all__ = ['KGCLRecipe', 'KGCL_PRESETS', 'AUGMENTATIONS',
@@ -125,10 +125,7 @@ class KGCLRecipe(Recipe):
     )
 
     def prepare(self, data, context: TrainContext) -> None:
-        if not has_kg(data):
-            raise ValueError('kgcl needs a knowledge graph and this dataset '
-                             'has none (no KG edges: DiffRec layout, or an '
-                             'emptied KG); train lightgcn or mf on it')
+        require_relations(data, 'kgcl')
         sizes = Sizes.from_data(data)
         triplets = kg_triplets(data)
         self.triplets = triplets[:, triplets[0] < sizes.num_items]

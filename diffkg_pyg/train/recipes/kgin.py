@@ -4,7 +4,7 @@ from typing import Any, Callable, Dict
 import torch
 from torch import Tensor
 
-from diffkg_pyg.data.graph import has_kg, kg_triplets
+from diffkg_pyg.data.graph import kg_triplets
 from diffkg_pyg.nn.models.kgin import INDEPENDENCE, KGIN
 from diffkg_pyg.train.context import TrainContext
 from diffkg_pyg.train.hyperparameters import (
@@ -12,7 +12,7 @@ from diffkg_pyg.train.hyperparameters import (
     Space,
     from_signature,
 )
-from diffkg_pyg.train.recipe import Recipe, Sizes
+from diffkg_pyg.train.recipe import Recipe, Sizes, require_relations
 
 __all__ = ['KGINRecipe', 'KGIN_PRESETS', 'kgin_edges']
 
@@ -102,10 +102,7 @@ class KGINRecipe(Recipe):
                         space=Space(1e-6, 1e-2, log=True)))
 
     def prepare(self, data, context: TrainContext) -> None:
-        if not has_kg(data):
-            raise ValueError('kgin needs a knowledge graph and this dataset '
-                             'has none (no KG edges: DiffRec layout, or an '
-                             'emptied KG); train lightgcn or mf on it')
+        require_relations(data, 'kgin')
         self.kg = kgin_edges(kg_triplets(data), Sizes.from_data(
             data).num_relations)
 
