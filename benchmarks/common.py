@@ -1,10 +1,12 @@
-r"""Helpers shared by the speed benchmarks (``benchmarks/speed_*.py``):
-the KGs and dataset graphs they run on, peak memory, and running one
-measured case in a fresh subprocess, so that its peak RSS is its own."""
+r"""Helpers shared by the benchmarks: for the speed benchmarks
+(``benchmarks/speed_*.py``) the KGs and dataset graphs they run on, peak
+memory, and running one measured case in a fresh subprocess, so that its
+peak RSS is its own; for the accuracy tables, :func:`mean_std`."""
 import inspect
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 
@@ -15,6 +17,18 @@ from diffkg_pyg.data import ITEM_USER, KG, USER_ITEM, load_dataset
 from diffkg_pyg.nn.kg_diffusion import denoiser_loss, sample_support
 
 HIDDEN, TIME_CHANNELS, DIM, BATCH = 1000, 10, 64, 1024
+
+
+def mean_std(values, digits: int = 4) -> str:
+    r"""A table cell: the mean of :obj:`values` and, for more than one, the
+    sample standard deviation (:obj:`''` for none)."""
+    if not values:
+        return ''
+    spread = f' ± {statistics.stdev(values):.{digits}f}' \
+        if len(values) > 1 else ''
+    return f'{statistics.mean(values):.{digits}f}{spread}'
+
+
 KGS = {  # name: (dataset folder, number of entities kept or None for all)
     'lastfm-hetrec2011': ('lastfm-hetrec2011', None),
     'alibaba-20k': ('alibaba-ifashion', 20000),

@@ -22,9 +22,10 @@ script resumes):
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
+
+from common import mean_std as cell
 
 KG_MODELS = ('diffkg', 'kgin', 'kgat', 'kgcl')
 # DiffKG's diffusion and its two views need KG edges: no `remove` run.
@@ -66,14 +67,6 @@ def records(args, dataset, model, ablation):
             with open(path) as f:
                 out.append(json.load(f))
     return out
-
-
-def cell(values, digits=4):
-    if not values:
-        return ''
-    spread = f' ± {statistics.stdev(values):.{digits}f}' \
-        if len(values) > 1 else ''
-    return f'{statistics.mean(values):.{digits}f}{spread}'
 
 
 def coldest(record):

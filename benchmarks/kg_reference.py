@@ -275,7 +275,6 @@ def run_kgat(args, extra):
 
 
 def run_kgcl(args, extra):
-    import functools
     import types
 
     import numpy as np
@@ -303,8 +302,9 @@ def run_kgcl(args, extra):
     import register
     from contrast import Contrast
     # 12 loader workers on 2 cores: the samples are drawn in the process.
-    Procedure.DataLoader = functools.partial(Procedure.DataLoader,
-                                             num_workers=0)
+    loader = Procedure.DataLoader
+    Procedure.DataLoader = lambda *a, **k: loader(*a, **{
+        **k, 'num_workers': 0})
     dataset, kg_dataset = register.dataset, register.kg_dataset
     # With fewer than 4,096 items with triplets their TransE loader has no
     # full batch and TransR_train fails on its return (a float's .cpu()):
@@ -393,12 +393,7 @@ def _train_seconds_per_epoch(record):
 def table(args):
     import statistics
 
-    def cell(values, digits=4):
-        if not values:
-            return ''
-        spread = f' ± {statistics.stdev(values):.{digits}f}' \
-            if len(values) > 1 else ''
-        return f'{statistics.mean(values):.{digits}f}{spread}'
+    from common import mean_std as cell  # The package's environment.
 
     lines = ['| dataset | model | code | test R@20 | test N@20 | best epoch '
              '| train s/epoch | seeds |',

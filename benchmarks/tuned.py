@@ -25,6 +25,8 @@ import statistics
 import subprocess
 import sys
 
+from common import mean_std as cell
+
 # Per (dataset, model) flags both the default rows and the searches used:
 # a DiffRec validation on lastfm-hetrec2011 runs its reverse pass over all
 # users, so it validated every 5 epochs there.
@@ -59,11 +61,6 @@ def study_summary(output):
         states[trial['state']] = states.get(trial['state'], 0) + 1
     seconds = sum(t.get('seconds', 0.0) for t in trials)
     return states, seconds
-
-
-def cell(values):
-    spread = f' ± {statistics.stdev(values):.4f}' if len(values) > 1 else ''
-    return f'{statistics.mean(values):.4f}{spread}'
 
 
 def default_row(defaults, dataset, model):

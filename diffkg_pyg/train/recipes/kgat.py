@@ -46,11 +46,24 @@ def _one_rate(value: str) -> float:
     return rates.pop()
 
 
-def _csr(index: Tensor, num_rows: int) -> Tuple[Tensor, Tensor]:
-    perm = torch.argsort(index[0], stable=True)
-    count = torch.bincount(index[0], minlength=num_rows)
-    ptr = torch.cat([count.new_zeros(1), count.cumsum(0)])
-    return ptr, perm
+def _rows_with_an_edge(edge_index: Tensor, num_rows: int, batch_size: int,
+                       generator: torch.Generator) -> Tuple[Tensor, Tensor]:
+    # batch_size rows of edge_index[0] drawn uniformly among those with
+    # edges (without replacement when there are enough), and one of each
+    # row's edges drawn uniformly (its position in edge_index).
+    perm = torch.argsort(edge_index[0], stable=True)
+    degree = torch.bincount(edge_index[0], minlength=num_rows)
+    start = torch.cumsum(degree, 0) - degree
+    rows = torch.nonzero(degree).view(-1)
+    if batch_size <= rows.numel():
+        row = rows[torch.randperm(rows.numel(), generator=generator,
+                                  device=rows.device)[:batch_size]]
+    else:
+        row = rows[torch.randint(rows.numel(), (batch_size, ),
+                                 generator=generator, device=rows.device)]
+    offset = (torch.rand(row.shape, generator=generator,
+                         device=row.device) * degree[row]).long()
+    return row, perm[start[row] + offset]
 
 
 def sample_user_batch(edge_index: Tensor, num_users: int, num_items: int,
@@ -59,20 +72,10 @@ def sample_user_batch(edge_index: Tensor, num_users: int, num_items: int,
     r"""The port's CF batch: :obj:`batch_size` users drawn uniformly among
     those with train items (without replacement when there are enough),
     each with one train item and one non-train item drawn uniformly."""
-    ptr, perm = _csr(edge_index, num_users)
-    degree = ptr[1:] - ptr[:-1]
-    users = torch.nonzero(degree).view(-1)
-    if batch_size <= users.numel():
-        user = users[torch.randperm(users.numel(), generator=generator,
-                                    device=users.device)[:batch_size]]
-    else:
-        user = users[torch.randint(users.numel(), (batch_size, ),
-                                   generator=generator, device=users.device)]
-    offset = (torch.rand(user.shape, generator=generator,
-                         device=user.device) * degree[user]).long()
-    pos = edge_index[1, perm[ptr[user] + offset]]
+    user, edge = _rows_with_an_edge(edge_index, num_users, batch_size,
+                                    generator)
     neg = sample_negative_items(user, edge_index, num_items, generator)
-    return user, pos, neg
+    return user, edge_index[1, edge], neg
 
 
 def sample_kg_batch(edge_index: Tensor, edge_type: Tensor, num_nodes: int,
@@ -82,18 +85,8 @@ def sample_kg_batch(edge_index: Tensor, edge_type: Tensor, num_nodes: int,
     the nodes with edges (without replacement when there are enough), each
     with one of its typed edges drawn uniformly and a tail drawn uniformly
     among the nodes it has no edge of that relation to."""
-    ptr, perm = _csr(edge_index, num_nodes)
-    degree = ptr[1:] - ptr[:-1]
-    heads = torch.nonzero(degree).view(-1)
-    if batch_size <= heads.numel():
-        head = heads[torch.randperm(heads.numel(), generator=generator,
-                                    device=heads.device)[:batch_size]]
-    else:
-        head = heads[torch.randint(heads.numel(), (batch_size, ),
-                                   generator=generator, device=heads.device)]
-    offset = (torch.rand(head.shape, generator=generator,
-                         device=head.device) * degree[head]).long()
-    edge = perm[ptr[head] + offset]
+    head, edge = _rows_with_an_edge(edge_index, num_nodes, batch_size,
+                                    generator)
     relation, tail = edge_type[edge], edge_index[1, edge]
     num_types = int(edge_type.max()) + 1
     known = torch.stack([edge_index[0] * num_types + edge_type,
@@ -105,6 +98,7 @@ def sample_kg_batch(edge_index: Tensor, edge_type: Tensor, num_nodes: int,
 
 def _shard(context: TrainContext, batch: Tuple[Tensor, ...]
            ) -> Tuple[Tensor, ...]:
+    # This process's part of a batch drawn whole (the same on every rank).
     keep = context.shard(torch.arange(batch[0].numel(),
                                       device=batch[0].device))
     return tuple(t[keep] for t in batch)
