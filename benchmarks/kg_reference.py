@@ -288,6 +288,7 @@ def run_kgcl(args, extra):
     os.makedirs(osp.dirname(link), exist_ok=True)
     if not osp.islink(link):
         os.symlink(folder, link)
+    args.output = osp.abspath(args.output)  # Before leaving the cwd.
     os.chdir(code)
     sys.path.insert(0, code)
     sys.argv = ['main.py', '--dataset', args.as_dataset, '--seed',
