@@ -16,7 +16,11 @@ from diffkg_pyg.train.hyperparameters import (
 from diffkg_pyg.train.persistence import load_model
 from diffkg_pyg.train.recipe import Recipe, Sizes, require_relations
 from diffkg_pyg.train.recipes.kgin import kgin_edges
-from diffkg_pyg.train.sampling import sample_negative_items
+from diffkg_pyg.train.sampling import (
+    sample_negative_items,
+    sample_row_entries,
+)
+from diffkg_pyg.utils import to_csr
 
 __all__ = ['KGATRecipe', 'KGAT_PRESETS', 'sample_user_batch',
            'sample_kg_batch']
@@ -51,19 +55,16 @@ def _rows_with_an_edge(edge_index: Tensor, num_rows: int, batch_size: int,
     # batch_size rows of edge_index[0] drawn uniformly among those with
     # edges (without replacement when there are enough), and one of each
     # row's edges drawn uniformly (its position in edge_index).
-    perm = torch.argsort(edge_index[0], stable=True)
-    degree = torch.bincount(edge_index[0], minlength=num_rows)
-    start = torch.cumsum(degree, 0) - degree
-    rows = torch.nonzero(degree).view(-1)
+    edge = torch.arange(edge_index.size(1), device=edge_index.device)
+    ptr, perm = to_csr(torch.stack([edge_index[0], edge]), num_rows)
+    rows = torch.nonzero(ptr[1:] > ptr[:-1]).view(-1)
     if batch_size <= rows.numel():
         row = rows[torch.randperm(rows.numel(), generator=generator,
                                   device=rows.device)[:batch_size]]
     else:
         row = rows[torch.randint(rows.numel(), (batch_size, ),
                                  generator=generator, device=rows.device)]
-    offset = (torch.rand(row.shape, generator=generator,
-                         device=row.device) * degree[row]).long()
-    return row, perm[start[row] + offset]
+    return row, perm[sample_row_entries(ptr, row, generator)]
 
 
 def sample_user_batch(edge_index: Tensor, num_users: int, num_items: int,

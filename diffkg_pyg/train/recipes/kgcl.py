@@ -13,7 +13,11 @@ from diffkg_pyg.train.hyperparameters import (
     from_signature,
 )
 from diffkg_pyg.train.recipe import Recipe, Sizes, require_relations
-from diffkg_pyg.train.sampling import sample_negative_items
+from diffkg_pyg.train.sampling import (
+    sample_negative_items,
+    sample_row_entries,
+)
+from diffkg_pyg.utils import to_csr
 
 __all__ = ['KGCLRecipe', 'KGCL_PRESETS', 'AUGMENTATIONS',
            'keep_probabilities']
@@ -150,6 +154,7 @@ class KGCLRecipe(Recipe):
         self.slots = tuple(s.to(device) for s in self.slots)
         self.adj = bipartite_adjacency(train_edge_index, self.num_users,
                                        self.num_items)
+        self._adj_coo = None
 
     # -- augmentation --------------------------------------------------------
     def kg_view(self, model: KGCL, generator: torch.Generator) -> Tuple:
@@ -193,7 +198,9 @@ class KGCLRecipe(Recipe):
         rate = self.hparams['graph_dropout']
         if rate == 0:
             return self.adj
-        adj = self.adj.to_sparse_coo().coalesce()
+        if self._adj_coo is None:  # Built once: the graph is fixed.
+            self._adj_coo = self.adj.to_sparse_coo().coalesce()
+        adj = self._adj_coo
         keep = torch.rand(adj.values().shape, generator=generator,
                           device=adj.device) >= rate
         return torch.sparse_coo_tensor(adj.indices()[:, keep],
@@ -206,40 +213,29 @@ class KGCLRecipe(Recipe):
         heads = torch.unique(head)
         size = self.hparams['kg_batch_size']
         gen = context.generator
-        count = torch.bincount(head, minlength=self.num_items)
-        start = torch.cumsum(count, 0) - count
-        known = torch.sort((head * (self.num_base_relations + 1) + relation)
-                           * (model.num_entities + 1) + tail).values
+        # The triplets grouped by head: ptr and their positions.
+        ptr, perm = to_csr(torch.stack([head, torch.arange(
+            head.numel(), device=head.device)]), self.num_items)
+        num_types = self.num_base_relations + 1
+        known = torch.stack([head * num_types + relation, tail])
+
+        def other_heads_tail(n: int) -> Tensor:
+            # A tail of a head drawn uniformly (the authors' negatives).
+            other = heads[torch.randint(heads.numel(), (n, ), generator=gen,
+                                        device=heads.device)]
+            return tail[perm[sample_row_entries(ptr, other, gen)]]
+
         for batch in context.progress(
                 list(heads.split(size))[:heads.numel() // size][
                     :context.max_batches], 'transe'):
-            pick = start[batch] + (torch.rand(batch.shape, generator=gen,
-                                              device=batch.device) *
-                                   count[batch]).long()
+            pick = perm[sample_row_entries(ptr, batch, gen)]
             r, t = relation[pick], tail[pick]
-            neg = self._negative_tails(batch, r, heads, count, start, tail,
-                                       known, model.num_entities, gen)
+            neg = sample_negative_items(batch * num_types + r, known,
+                                        model.num_entities + 1, gen,
+                                        draw=other_heads_tail)
             loss = model.transe_loss(batch, r, t, neg,
                                      self.hparams['kg_l2_weight'])
             context.step(context.optimizers, loss, 'transe_loss')
-
-    def _negative_tails(self, head, relation, heads, count, start, tail,
-                        known, num_entities, gen, max_rounds: int = 100):
-        def draw(n):
-            other = heads[torch.randint(heads.numel(), (n, ), generator=gen,
-                                        device=heads.device)]
-            return tail[start[other] + (torch.rand(
-                n, generator=gen, device=heads.device) * count[other]).long()]
-        neg = draw(head.numel())
-        for _ in range(max_rounds):
-            key = (head * (self.num_base_relations + 1) + relation) * \
-                (num_entities + 1) + neg
-            pos = torch.searchsorted(known, key).clamp(max=known.numel() - 1)
-            redo = torch.nonzero(known[pos] == key).view(-1)
-            if redo.numel() == 0:
-                break
-            neg[redo] = draw(redo.numel())
-        return neg
 
     def train_epoch(self, model: KGCL, context: TrainContext,
                     epoch: int) -> Dict[str, Any]:
@@ -247,9 +243,8 @@ class KGCLRecipe(Recipe):
         self.train_transe(model, context)
         kg_views = [self.kg_view(model, gen) for _ in range(2)]
         ui_views = self.ui_views(model, kg_views, gen)
-        user_all, item_all = self.train_edge_index
-        count = torch.bincount(user_all, minlength=self.num_users)
-        start = torch.cumsum(count, 0) - count
+        user_all = self.train_edge_index[0]
+        ptr, items = to_csr(self.train_edge_index, self.num_users)
         perm = torch.randperm(user_all.numel(), generator=gen,
                               device=user_all.device)
         size = context.batch_size
@@ -257,9 +252,7 @@ class KGCLRecipe(Recipe):
         for batch in context.progress(batches[:context.max_batches],
                                       f'epoch {epoch}'):
             user = user_all[batch]
-            pos = item_all[start[user] + (torch.rand(
-                user.shape, generator=gen, device=user.device) *
-                count[user]).long()]
+            pos = items[sample_row_entries(ptr, user, gen)]
             neg = sample_negative_items(user, self.train_edge_index,
                                         self.num_items, gen)
             part = context.shard(torch.arange(user.numel(),
