@@ -45,6 +45,7 @@ VARIANTS = {
     'diffrec': ['--model', 'diffrec'],
     'tdiffrec': ['--model', 'tdiffrec'],
     'ldiffrec': ['--model', 'ldiffrec'],
+    'ltdiffrec': ['--model', 'ltdiffrec'],
 }
 METRICS = ['recall@20', 'ndcg@20', 'recall@10', 'ndcg@10', 'recall@40',
            'ndcg@40']

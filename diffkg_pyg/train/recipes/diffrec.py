@@ -127,8 +127,11 @@ _LT_PROTOCOL = dict(num_clusters=2, latent_channels=300,
                     autoencoder_weight_decay=0.0, epochs=1000,
                     eval_every=5, patience=15)
 #: The authors' released LT-DiffRec settings (amazon-book and yelp, their
-#: ``inference.py`` and checkpoint names); they released no ML-1M run.
+#: ``inference.py`` and checkpoint names). They released no ML-1M run:
+#: its preset is L-DiffRec's ML-1M one with the default weights (w_min 0.1,
+#: w_max 1.0), as T-DiffRec's is DiffRec's.
 LTDIFFREC_PRESETS = {
+    'ml-1m': {**LDIFFREC_PRESETS['ml-1m'], 'w_min': 0.1, 'w_max': 1.0},
     'amazon-book': {**_LT_PROTOCOL, 'noise_scale': 0.7, 'noise_min': 1e-3,
                     'noise_max': 5e-3, 'w_min': 0.1, 'w_max': 1.0,
                     'lr': 1e-4, 'batch_size': 400},

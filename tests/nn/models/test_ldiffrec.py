@@ -103,3 +103,13 @@ def test_ltdiffrec_presets_are_the_released_ones(preset):
                              batch_size=200)}[preset]
     assert {k: values[k] for k in expected} == expected
     assert values['autoencoder_lr'] == 5e-4 and values['lamda'] == 0.03
+
+
+def test_ltdiffrec_ml1m_preset_is_ldiffrecs_with_default_weights():
+    from diffkg_pyg.train import get_recipe
+    lt = get_recipe('ltdiffrec')(preset='ml-1m')
+    ld = get_recipe('ldiffrec')(preset='ml-1m')
+    lt_values = {**lt.hparams, **lt.preset_settings}
+    l_values = {**ld.hparams, **ld.preset_settings}
+    assert {k: lt_values[k] for k in l_values} == l_values
+    assert (lt_values['w_min'], lt_values['w_max']) == (0.1, 1.0)
