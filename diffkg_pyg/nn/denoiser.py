@@ -219,7 +219,9 @@ class SparseDenoiser(torch.nn.Module):
                 add to each row: their contribution to the input layer,
                 :math:`\sum_{j \notin S} \mathbf{W}_{1,j}\,
                 \mathrm{dropout}(x_j)` :obj:`[batch_size, hidden_channels]`
-                (no gradient flows into it), and their squared norm
+                (with the input table's gradient through it, see
+                :func:`~diffkg_pyg.nn.kg_noise.full_noise`), and their
+                squared norm
                 :math:`\sum_{j \notin S} x_j^2` :obj:`[batch_size]`. With it
                 the row is the full row, and the result equals the dense
                 network's exactly. (default: :obj:`None`: the row is zero

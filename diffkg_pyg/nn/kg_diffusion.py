@@ -19,9 +19,14 @@ length :math:`N`):
 * the **diffusion loss**'s sum over the :math:`N` entries of a row is
   estimated from the support (the row's edges plus sampled non-edges,
   Horvitz-Thompson weighted): unbiased for the given hidden state;
-* the input layer's **gradient** reaches the columns of the support only:
-  the dense network also moves the other columns, by the noise they carried
-  (measured in ``benchmarks/fidelity.py``).
+* the input layer's **gradient** is the dense network's: the columns
+  outside the support get the gradient of the noise they carried (replayed
+  in the backward, never held as a :obj:`[batch_size, N]` array), the
+  sampled columns' pathwise gradient when that noise is estimated (its
+  expectation is the exact path's as far as the estimate's law is the
+  dense law's: the same mean and covariance, not higher moments; tested
+  by Monte Carlo). With :obj:`noise_gradient=False` only the support's
+  columns move (the package before that option).
 """
 from typing import NamedTuple, Optional, Tuple
 
@@ -126,7 +131,8 @@ def denoise_support(denoiser: SparseDenoiser, diffusion: GaussianDiffusion,
                     noise: Optional[Tensor] = None,
                     mask: Optional[Tensor] = None,
                     generator: Optional[torch.Generator] = None,
-                    num_columns: Optional[int] = None
+                    num_columns: Optional[int] = None,
+                    noise_gradient: bool = True
                     ) -> Tuple[Tensor, Tensor]:
     r"""The denoiser on the noised rows :math:`\mathbf{x}_{t_h} =
     \sqrt{\bar\alpha_t} \mathbf{x}_0 + \sqrt{1 - \bar\alpha_t}
@@ -142,7 +148,7 @@ def denoise_support(denoiser: SparseDenoiser, diffusion: GaussianDiffusion,
     keep = 1.0 - denoiser.dropout if denoiser.training else 1.0
     eps, keep_mask, outside = full_noise(
         denoiser.input_emb.weight, support.ptr, support.index, b, keep,
-        noise, mask, generator, num_columns)
+        noise, mask, generator, num_columns, noise_gradient)
     x_t = a[row] * support.target + b[row] * eps
     hidden = denoiser.hidden(x_t, support.ptr, support.index, t, outside,
                              keep_mask)
@@ -155,7 +161,8 @@ def denoiser_loss(denoiser: SparseDenoiser, diffusion: GaussianDiffusion,
                   noise: Optional[Tensor] = None,
                   mask: Optional[Tensor] = None,
                   generator: Optional[torch.Generator] = None,
-                  num_columns: Optional[int] = None
+                  num_columns: Optional[int] = None,
+                  noise_gradient: bool = True
                   ) -> Tuple[Tensor, Tensor, Tensor]:
     r"""The denoiser objective of DiffKG on a batch of heads,
 
@@ -197,6 +204,9 @@ def denoiser_loss(denoiser: SparseDenoiser, diffusion: GaussianDiffusion,
         num_columns (int, optional): Estimate the noise outside the support
             from this many columns when :math:`N` is larger (see
             :func:`full_noise`). (default: :obj:`None`: exact)
+        noise_gradient (bool, optional): Let the input table's gradient
+            reach the columns outside the support (see :func:`full_noise`).
+            (default: :obj:`True`)
 
     Returns:
         The objective, the diffusion term and the CKGC term.
@@ -204,7 +214,8 @@ def denoiser_loss(denoiser: SparseDenoiser, diffusion: GaussianDiffusion,
     row = rows_of(support.ptr, support.index.numel())
     batch_size = t.numel()
     hidden, x_hat = denoise_support(denoiser, diffusion, support, t, noise,
-                                    mask, generator, num_columns)
+                                    mask, generator, num_columns,
+                                    noise_gradient)
     error = support.weight * (support.target - x_hat).square()
     mse = scatter(error, row, 0, dim_size=batch_size) / denoiser.num_entities
     diff = (diffusion.loss_weight[t].float() * mse).mean()

@@ -1,7 +1,8 @@
 r"""The noise of the denoiser's rows on all :math:`N` entities, drawn in
 column chunks (never a :obj:`[batch_size, N]` array at once), exactly or,
 for large :math:`N`, estimated from sampled columns with the dense law's
-mean and covariance."""
+mean and covariance; with the input table's gradient on the columns the
+noise reached, as the dense network's backward gives it."""
 from typing import List, Optional, Tuple
 
 import torch
@@ -78,6 +79,55 @@ def noise_sums(weights: List[Tensor], ptr: Tensor, index: Tensor,
     return eps_support, mask_support, sums, square
 
 
+def _replayable(generator: Optional[torch.Generator],
+                device: torch.device
+                ) -> Tuple[torch.Generator, torch.Generator]:
+    # The generator to draw from and a copy at its current state, from
+    # which the same draws can be replayed (for the global random stream,
+    # a generator seeded from it).
+    if generator is None:
+        seed = int(torch.randint(1 << 62, (1, )))
+        generator = torch.Generator(device=device).manual_seed(seed)
+    replay = torch.Generator(device=generator.device)
+    replay.set_state(generator.get_state())
+    return generator, replay
+
+
+class _NoiseProduct(torch.autograd.Function):
+    r""":math:`\mathbf{P} = \sum_j \epsilon_{:,j} m_{:,j} / p\,
+    \mathbf{W}_j` (computed without gradient, in chunks, by
+    :func:`noise_sums`) as a function of the table :math:`\mathbf{W}`
+    :obj:`[N, H]`: its backward gives every row :math:`j` its gradient
+    :math:`\sum_b (\epsilon_{bj} m_{bj} / p)\, \partial L / \partial
+    \mathbf{P}_b`, as a sparse row set, the noise replayed chunk by chunk
+    from a copy of the generator (or read from the given :obj:`noise` and
+    :obj:`mask`), so no :obj:`[B, N]` array is kept."""
+    @staticmethod
+    def forward(ctx, weight: Tensor, product: Tensor, keep: float,
+                noise: Optional[Tensor], mask: Optional[Tensor],
+                replay: Optional[torch.Generator]) -> Tensor:
+        ctx.keep, ctx.noise, ctx.mask, ctx.replay = keep, noise, mask, replay
+        ctx.shape = weight.shape
+        return product.clone()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        num_entities = ctx.shape[0]
+        values = grad.new_empty(ctx.shape)
+        for start, end, eps, keep_mask in _noise_chunks(
+                grad.size(0), num_entities, ctx.keep, ctx.noise, ctx.mask,
+                ctx.replay, grad.device):
+            if keep_mask is not None:
+                eps.mul_(keep_mask)
+            torch.mm(eps.t(), grad, out=values[start:end])
+        values.mul_(1.0 / ctx.keep)
+        index = torch.arange(num_entities, device=grad.device)[None]
+        weight_grad = torch.sparse_coo_tensor(index, values, ctx.shape,
+                                              is_coalesced=True,
+                                              check_invariants=False)
+        return weight_grad, grad, None, None, None, None
+
+
 def _chi_square(dof: Tensor,
                 generator: Optional[torch.Generator]) -> Tensor:
     # Exact chi-square draws, 2 Gamma(dof / 2), by Marsaglia and Tsang's
@@ -137,7 +187,18 @@ def _sampled_noise(weight: Tensor, ptr: Tensor, index: Tensor,
     not matched). The squared norm :math:`\sum_{j \notin S_h}
     \epsilon_j^2` is the drawn columns' squares plus a
     :math:`\chi^2_{F_h - K_h}` draw for the others: its exact law, and the
-    dense law's covariance with the outer product of the input term."""
+    dense law's covariance with the outer product of the input term.
+
+    The drawn columns' rows of :math:`\mathbf{W}_1` get the pathwise
+    gradient of the estimate (a sparse row set). By Stein's lemma the dense
+    gradient of column :math:`j`, :math:`\mathbb{E}[\epsilon_j
+    \mathbf{g}]`, is :math:`\mathbb{E}[\partial \mathbf{g} / \partial
+    \epsilon_j]`; a column drawn with probability :math:`K_h / F_h` and
+    weighted :math:`\sqrt{F_h / K_h}` in the estimate and again in its
+    derivative has the same expectation, so the estimate's gradient is
+    unbiased as far as its law is the dense law (exactly when :math:`K
+    \geq N`; at :math:`K < N` the unmatched higher moments bias it, which
+    ``tests/nn/test_kg_noise.py`` bounds by Monte Carlo)."""
     batch_size, num_entities = ptr.numel() - 1, weight.size(0)
     device = index.device
     row = rows_of(ptr, index.numel())
@@ -162,7 +223,10 @@ def _sampled_noise(weight: Tensor, ptr: Tensor, index: Tensor,
         draws = draws * (torch.rand(outside.shape, generator=generator,
                                     device=device) < keep) / keep
     factor = (free / count.clamp(min=1)).sqrt()
-    product = (draws @ weight[columns]) * factor[:, None]
+    # The drawn columns' rows as a sparse-gradient lookup: the pathwise
+    # gradient of the estimate reaches them (see `full_noise`).
+    product = (draws @ F.embedding(columns, weight, sparse=True)) * \
+        factor[:, None]
     return eps, keep_mask, (product * scale[:, None],
                             square * scale.square())
 
@@ -171,7 +235,7 @@ def full_noise(weight: Tensor, ptr: Tensor, index: Tensor, scale: Tensor,
                keep: float = 1.0, noise: Optional[Tensor] = None,
                mask: Optional[Tensor] = None,
                generator: Optional[torch.Generator] = None,
-               num_columns: Optional[int] = None
+               num_columns: Optional[int] = None, gradient: bool = True
                ) -> Tuple[Tensor, Optional[Tensor], Tuple[Tensor, Tensor]]:
     r"""The noise :math:`s_h \boldsymbol{\epsilon}_h` of every row
     :math:`h` over all :math:`N` entities, split into the part on the
@@ -180,8 +244,12 @@ def full_noise(weight: Tensor, ptr: Tensor, index: Tensor, scale: Tensor,
 
     Args:
         weight (torch.Tensor): The input layer's entity columns
-            :math:`\mathbf{W}_1^\top` :obj:`[N, hidden_channels]` (no
-            gradient is taken).
+            :math:`\mathbf{W}_1^\top` :obj:`[N, hidden_channels]`. When
+            it requires gradient (and :obj:`gradient`), every column gets
+            the gradient of the noise it carried, as a sparse row set:
+            exactly, the noise replayed in the backward from a copy of the
+            generator (or read from :obj:`noise` / :obj:`mask`), or, when
+            estimated, the drawn columns' pathwise gradient.
         ptr (torch.Tensor): Row pointer of the support :obj:`[B + 1]`.
         index (torch.Tensor): Entity of every support entry (at most once
             per row).
@@ -197,6 +265,9 @@ def full_noise(weight: Tensor, ptr: Tensor, index: Tensor, scale: Tensor,
             :obj:`noise` is given), the noise outside the support is
             estimated from this many columns (see :func:`_sampled_noise`)
             instead of drawn on all of them. (default: :obj:`None`: exact)
+        gradient (bool, optional): Take the gradient of :obj:`weight`
+            through the noise outside the support (:obj:`False`: treat it
+            as a constant). (default: :obj:`True`)
 
     Returns:
         :math:`\boldsymbol{\epsilon}` on the support :obj:`[num_support]`,
@@ -206,17 +277,26 @@ def full_noise(weight: Tensor, ptr: Tensor, index: Tensor, scale: Tensor,
         :obj:`[B, hidden_channels]` and :math:`\sum_{j \notin S} s^2
         \epsilon_j^2` :obj:`[B]`.
     """
-    weight = weight.detach()
+    if not gradient:
+        weight = weight.detach()
     if num_columns is not None and num_columns < weight.size(0) and \
             noise is None:
         return _sampled_noise(weight, ptr, index, scale, keep, num_columns,
                               generator)
+    replay = None
+    needs_grad = weight.requires_grad and torch.is_grad_enabled()
+    if needs_grad and (noise is None or (keep < 1.0 and mask is None)):
+        generator, replay = _replayable(generator, index.device)
     eps, keep_mask, (product, ), square = noise_sums(
-        [weight], ptr, index, keep, noise, mask, generator)
+        [weight.detach()], ptr, index, keep, noise, mask, generator)
+    if needs_grad:
+        product = _NoiseProduct.apply(weight, product, keep, noise, mask,
+                                      replay)
     # Take the support's own noise out (it enters through the support):
     dropped = eps if keep_mask is None else eps * keep_mask / keep
     product = product - F.embedding_bag(index, weight, ptr[:-1], mode='sum',
-                                        per_sample_weights=dropped)
+                                        per_sample_weights=dropped,
+                                        sparse=True)
     row = rows_of(ptr, index.numel())
     square = square - scatter(eps.square(), row, 0,
                               dim_size=ptr.numel() - 1)

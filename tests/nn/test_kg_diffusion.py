@@ -150,6 +150,36 @@ def test_partial_support_sees_the_dense_input(seed, training):
         assert torch.allclose(sparse_ckgc, ckgc, atol=1e-5)
 
 
+@pytest.mark.parametrize('training', [False, True])
+@pytest.mark.parametrize('seed', [0, 1])
+def test_partial_support_has_the_dense_gradient(seed, training):
+    # The CKGC term is exact on a partial support, so its gradient is the
+    # dense network's, for every parameter: the input table's columns
+    # outside the support included (they carried noise).
+    denoiser, diffusion, x0, noise, mask, item_user, head = loss_case(seed)
+    denoiser.train(training)
+    edge_index = torch.nonzero(x0).t()
+    ptr, col = to_csr(edge_index, x0.size(0))
+    support = sample_support(ptr, col, torch.arange(x0.size(0)),
+                             x0.size(1),
+                             generator=torch.Generator().manual_seed(seed))
+    t = torch.tensor([0, 2, 4])
+    loss, *_ = denoiser_loss(denoiser, diffusion, support, t, item_user,
+                             head, 1.0, noise, mask)
+    sparse = torch.autograd.grad(loss, list(denoiser.parameters()))
+    dense, *_ = dense_loss(denoiser, diffusion, x0, t, noise,
+                           mask if training else None, item_user, head, 1.0)
+    expected = torch.autograd.grad(dense, list(denoiser.parameters()))
+    in_support = torch.zeros(x0.shape, dtype=torch.bool)
+    row = torch.repeat_interleave(torch.arange(x0.size(0)),
+                                  support.ptr.diff())
+    in_support[row, support.index] = True
+    assert not bool(in_support.all(0).all())  # Some columns lie outside.
+    for got, want in zip(sparse, expected):
+        got = got.to_dense() if got.is_sparse else got
+        assert torch.allclose(got, want, atol=1e-6)
+
+
 def test_noise_is_drawn_on_all_entities():
     # Without given noise, the input still carries noise on every entity:
     # two draws of a row with one edge differ in their hidden state even

@@ -159,6 +159,13 @@ class DiffKG(DiffKGState):
             this, the noise outside the support is estimated from this many
             columns per step, with the dense law's mean and covariance
             (:obj:`-1`: always exact). (default: :obj:`16384`)
+        noise_gradient (bool, optional): Give the denoiser's input table
+            the gradient of the noise its columns outside the support
+            carried, as the dense network's backward does (the sampled
+            columns' pathwise gradient when the noise is estimated);
+            :obj:`False` moves the support's columns only, which is cheaper
+            and what the package did before this option. (default:
+            :obj:`True`)
         use_compile (bool, optional): :func:`torch.compile` the denoiser's
             hot path (falls back to eager, logging once, where compilation
             fails). (default: :obj:`True`)
@@ -194,6 +201,7 @@ class DiffKG(DiffKGState):
         keep_rate: float = 0.5,
         num_negatives: int = 1,
         noise_columns: int = 16384,
+        noise_gradient: bool = True,
         use_compile: bool = True,
     ) -> None:
         super().__init__()
@@ -248,6 +256,7 @@ class DiffKG(DiffKGState):
         self.keep_rate = keep_rate
         self.num_negatives = num_negatives
         self.noise_columns = None if noise_columns == -1 else noise_columns
+        self.noise_gradient = noise_gradient
 
         self.user_emb = Parameter(torch.empty(num_users, embedding_dim))
         self.entity_emb = Parameter(torch.empty(num_entities, embedding_dim))
@@ -420,7 +429,8 @@ class DiffKG(DiffKGState):
         return denoiser_loss(self.denoiser, self.diffusion, support, t,
                              item_user_emb, self.entity_emb[heads].detach(),
                              self.ckgc_weight, generator=generator,
-                             num_columns=self.noise_columns)
+                             num_columns=self.noise_columns,
+                             noise_gradient=self.noise_gradient)
 
     def rebuild_kg(self, edge_index: Tensor, edge_type: Tensor,
                    batch_size: int = 1024,

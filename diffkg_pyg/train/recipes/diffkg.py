@@ -138,6 +138,10 @@ class DiffKGRecipe(Recipe):
                        "denoiser's input noise outside the support when N is "
                        'larger (-1: all, exact)',
                        range=Range('[1, inf)', also=(-1, ))),
+        HyperParameter('noise_gradient', bool, "give the denoiser's input "
+                       'columns outside the support the gradient of the '
+                       "noise they carried (the dense method's; off: the "
+                       "support's columns only, cheaper)"),
         HyperParameter('use_compile', bool, "torch.compile the denoiser's "
                        'hot path', aliases=('compile', ), compared=False),
     ) + (HyperParameter('diffusion', bool, 'train the denoiser and rebuild '
