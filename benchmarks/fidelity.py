@@ -1,40 +1,43 @@
 r"""How faithful is the sparse denoiser objective to the dense one? At fixed
 (trained) parameters and for every diffusion step t, on a fixed set of KG
-heads, this measures over many draws (noise, dropout, supports):
+heads, over many draws, with **paired** draws: every draw takes one noise
+array and one dropout mask on all N entries of the heads' rows and one
+support, and computes on them
 
-* the dense method's expected diffusion loss (rows of length N, noise and
-  dropout on all N entries; computed here from the denoiser's weights, not
-  with the package's code) and the sparse one (the package's
-  ``denoiser_loss``), their standard errors and relative gap;
-* the cosine between the expected gradients of every denoiser parameter
-  tensor, sparse against dense, and, as the Monte-Carlo floor of that
-  figure, the cosine between two independent halves of the dense draws
-  (and of the sparse draws: the sparse estimator's own floor), and the
-  cosine corrected for the Monte-Carlo noise of both means (an estimate of
-  the cosine of the expected gradients themselves);
-  for the entity tables also the cosine on the rows of the heads' edges
-  (which every sparse step updates) and the share of the dense expected
-  gradient on the other rows (reached by the sparse step only through its
-  sampled non-edges, whose weighted gradient is unbiased but has a large
-  Monte-Carlo variance, or, for the input table, not at all);
-* the CKGC term, dense and sparse.
+* ``dense``: the dense method's diffusion loss (rows of length N;
+  computed here from the denoiser's weights, not with the package's code)
+  and its gradient;
+* ``sparse``: the package's ``denoiser_loss`` on the support with the same
+  noise and mask (so the hidden states are the dense ones, and what
+  differs is the support's Horvitz-Thompson estimate of the row sums);
+* with ``--estimate-columns K`` (or, by default, when N is above the
+  package's ``noise_columns``), ``estimate``: the package's sampled noise
+  (K drawn columns outside the support), on the same support and step but
+  its own noise (the estimator cannot take a given N-wide draw), against
+  ``sparse``, the exact path.
 
-One JSON object per line (``kg``, ``t``, ``version``, ``dense_loss``,
-``sparse_loss``, ``sparse_stderr``, ``rel_gap``, ``grad_cosine``, ...).
-``version`` is ``after`` for the package since the fidelity fix and
-``before`` for earlier code (run the script with ``PYTHONPATH`` set to a
-checkout of an earlier commit). ``--parameters FILE`` stores the trained
-denoiser on the first run and reuses it, so that both versions are measured
-at the same parameters.
+Per step it prints one JSON line: the paired gap of each comparison (the
+mean of the per-draw differences, relative to the reference's mean, with a
+95 % interval from their standard error), and per parameter tensor the
+cosine of the two expected gradients and the relative error
+:math:`\Vert E[\nabla_a - \nabla_b] \Vert / \Vert E[\nabla_b] \Vert`,
+each **debiased** (the draws fall into ``--groups`` groups; a product of
+two different groups' means is an unbiased estimate of a product of
+expectations, so the Monte-Carlo noise of the means does not shrink the
+cosine) with a jackknife standard error over the groups; for the entity
+tables also the debiased share of the dense expected gradient's squared
+norm off the measured heads' edge rows. The CKGC term, dense and sparse,
+rides along. A summary line per comparison says whether the targets (gap
+within 2 %, gradient cosine at least 0.99, both at the 95 % bound) are met.
 
     python benchmarks/fidelity.py --data ../shared/data/lastfm-hetrec2011 \
-        --parameters /tmp/hetrec-denoiser.pt
-    PYTHONPATH=/path/to/old/checkout python benchmarks/fidelity.py \
-        --data ../shared/data/lastfm-hetrec2011 \
-        --parameters /tmp/hetrec-denoiser.pt
+        --parameters /tmp/hetrec-denoiser.pt --threads 1 \
+        --output benchmarks/results/fidelity/lastfm-hetrec2011-paired.jsonl
+    python benchmarks/fidelity.py --data ../shared/data/alibaba-ifashion \
+        --no-dense --groups 4 --draws 40 --parameters /tmp/ali.pt
 """
 import argparse
-import inspect
+import itertools
 import json
 import os
 import time
@@ -47,21 +50,22 @@ from diffkg_pyg.nn.denoiser import timestep_embedding
 from diffkg_pyg.nn.kg_diffusion import denoiser_loss, sample_support
 from diffkg_pyg.train import Trainer, get_recipe
 from diffkg_pyg.utils import gather_rows, to_csr
+from diffkg_pyg.version import package_commit
 
-VERSION = ('after' if 'num_columns' in
-           inspect.signature(denoiser_loss).parameters else 'before')
+TARGET_GAP, TARGET_COSINE = 0.02, 0.99
+ENTITY_TABLES = ('input_emb.weight', 'output_emb.weight',
+                 'output_bias.weight')
 
 
 def dense_terms(denoiser, diffusion, rows, t, item_user, head_emb, keep,
-                generator):
+                noise, mask):
     r"""The dense method's diffusion and CKGC terms on dense rows
-    :obj:`rows` :obj:`[B, N]`, one draw of noise and dropout."""
+    :obj:`rows` :obj:`[B, N]`, for the given noise and keep mask."""
     acp = diffusion.alphas_cumprod[t].float()[:, None]
-    noise = torch.randn(rows.shape, generator=generator)
     x_t = acp.sqrt() * rows + (1 - acp).sqrt() * noise
     x = F.normalize(x_t, dim=-1) if denoiser.norm else x_t
     if keep < 1.0:
-        x = x * (torch.rand(rows.shape, generator=generator) < keep) / keep
+        x = x * mask / keep
     time_in = denoiser.input_time(denoiser.time_layer(
         timestep_embedding(t, denoiser.time_channels)))
     hidden = torch.tanh(x @ denoiser.input_emb.weight + time_in)
@@ -71,22 +75,6 @@ def dense_terms(denoiser, diffusion, rows, t, item_user, head_emb, keep,
     diff = (weight * (rows - x_hat).square().mean(dim=-1)).mean()
     z = x_hat[:, :item_user.size(0)] @ item_user
     ckgc = (z - head_emb).square().mean(dim=-1).mean()
-    return diff, ckgc
-
-
-def sparse_terms(model, ptr, col, heads, t, item_user, head_emb, generator):
-    support = sample_support(ptr, col, heads, model.num_entities,
-                             model.num_negatives, generator)
-    if VERSION == 'after':
-        _, diff, ckgc = denoiser_loss(
-            model.denoiser, model.diffusion, support, t, item_user,
-            head_emb, 0.5, generator=generator,
-            num_columns=model.noise_columns)
-    else:  # The support-only noise of the earlier code.
-        noise = torch.randn(support.index.shape, generator=generator)
-        _, diff, ckgc = denoiser_loss(model.denoiser, model.diffusion,
-                                      support, t, item_user, head_emb, 0.5,
-                                      noise)
     return diff, ckgc
 
 
@@ -102,99 +90,163 @@ def gradients(denoiser, loss):
     return out
 
 
-def cosine(a, b):
-    return {name: float(F.cosine_similarity(a[name].flatten(),
-                                            b[name].flatten(), dim=0))
-            for name in a}
+def cross(a, b, rows=None):
+    r""":math:`\mathrm{mean}_{i \neq j} a_i \cdot b_j` over the groups'
+    means :obj:`a`, :obj:`b` (lists of tensors; :obj:`rows`: only those
+    rows): an unbiased estimate of :math:`E[a] \cdot E[b]` when the groups
+    are independent."""
+    def pick(x):
+        return x if rows is None else x[rows]
+    values = [float((pick(a[i]).double() * pick(b[j]).double()).sum())
+              for i, j in itertools.permutations(range(len(a)), 2)]
+    return sum(values) / len(values)
 
 
-def corrected_cosine(dense, sparse):
-    r"""The cosine of the two expected gradients with the Monte-Carlo
-    noise taken out: the product of two independent halves' sums is an
-    unbiased estimate of the squared norm of the expected gradient, so
-    :math:`(S \cdot D) / \sqrt{(S_1 \cdot S_2)(D_1 \cdot D_2)}` estimates
-    :math:`\cos(E S, E D)` without the attenuation by the noise of either
-    mean (it may leave [-1, 1] by Monte-Carlo error; NaN when a half
-    product is not positive)."""
-    out = {}
-    for n in dense[0]:
-        d, s = dense[0][n] + dense[1][n], sparse[0][n] + sparse[1][n]
-        norm = float((dense[0][n] * dense[1][n]).sum() *
-                     (sparse[0][n] * sparse[1][n]).sum())
-        out[n] = (float((d * s).sum()) / 4 / norm**0.5 if norm > 0 else
-                  float('nan'))
-    return out
+def debiased(stat, groups):
+    r"""A statistic of the groups' means and its jackknife standard error
+    over the groups (leave one out)."""
+    value = stat(groups)
+    g = len(groups)
+    if g < 3:
+        return value, float('nan')
+    leave = [stat(groups[:i] + groups[i + 1:]) for i in range(g)]
+    mean = sum(leave) / g
+    se = ((g - 1) / g * sum((v - mean)**2 for v in leave))**0.5
+    return value, se
 
 
-def measure(model, data, heads, t_value, draws, seed):
+def compare(means, a, b, name):
+    r"""Debiased cosine and relative error of the expected gradients of
+    kinds :obj:`a` against :obj:`b` for tensor :obj:`name`."""
+    groups = [(means[a][k][name], means[b][k][name])
+              for k in range(len(means[a]))]
+
+    def cosine(gs):
+        x, y = [g[0] for g in gs], [g[1] for g in gs]
+        denominator = cross(x, x) * cross(y, y)
+        return (cross(x, y) / denominator**0.5 if denominator > 0
+                else float('nan'))
+
+    def relative_error(gs):
+        delta = [g[0] - g[1] for g in gs]
+        reference = cross([g[1] for g in gs], [g[1] for g in gs])
+        return (max(cross(delta, delta), 0.0) / reference)**0.5 \
+            if reference > 0 else float('nan')
+    return debiased(cosine, groups), debiased(relative_error, groups)
+
+
+def gap(values, reference):
+    r"""The paired gap: mean of the per-draw differences relative to the
+    reference's mean, with its 95 % interval."""
+    diff = torch.tensor(values, dtype=torch.float64)
+    base = float(torch.tensor(reference, dtype=torch.float64).mean())
+    mean = float(diff.mean()) / abs(base)
+    half = 1.96 * float(diff.std() / len(diff)**0.5) / abs(base)
+    return {'rel_gap': mean, 'rel_gap_ci95': [mean - half, mean + half]}
+
+
+def measure(model, data, heads, t_value, args):
     denoiser, diffusion = model.denoiser, model.diffusion
     denoiser.train()
     keep = 1.0 - denoiser.dropout
-    kg = data[KG]
-    ptr, col = to_csr(kg.edge_index, model.num_entities)
-    rows = torch.zeros(heads.numel(), model.num_entities)
+    n = model.num_entities
+    ptr, col = to_csr(data[KG].edge_index, n)
+    rows = torch.zeros(heads.numel(), n)
     row, tail = gather_rows(ptr, col, heads)
     rows[row, tail] = 1.0
     item_user = model.item_user_embedding(data[USER_ITEM].edge_index)
     head_emb = model.entity_emb[heads].detach()
     t = torch.full(heads.shape, t_value)
-    generator = torch.Generator().manual_seed(seed)
-    values = {'dense': [], 'sparse': [], 'dense_ckgc': [], 'sparse_ckgc': []}
-    sums = {'dense': [None, None], 'sparse': [None, None]}
-    for draw in range(draws):
-        for name in ('dense', 'sparse'):
-            if name == 'dense':
-                diff, ckgc = dense_terms(denoiser, diffusion, rows, t,
-                                         item_user, head_emb, keep,
-                                         generator)
-            else:
-                diff, ckgc = sparse_terms(model, ptr, col, heads, t,
-                                          item_user, head_emb, generator)
-            values[name].append(float(diff.detach()))
-            values[f'{name}_ckgc'].append(float(ckgc.detach()))
+    generator = torch.Generator().manual_seed(args.seed + t_value)
+    kinds = (['sparse'] if args.no_dense else ['dense', 'sparse'])
+    columns = args.estimate_columns
+    if columns is None and model.noise_columns is not None and \
+            n > model.noise_columns:
+        columns = model.noise_columns
+    if columns is not None:
+        kinds.append('estimate')
+    losses = {kind: [] for kind in kinds}
+    ckgc = {kind: [] for kind in kinds}
+    sums = {kind: [None] * args.groups for kind in kinds}
+    for draw in range(args.draws):
+        noise = torch.randn(rows.shape, generator=generator)
+        mask = (torch.rand(rows.shape, generator=generator) < keep).float()
+        support = sample_support(ptr, col, heads, n, model.num_negatives,
+                                 generator)
+        terms = {}
+        if 'dense' in kinds:
+            terms['dense'] = dense_terms(denoiser, diffusion, rows, t,
+                                         item_user, head_emb, keep, noise,
+                                         mask)
+        terms['sparse'] = denoiser_loss(denoiser, diffusion, support, t,
+                                        item_user, head_emb, 0.5, noise,
+                                        mask)[1:]
+        if 'estimate' in kinds:
+            terms['estimate'] = denoiser_loss(
+                denoiser, diffusion, support, t, item_user, head_emb, 0.5,
+                generator=generator, num_columns=columns)[1:]
+        group = draw % args.groups
+        for kind, (diff, ckgc_term) in terms.items():
+            losses[kind].append(float(diff.detach()))
+            ckgc[kind].append(float(ckgc_term.detach()))
             grad = gradients(denoiser, diff)
-            half = sums[name]
-            k = draw % 2
-            half[k] = grad if half[k] is None else {
-                n: half[k][n] + g for n, g in grad.items()}
-    mean = {name: {n: (sums[name][0][n] + sums[name][1][n]) / draws
-                   for n in sums[name][0]} for name in sums}
+            total = sums[kind][group]
+            sums[kind][group] = grad if total is None else {
+                k: total[k] + g for k, g in grad.items()}
+    counts = [len(range(k, args.draws, args.groups))
+              for k in range(args.groups)]
+    means = {kind: [{k: v / counts[i] for k, v in sums[kind][i].items()}
+                    for i in range(args.groups)] for kind in kinds}
+    out = {'t': t_value, 'draws': args.draws, 'groups': args.groups,
+           'estimate_columns': columns}
+    for kind in kinds:
+        v = torch.tensor(losses[kind], dtype=torch.float64)
+        out[f'{kind}_loss'] = float(v.mean())
+        out[f'{kind}_ckgc'] = float(torch.tensor(ckgc[kind]).mean())
+    pairs = ([('sparse', 'dense')] if 'dense' in kinds else []) + \
+        ([('estimate', 'sparse')] if 'estimate' in kinds else [])
+    names = list(means[kinds[0]][0])
+    for a, b in pairs:
+        key = f'{a}_vs_{b}'
+        out[key] = gap([x - y for x, y in zip(losses[a], losses[b])],
+                       losses[b])
+        out[key]['grad'] = {}
+        for name in names:
+            (cos, cos_se), (err, err_se) = compare(means, a, b, name)
+            out[key]['grad'][name] = {'cosine': cos, 'cosine_se': cos_se,
+                                      'rel_error': err,
+                                      'rel_error_se': err_se}
+    if 'dense' in kinds:
+        edges = torch.unique(tail)
+        out['dense_share_off_edge_rows'] = {}
+        for name in ENTITY_TABLES:
+            groups = [m[name] for m in means['dense']]
+            out['dense_share_off_edge_rows'][name] = debiased(
+                lambda gs: 1 - cross(gs, gs, edges) / cross(gs, gs),
+                groups)[0]
+    return out
 
-    # Rows of the entity tables that every sparse step touches (the
-    # measured heads' edges): the cosine there, and the share of the dense
-    # expected gradient's squared norm on the other rows (those the sparse
-    # step reaches only through sampled non-edges, or never).
-    edges = torch.unique(tail)
-    on_edges, share_off = {}, {}
-    for n in ('input_emb.weight', 'output_emb.weight', 'output_bias.weight'):
-        dense_grad, sparse_grad = mean['dense'][n], mean['sparse'][n]
-        on_edges[n] = float(F.cosine_similarity(
-            dense_grad[edges].flatten(), sparse_grad[edges].flatten(),
-            dim=0))
-        share_off[n] = float(1 - dense_grad[edges].square().sum() /
-                             dense_grad.square().sum())
 
-    def stats(v):
-        v = torch.tensor(v, dtype=torch.float64)
-        return float(v.mean()), float(v.std() / len(v)**0.5)
-    dense_loss, dense_se = stats(values['dense'])
-    sparse_loss, sparse_se = stats(values['sparse'])
-    return {
-        't': t_value, 'dense_loss': dense_loss, 'dense_stderr': dense_se,
-        'sparse_loss': sparse_loss, 'sparse_stderr': sparse_se,
-        'rel_gap': abs(sparse_loss - dense_loss) / abs(dense_loss),
-        'grad_cosine': cosine(mean['dense'], mean['sparse']),
-        'grad_cosine_dense_halves': cosine(sums['dense'][0],
-                                           sums['dense'][1]),
-        'grad_cosine_sparse_halves': cosine(sums['sparse'][0],
-                                            sums['sparse'][1]),
-        'grad_cosine_corrected': corrected_cosine(sums['dense'],
-                                                  sums['sparse']),
-        'grad_cosine_edge_rows': on_edges,
-        'dense_grad_share_off_edge_rows': share_off,
-        'dense_ckgc': stats(values['dense_ckgc'])[0],
-        'sparse_ckgc': stats(values['sparse_ckgc'])[0],
-    }
+def verdicts(records):
+    r"""Per comparison: whether every step's gap lies within the target at
+    the 95 % bound, and the smallest lower bound (value - 1.96 SE) of the
+    entity tables' gradient cosines."""
+    lines = []
+    for key in [k for k in records[0] if k.endswith(('_vs_dense',
+                                                      '_vs_sparse'))]:
+        worst_gap = max(max(abs(b) for b in r[key]['rel_gap_ci95'])
+                        for r in records)
+        lows = {name: min(r[key]['grad'][name]['cosine'] - 1.96 *
+                          r[key]['grad'][name]['cosine_se']
+                          for r in records)
+                for name in records[0][key]['grad']}
+        lines.append({
+            'comparison': key, 'worst_gap_bound': worst_gap,
+            'gap_target_met': worst_gap <= TARGET_GAP,
+            'cosine_lower_bounds': lows,
+            'cosine_target_met_entity_tables': all(
+                lows[name] >= TARGET_COSINE for name in ENTITY_TABLES)})
+    return lines
 
 
 def main():
@@ -205,8 +257,19 @@ def main():
                         help='keep this seeded fraction of the entities '
                         'and users (e.g. 0.224: 20k of Alibaba\'s 89k)')
     parser.add_argument('--draws', type=int, default=100)
-    parser.add_argument('--heads', type=int, default=256,
+    parser.add_argument('--groups', type=int, default=8,
+                        help='groups of draws for the debiased statistics '
+                        'and their jackknife')
+    parser.add_argument('--heads', type=int, default=128,
                         help='KG heads measured (a seeded sample)')
+    parser.add_argument('--steps', type=int, nargs='+', default=None,
+                        help='diffusion steps t measured (default: all)')
+    parser.add_argument('--estimate-columns', type=int, default=None,
+                        help="compare the sampled noise with this many "
+                        "columns against the exact path (default: the "
+                        "model's noise_columns when N is larger)")
+    parser.add_argument('--no-dense', action='store_true',
+                        help='skip the dense method (large N)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--epochs', type=int, default=3,
                         help='training epochs before measuring')
@@ -214,6 +277,8 @@ def main():
                         help='the trained model: loaded when the file '
                         'exists, written after training otherwise')
     parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--output', default=None,
+                        help='append the JSON lines to this file')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
@@ -241,14 +306,21 @@ def main():
     name = os.path.basename(os.path.normpath(args.data))
     if args.fraction is not None:
         name += f'-{model.num_entities}'
-    for t in range(model.diffusion.steps):
+    records = []
+    for t in args.steps or range(model.diffusion.steps):
         record = {'kg': name, 'num_entities': model.num_entities,
-                  'version': VERSION, 'draws': args.draws,
-                  'heads': heads.numel(),
-                  **measure(model, data, heads, t, args.draws,
-                            args.seed + t)}
+                  'heads': heads.numel(), 'commit': package_commit(),
+                  **measure(model, data, heads, t, args)}
         record['seconds'] = time.perf_counter() - start
-        print(json.dumps(record), flush=True)
+        records.append(record)
+        lines = [record]
+        if len(records) == len(args.steps or range(model.diffusion.steps)):
+            lines += [{'kg': name, 'summary': v} for v in verdicts(records)]
+        for line in lines:
+            print(json.dumps(line), flush=True)
+            if args.output:
+                with open(args.output, 'a') as f:
+                    f.write(json.dumps(line) + '\n')
 
 
 if __name__ == '__main__':
