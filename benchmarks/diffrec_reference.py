@@ -14,7 +14,8 @@ go to their parser)::
 
 ``table`` (the package's environment) prints the table of the package's
 runs (``DATASET-VARIANT-sS.json`` from ``benchmarks/accuracy.py``) beside
-the authors' logs (``authors-VARIANT-seedS.log``) in ``--results``.
+the authors' logs (``authors-VARIANT-seedS.log``) in ``--results`` and the
+paper's figures, and each gap with its Welch t statistic.
 
 The patches, and nothing else: the seed (their ``random_seed = 1``) is
 ``--seed``; torch uses ``--threads`` threads; SciPy's removed sparse
@@ -117,33 +118,63 @@ def read_log(path):
             'recall@20': recall[1], 'ndcg@10': ndcg[0], 'ndcg@20': ndcg[1]}
 
 
+#: The DiffRec paper's ML-1M figures (Recall@20, NDCG@20, Recall@10,
+#: NDCG@10; L-DiffRec with 2 clusters).
+PAPER = {'diffrec': (0.1787, 0.1148, 0.1058, 0.0901),
+         'ldiffrec': (0.1809, 0.1122, 0.1060, 0.0868)}
+NAMES = {'diffrec': 'DiffRec', 'ldiffrec': 'L-DiffRec',
+         'tdiffrec': 'T-DiffRec', 'ltdiffrec': 'LT-DiffRec'}
+METRICS = ('recall@20', 'ndcg@20', 'recall@10', 'ndcg@10')
+
+
+def welch_t(a, b):
+    import statistics
+    return ((statistics.mean(a) - statistics.mean(b)) /
+            (statistics.variance(a) / len(a) +
+             statistics.variance(b) / len(b))**0.5)
+
+
 def table(args):
     import json
+    import statistics
 
     from common import mean_std as cell  # The package's environment.
 
-    lines = ['| model | code | Recall@20 | NDCG@20 | Recall@10 | NDCG@10 | '
-             'best epochs | seeds |', '|---|---|---:|---:|---:|---:|---|---:|']
+    lines = ['| model | code | seeds | best epochs | Recall@20 | NDCG@20 | '
+             'Recall@10 | NDCG@10 |', '|---|---|---:|---|---:|---:|---:|---:|']
+    gaps = []
     for variant in FOLDERS:
-        sides = {}
+        ours = []
         for path in sorted(glob.glob(osp.join(
                 args.results, f'{args.dataset}-{variant}-s*.json'))):
             with open(path) as f:
                 record = json.load(f)
-            sides.setdefault('package', []).append(
-                {'best_epoch': record['best_epoch'], **record['test']})
-        for path in sorted(glob.glob(osp.join(
-                args.results, f'authors-{variant}-seed*.log'))):
-            record = read_log(path)
-            if record is not None:
-                sides.setdefault('authors', []).append(record)
-        for side, records in sides.items():
-            cells = [cell([r[m] for r in records]) for m in
-                     ('recall@20', 'ndcg@20', 'recall@10', 'ndcg@10')]
-            epochs = ', '.join(str(r['best_epoch']) for r in records)
-            lines.append(f"| {variant} | {side} | {' | '.join(cells)} | "
-                         f'{epochs} | {len(records)} |')
-    print('\n'.join(lines))
+            ours.append({'best_epoch': record['best_epoch'],
+                         **record['test']})
+        authors = [r for r in (read_log(path) for path in sorted(glob.glob(
+            osp.join(args.results, f'authors-{variant}-seed*.log'))))
+            if r is not None]
+        for side, records in (('ours', ours),
+                              ("authors' code here", authors)):
+            if records:
+                epochs = ', '.join(str(r['best_epoch']) for r in records)
+                cells = ' | '.join(cell([r[m] for r in records])
+                                   for m in METRICS)
+                lines.append(f'| {NAMES[variant]} | {side} | '
+                             f'{len(records)} | {epochs} | {cells} |')
+        if variant in PAPER:
+            lines.append(f'| {NAMES[variant]} | paper | | | ' + ' | '.join(
+                f'{v:.4f}' for v in PAPER[variant]) + ' |')
+        if len(ours) > 1 and len(authors) > 1:
+            parts = []
+            for m in METRICS:
+                a, b = [r[m] for r in ours], [r[m] for r in authors]
+                change = 100 * (statistics.mean(a) / statistics.mean(b) - 1)
+                parts.append(f'{m} {change:+.1f} % (Welch t = '
+                             f'{welch_t(a, b):.2f})')
+            gaps.append(f'- {NAMES[variant]}, ours against the authors: '
+                        + ', '.join(parts))
+    print('\n'.join(lines + [''] + gaps))
 
 
 def main():
