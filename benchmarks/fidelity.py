@@ -32,9 +32,11 @@ within 2 %, gradient cosine at least 0.99, both at the 95 % bound) are met.
 
     python benchmarks/fidelity.py --data ../shared/data/lastfm-hetrec2011 \
         --parameters /tmp/hetrec-denoiser.pt --threads 1 \
-        --output benchmarks/results/fidelity/lastfm-hetrec2011-paired.jsonl
+        --output benchmarks/results/fidelity-paired/lastfm-hetrec2011.jsonl
     python benchmarks/fidelity.py --data ../shared/data/alibaba-ifashion \
         --no-dense --groups 4 --draws 40 --parameters /tmp/ali.pt
+    python benchmarks/fidelity.py --table \
+        benchmarks/results/fidelity-paired/lastfm-hetrec2011.jsonl
 """
 import argparse
 import itertools
@@ -249,10 +251,56 @@ def verdicts(records):
     return lines
 
 
+def table(path):
+    r"""The Markdown tables of a results file: per comparison and step,
+    the paired gap with its 95 % interval and the debiased gradient
+    cosines (± jackknife standard error) of the entity tables and the
+    input layer's time weights; then the verdicts over the steps in the
+    file."""
+    with open(path) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    records = [r for r in records if 'summary' not in r]
+    names = ('input_emb.weight', 'output_emb.weight', 'input_time.weight')
+    lines = ['| KG | comparison | t | draws | gap (95 % interval) | '
+             'cosine input table | cosine output table | cosine input '
+             'time weights | dense share off edge rows (input / output) |',
+             '|---|---|---:|---:|---|---:|---:|---:|---|']
+    for r in records:
+        for key in [k for k in r if k.endswith(('_vs_dense',
+                                                 '_vs_sparse'))]:
+            c = r[key]
+            low, high = c['rel_gap_ci95']
+            cosines = ' | '.join(
+                f"{c['grad'][n]['cosine']:.3f} ± "
+                f"{c['grad'][n]['cosine_se']:.3f}" for n in names)
+            share = r.get('dense_share_off_edge_rows')
+            share = (f"{share['input_emb.weight']:.3f} / "
+                     f"{share['output_emb.weight']:.3f}"
+                     if share and key.endswith('_vs_dense') else '')
+            lines.append(f"| {r['kg']} | {key.replace('_', ' ')} | "
+                         f"{r['t']} | {r['draws']} | "
+                         f"{100 * c['rel_gap']:+.2f} % ({100 * low:+.2f}, "
+                         f"{100 * high:+.2f}) | {cosines} | {share} |")
+    lines.append('')
+    for v in verdicts(records):
+        lows = ', '.join(f'{n} {v["cosine_lower_bounds"][n]:.3f}'
+                         for n in ENTITY_TABLES[:2])
+        lines.append(
+            f"- {v['comparison'].replace('_', ' ')} (t = "
+            f"{', '.join(str(r['t']) for r in records)}): the gap's 95 % "
+            f"bound is {100 * v['worst_gap_bound']:.2f} % (target 2 %: "
+            f"{'met' if v['gap_target_met'] else 'not met'}); the "
+            f"cosines' lowest 95 % lower bounds: {lows} (target 0.99: "
+            f"{'met' if v['cosine_target_met_entity_tables'] else 'not shown'}"
+            f')')
+    return '\n'.join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--data', required=True,
-                        help='a dataset folder or built-in name')
+    parser.add_argument('--table', default=None, metavar='FILE',
+                        help='print the tables of a results file and exit')
+    parser.add_argument('--data', help='a dataset folder or built-in name')
     parser.add_argument('--fraction', type=float, default=None,
                         help='keep this seeded fraction of the entities '
                         'and users (e.g. 0.224: 20k of Alibaba\'s 89k)')
@@ -280,6 +328,11 @@ def main():
     parser.add_argument('--output', default=None,
                         help='append the JSON lines to this file')
     args = parser.parse_args()
+    if args.table:
+        print(table(args.table))
+        return
+    if not args.data:
+        parser.error('--data is required (or --table FILE)')
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     data = load_dataset(args.data, log=False)
