@@ -114,13 +114,14 @@ class _NoiseProduct(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         num_entities = ctx.shape[0]
         values = grad.new_empty(ctx.shape)
+        # The 1 / p on the [B, H] gradient, not on the [N, H] result:
+        scaled = grad if ctx.keep == 1.0 else grad / ctx.keep
         for start, end, eps, keep_mask in _noise_chunks(
                 grad.size(0), num_entities, ctx.keep, ctx.noise, ctx.mask,
                 ctx.replay, grad.device):
             if keep_mask is not None:
                 eps.mul_(keep_mask)
-            torch.mm(eps.t(), grad, out=values[start:end])
-        values.mul_(1.0 / ctx.keep)
+            torch.mm(eps.t(), scaled, out=values[start:end])
         index = torch.arange(num_entities, device=grad.device)[None]
         weight_grad = torch.sparse_coo_tensor(index, values, ctx.shape,
                                               is_coalesced=True,
