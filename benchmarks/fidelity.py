@@ -92,48 +92,61 @@ def gradients(denoiser, loss):
     return out
 
 
-def cross(a, b, rows=None):
-    r""":math:`\mathrm{mean}_{i \neq j} a_i \cdot b_j` over the groups'
-    means :obj:`a`, :obj:`b` (lists of tensors; :obj:`rows`: only those
-    rows): an unbiased estimate of :math:`E[a] \cdot E[b]` when the groups
-    are independent."""
+def gram(a, b, rows=None):
+    r"""The dot products :math:`a_i \cdot b_j` of every pair of groups'
+    means (lists of tensors; :obj:`rows`: only those rows), :obj:`[G, G]`
+    float64, each computed once."""
     def pick(x):
-        return x if rows is None else x[rows]
-    values = [float((pick(a[i]).double() * pick(b[j]).double()).sum())
-              for i, j in itertools.permutations(range(len(a)), 2)]
-    return sum(values) / len(values)
+        return (x if rows is None else x[rows]).double()
+    out = torch.empty(len(a), len(b), dtype=torch.float64)
+    for i, j in itertools.product(range(len(a)), range(len(b))):
+        out[i, j] = float((pick(a[i]) * pick(b[j])).sum())
+    return out
+
+
+def cross(products, keep):
+    r""":math:`\mathrm{mean}_{i \neq j} a_i \cdot b_j` over the groups
+    :obj:`keep`, from their :func:`gram` :obj:`products`: an unbiased
+    estimate of :math:`E[a] \cdot E[b]` when the groups are
+    independent."""
+    sub = products[keep][:, keep]
+    k = len(keep)
+    return float(sub.sum() - sub.diagonal().sum()) / (k * (k - 1))
 
 
 def debiased(stat, groups):
-    r"""A statistic of the groups' means and its jackknife standard error
-    over the groups (leave one out)."""
-    value = stat(groups)
-    g = len(groups)
-    if g < 3:
+    r"""A statistic of the groups :obj:`stat(keep)` (:obj:`keep`: the
+    groups it uses) over all :obj:`groups`, and its jackknife standard
+    error over them (leave one out)."""
+    value = stat(list(range(groups)))
+    if groups < 3:
         return value, float('nan')
-    leave = [stat(groups[:i] + groups[i + 1:]) for i in range(g)]
-    mean = sum(leave) / g
-    se = ((g - 1) / g * sum((v - mean)**2 for v in leave))**0.5
+    leave = [stat([k for k in range(groups) if k != i])
+             for i in range(groups)]
+    mean = sum(leave) / groups
+    se = ((groups - 1) / groups * sum((v - mean)**2 for v in leave))**0.5
     return value, se
 
 
 def compare(means, a, b, name):
     r"""Debiased cosine and relative error of the expected gradients of
     kinds :obj:`a` against :obj:`b` for tensor :obj:`name`."""
-    groups = [(means[a][k][name], means[b][k][name])
-              for k in range(len(means[a]))]
+    x = [m[name] for m in means[a]]
+    y = [m[name] for m in means[b]]
+    xx, yy, xy = gram(x, x), gram(y, y), gram(x, y)
+    # (x_i - y_i) . (x_j - y_j), from the same products:
+    dd = xx - xy - xy.t() + yy
 
-    def cosine(gs):
-        x, y = [g[0] for g in gs], [g[1] for g in gs]
-        denominator = cross(x, x) * cross(y, y)
-        return (cross(x, y) / denominator**0.5 if denominator > 0
+    def cosine(keep):
+        denominator = cross(xx, keep) * cross(yy, keep)
+        return (cross(xy, keep) / denominator**0.5 if denominator > 0
                 else float('nan'))
 
-    def relative_error(gs):
-        delta = [g[0] - g[1] for g in gs]
-        reference = cross([g[1] for g in gs], [g[1] for g in gs])
-        return (max(cross(delta, delta), 0.0) / reference)**0.5 \
+    def relative_error(keep):
+        reference = cross(yy, keep)
+        return (max(cross(dd, keep), 0.0) / reference)**0.5 \
             if reference > 0 else float('nan')
+    groups = len(x)
     return debiased(cosine, groups), debiased(relative_error, groups)
 
 
@@ -221,11 +234,11 @@ def measure(model, data, heads, t_value, args):
     if 'dense' in kinds:
         edges = torch.unique(tail)
         out['dense_share_off_edge_rows'] = {}
+        every = list(range(args.groups))
         for name in ENTITY_TABLES:
-            groups = [m[name] for m in means['dense']]
-            out['dense_share_off_edge_rows'][name] = debiased(
-                lambda gs: 1 - cross(gs, gs, edges) / cross(gs, gs),
-                groups)[0]
+            x = [m[name] for m in means['dense']]
+            out['dense_share_off_edge_rows'][name] = 1 - cross(
+                gram(x, x, edges), every) / cross(gram(x, x), every)
     return out
 
 
