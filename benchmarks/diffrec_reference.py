@@ -31,10 +31,12 @@ the interaction weights from 0.1 to 1.0 (their default), as the package's
 """
 import argparse
 import glob
+import json
 import os
 import os.path as osp
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -89,12 +91,10 @@ def run(args):
         # Their loaders read DATA_PATH + 'train_list.npy' and, for the
         # latent variants, EMB_PATH + DATASET + '/item_emb.npy':
         command = [sys.executable, '-u', 'main.py', '--dataset',
-                   osp.basename(data), '--data_path', data + '/',
-                   '--emb_path', osp.dirname(data) + '/',
-                   *SETTINGS[args.variant], *args.extra]
-        if args.variant in ('diffrec', 'tdiffrec'):
-            command.remove('--emb_path')
-            command.remove(osp.dirname(data) + '/')
+                   osp.basename(data), '--data_path', data + '/']
+        if args.variant in ('ldiffrec', 'ltdiffrec'):
+            command += ['--emb_path', osp.dirname(data) + '/']
+        command += [*SETTINGS[args.variant], *args.extra]
         env = dict(os.environ, SEED=str(args.seed),
                    THREADS=str(args.threads))
         os.makedirs(osp.dirname(osp.abspath(args.log)), exist_ok=True)
@@ -122,22 +122,16 @@ def read_log(path):
 #: NDCG@10; L-DiffRec with 2 clusters).
 PAPER = {'diffrec': (0.1787, 0.1148, 0.1058, 0.0901),
          'ldiffrec': (0.1809, 0.1122, 0.1060, 0.0868)}
-NAMES = {'diffrec': 'DiffRec', 'ldiffrec': 'L-DiffRec',
-         'tdiffrec': 'T-DiffRec', 'ltdiffrec': 'LT-DiffRec'}
 METRICS = ('recall@20', 'ndcg@20', 'recall@10', 'ndcg@10')
 
 
 def welch_t(a, b):
-    import statistics
     return ((statistics.mean(a) - statistics.mean(b)) /
             (statistics.variance(a) / len(a) +
              statistics.variance(b) / len(b))**0.5)
 
 
 def table(args):
-    import json
-    import statistics
-
     from common import mean_std as cell  # The package's environment.
 
     lines = ['| model | code | seeds | best epochs | Recall@20 | NDCG@20 | '
@@ -160,10 +154,10 @@ def table(args):
                 epochs = ', '.join(str(r['best_epoch']) for r in records)
                 cells = ' | '.join(cell([r[m] for r in records])
                                    for m in METRICS)
-                lines.append(f'| {NAMES[variant]} | {side} | '
+                lines.append(f'| {FOLDERS[variant]} | {side} | '
                              f'{len(records)} | {epochs} | {cells} |')
         if variant in PAPER:
-            lines.append(f'| {NAMES[variant]} | paper | | | ' + ' | '.join(
+            lines.append(f'| {FOLDERS[variant]} | paper | | | ' + ' | '.join(
                 f'{v:.4f}' for v in PAPER[variant]) + ' |')
         if len(ours) > 1 and len(authors) > 1:
             parts = []
@@ -172,7 +166,7 @@ def table(args):
                 change = 100 * (statistics.mean(a) / statistics.mean(b) - 1)
                 parts.append(f'{m} {change:+.1f} % (Welch t = '
                              f'{welch_t(a, b):.2f})')
-            gaps.append(f'- {NAMES[variant]}, ours against the authors: '
+            gaps.append(f'- {FOLDERS[variant]}, ours against the authors: '
                         + ', '.join(parts))
     print('\n'.join(lines + [''] + gaps))
 
