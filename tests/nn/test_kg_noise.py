@@ -111,11 +111,9 @@ def outside_loss(weight, ptr, index, keep, generator=None, noise=None,
     scale = torch.full((ptr.numel() - 1, ), 0.8)
     eps, keep_mask, outside = full_noise(weight, ptr, index, scale, keep,
                                          noise, mask, generator, num_columns)
-    if keep_mask is None and mask is not None:
-        keep_mask = mask[torch.repeat_interleave(
-            torch.arange(ptr.numel() - 1), ptr.diff()), index]
+    # full_noise returns the keep mask on the support (None when keep 1):
     pre = pre_activation(weight, x0, ptr, index, 0.6, 0.8, keep, eps,
-                         keep_mask if keep < 1.0 else None, outside)
+                         keep_mask, outside)
     coefficients = torch.linspace(-1.0, 1.0, weight.size(1)) + 0.25
     return (torch.tanh(pre) @ coefficients).mean()
 
