@@ -21,7 +21,7 @@ from diffkg_pyg.train.results import (
     NonFiniteLossError,
     TrainingInterrupted,
 )
-from diffkg_pyg.train.sampling import sample_negative_items
+from diffkg_pyg.train.sampling import interaction_keys, sample_negative_items
 from diffkg_pyg.train.trainer import Trainer
 from diffkg_pyg.train.tuning import TuneResult, tune
 
@@ -41,6 +41,7 @@ __all__ = [
     'FitState',
     'TrainingInterrupted',
     'NonFiniteLossError',
+    'interaction_keys',
     'sample_negative_items',
     'save_model',
     'load_model',

@@ -4,7 +4,7 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
-__all__ = ['sample_negative_items', 'sample_row_entries']
+__all__ = ['interaction_keys', 'sample_negative_items', 'sample_row_entries']
 
 
 def sample_row_entries(ptr: Tensor, rows: Tensor,
@@ -17,12 +17,19 @@ def sample_row_entries(ptr: Tensor, rows: Tensor,
                                    device=rows.device) * count).long()
 
 
+def interaction_keys(edge_index: Tensor, num_items: int) -> Tensor:
+    r"""The sorted keys :math:`u \cdot I + i` of the pairs :obj:`edge_index`
+    :obj:`[2, num_pairs]`, as :func:`sample_negative_items` looks them up
+    (build them once when sampling for many batches of a fixed set)."""
+    return torch.sort(edge_index[0] * num_items + edge_index[1]).values
+
+
 def sample_negative_items(user: Tensor, train_edge_index: Tensor,
                           num_items: int,
                           generator: Optional[torch.Generator] = None,
                           max_rounds: int = 100,
-                          draw: Optional[Callable[[int], Tensor]] = None
-                          ) -> Tensor:
+                          draw: Optional[Callable[[int], Tensor]] = None,
+                          keys: Optional[Tensor] = None) -> Tensor:
     r"""Samples, for every entry of :obj:`user`, an item uniformly among the
     items that user has no train interaction with (vectorised rejection
     sampling).
@@ -39,9 +46,12 @@ def sample_negative_items(user: Tensor, train_edge_index: Tensor,
         draw (callable, optional): Draws :obj:`n` candidate items from
             another law than the uniform one (rejection still skips the
             user's own). (default: :obj:`None`: uniform)
+        keys (torch.Tensor, optional): :func:`interaction_keys` of
+            :obj:`train_edge_index`, when already built (otherwise they are
+            built, a sort of the train pairs). (default: :obj:`None`)
     """
-    known = torch.sort(train_edge_index[0] * num_items +
-                       train_edge_index[1]).values
+    known = interaction_keys(train_edge_index, num_items) if keys is None \
+        else keys
     if draw is None:
         def draw(n: int) -> Tensor:
             return torch.randint(num_items, (n, ), generator=generator,

@@ -6,6 +6,7 @@ from diffkg_pyg.train import (
     NonFiniteLossError,
     Trainer,
     get_recipe,
+    interaction_keys,
     sample_negative_items,
 )
 
@@ -37,6 +38,17 @@ def test_sample_negative_items(seed):
     assert all((u, i) not in known
                for u, i in zip(user.tolist(), item.tolist()))
     assert set(item[user == 0].tolist()) == {3, 4}  # Only ones left.
+
+
+def test_sample_negative_items_with_prebuilt_keys():
+    train = torch.tensor([[2, 0, 1, 0, 2, 0], [4, 1, 3, 0, 0, 2]])
+    user = train[0].repeat(20)
+    keys = interaction_keys(train, 5)
+    assert keys.tolist() == sorted(keys.tolist())
+    draws = [sample_negative_items(user, train, 5,
+                                   torch.Generator().manual_seed(3), keys=k)
+             for k in (None, keys)]
+    assert torch.equal(draws[0], draws[1])
 
 
 def test_sample_negative_items_gives_up():

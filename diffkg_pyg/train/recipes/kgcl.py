@@ -14,6 +14,7 @@ from diffkg_pyg.train.hyperparameters import (
 )
 from diffkg_pyg.train.recipe import Recipe, Sizes, require_relations
 from diffkg_pyg.train.sampling import (
+    interaction_keys,
     sample_negative_items,
     sample_row_entries,
 )
@@ -150,6 +151,7 @@ class KGCLRecipe(Recipe):
     def setup_inference(self, model: KGCL, train_edge_index: Tensor) -> None:
         device = train_edge_index.device
         self.train_edge_index = train_edge_index
+        self.train_keys = interaction_keys(train_edge_index, self.num_items)
         self.triplets = self.triplets.to(device)
         self.slots = tuple(s.to(device) for s in self.slots)
         self.adj = bipartite_adjacency(train_edge_index, self.num_users,
@@ -218,6 +220,7 @@ class KGCLRecipe(Recipe):
             head.numel(), device=head.device)]), self.num_items)
         num_types = self.num_base_relations + 1
         known = torch.stack([head * num_types + relation, tail])
+        keys = interaction_keys(known, model.num_entities + 1)
 
         def other_heads_tail(n: int) -> Tensor:
             # A tail of a head drawn uniformly (the authors' negatives).
@@ -232,7 +235,7 @@ class KGCLRecipe(Recipe):
             r, t = relation[pick], tail[pick]
             neg = sample_negative_items(batch * num_types + r, known,
                                         model.num_entities + 1, gen,
-                                        draw=other_heads_tail)
+                                        draw=other_heads_tail, keys=keys)
             loss = model.transe_loss(batch, r, t, neg,
                                      self.hparams['kg_l2_weight'])
             context.step(context.optimizers, loss, 'transe_loss')
@@ -254,7 +257,8 @@ class KGCLRecipe(Recipe):
             user = user_all[batch]
             pos = items[sample_row_entries(ptr, user, gen)]
             neg = sample_negative_items(user, self.train_edge_index,
-                                        self.num_items, gen)
+                                        self.num_items, gen,
+                                        keys=self.train_keys)
             part = context.shard(torch.arange(user.numel(),
                                               device=user.device))
             user, pos, neg = user[part], pos[part], neg[part]
