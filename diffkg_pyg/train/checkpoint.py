@@ -88,14 +88,17 @@ def _to_tuples(value):
 
 def fingerprint(data: HeteroData) -> str:
     r"""A SHA-256 over the sizes, the interactions (train, validation,
-    test), the knowledge graph and the item features (if any) of a dataset
-    graph."""
+    test), the train interactions' order (:obj:`edge_time`, T-DiffRec's
+    weights; if any), the knowledge graph and the item features (if any) of
+    a dataset graph."""
     digest = hashlib.sha256()
     store, kg = data[USER_ITEM], data[KG]
     sizes = [data[t].num_nodes for t in ('user', 'item', 'entity')]
     digest.update(repr(sizes + [int(kg.num_relations)]).encode())
     tensors = [store.edge_index, store.val_edge_index,
                store.test_edge_index, kg.edge_index, kg.edge_type]
+    if 'edge_time' in store:  # The interactions' order (T-DiffRec).
+        tensors.append(store.edge_time)
     if 'x' in data['item']:  # Item features (L-DiffRec's clusters).
         tensors.append(data['item'].x)
     for tensor in tensors:

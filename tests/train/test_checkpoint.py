@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from diffkg_pyg import load_model
-from diffkg_pyg.data import synthetic_dataset
+from diffkg_pyg.data import KG, USER_ITEM, synthetic_dataset
 from diffkg_pyg.train import NonFiniteLossError
 from diffkg_pyg.train.checkpoint import (
     fingerprint,
@@ -96,6 +96,25 @@ def test_rng_state_round_trip():
 def test_fingerprint_tells_datasets_apart():
     assert fingerprint(small_data()) == fingerprint(small_data())
     assert fingerprint(small_data()) != fingerprint(small_data(seed=1))
+
+
+@pytest.mark.parametrize('key', ['edge_type', 'edge_time', 'x'])
+def test_fingerprint_covers_what_models_read(key):
+    # T-DiffRec reads the interactions' order, L-DiffRec the item features,
+    # every KG model the relations: a change to any of them is another
+    # dataset for a resumed run.
+    data = small_data()
+    store = {'edge_type': data[KG], 'edge_time': data[USER_ITEM],
+             'x': data['item']}[key]
+    if key == 'edge_time':
+        store.edge_time = torch.arange(store.edge_index.size(1))
+    elif key == 'x':
+        store.x = torch.arange(2.0 * data['item'].num_nodes).view(-1, 2)
+    before = fingerprint(data)
+    value = getattr(store, key)
+    setattr(store, key, value.flip(0) if key != 'edge_type'
+            else (value + 1) % int(data[KG].num_relations))
+    assert fingerprint(data) != before
 
 
 @pytest.mark.slow  # Three training processes.
