@@ -1,13 +1,14 @@
 r"""Reference implementations of the method, transcribed literally from the
 specification (and the authors' code), that the package's fast forms are
 checked against in the tests and timed against in the benchmarks."""
-from typing import Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 from torch_geometric.nn import MessagePassing
-from torch_geometric.utils import softmax
+from torch_geometric.utils import scatter, softmax
 
 from diffkg_pyg.nn.conv.kg_attention import KGAttentionConv
 from diffkg_pyg.nn.denoiser import SparseDenoiser, timestep_embedding
@@ -15,7 +16,8 @@ from diffkg_pyg.nn.diffusion import GaussianDiffusion
 
 __all__ = ['dense_hidden', 'dense_denoiser', 'dense_reverse',
            'DenseDenoiser', 'literal_hop',
-           'PerEdgeAttention', 'literal_contrast_loss']
+           'PerEdgeAttention', 'literal_contrast_loss',
+           'reference_recommendation_loss']
 
 
 def dense_hidden(model: SparseDenoiser, x: Tensor, t: Tensor,
@@ -131,3 +133,102 @@ def literal_contrast_loss(embeds1: Tensor, embeds2: Tensor, nodes: Tensor,
     nume = torch.exp(torch.sum(pck_embeds1 * pck_embeds2, dim=-1) / temp)
     deno = torch.exp(pck_embeds1 @ embeds2.T / temp).sum(-1) + 1e-8
     return -torch.log(nume / deno).mean()
+
+
+# DiffKG's recommendation step as the package computed it at commit 7834f82
+# (before the step's speed work), every building block copied here so that
+# later changes to the package's cannot change it: the faster step is checked
+# against it in the tests and timed beside it by benchmarks/speed_step.py.
+class _ReferenceSpMM(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, adj: Tensor, x: Tensor) -> Tensor:
+        ctx.adj = adj
+        return adj @ x
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return None, ctx.adj @ grad
+
+
+def _reference_hop(conv, x: Tensor, edge_index: Tensor, edge_type: Tensor,
+                   relation_emb: Tensor) -> Tensor:
+    top = x @ conv.weight[:conv.channels]
+    bottom = x @ conv.weight[conv.channels:]
+    head, tail = edge_index
+    num_relations = relation_emb.size(0)
+    if x.size(0) * num_relations <= edge_index.size(1) * conv.channels:
+        top_score = (top @ relation_emb.t()).view(-1)
+        bottom_score = (bottom @ relation_emb.t()).view(-1)
+        score = (top_score[head * num_relations + edge_type] +
+                 bottom_score[tail * num_relations + edge_type])
+    else:
+        score = ((top[head] + bottom[tail]) *
+                 relation_emb[edge_type]).sum(dim=-1)
+    score = F.leaky_relu(score, conv.negative_slope)
+    alpha = softmax(score, head, None, x.size(0))
+    return x + scatter(alpha.unsqueeze(-1) * x[tail], head, 0, x.size(0),
+                       reduce='sum')
+
+
+def _reference_lse(anchor: Tensor, positive: Tensor) -> Tensor:
+    return torch.logsumexp(anchor @ positive.t(), dim=-1)
+
+
+def _reference_info_nce(anchor: Tensor, positive: Tensor, index: Tensor,
+                        temperature: float, chunk_size: int = 4096
+                        ) -> Tensor:
+    anchor = F.normalize(anchor[index] + 1e-8, dim=-1) / temperature
+    positive = F.normalize(positive + 1e-8, dim=-1)
+    lse = [checkpoint(_reference_lse, anchor, part, use_reentrant=False)
+           for part in torch.split(positive, chunk_size)]
+    lse = torch.logsumexp(torch.stack(lse, dim=-1), dim=-1)
+    return (lse - (anchor * positive[index]).sum(dim=-1)).mean()
+
+
+def reference_recommendation_loss(model, adj: Tensor, main_kg, second_kg,
+                                  user: Tensor, pos_item: Tensor,
+                                  neg_item: Tensor,
+                                  batch_size: Optional[float] = None
+                                  ) -> Tuple[Tensor, Dict[str, Tensor]]:
+    r"""DiffKG's recommendation objective, :meth:`DiffKG.loss
+    <diffkg_pyg.nn.DiffKG.loss>` (same arguments, with the model first), as
+    the package computed it at commit ``7834f82``, before the work on the
+    step's speed: both KG views through the attention encoder, the two
+    views propagated together over the user-item graph, BPR, the L2 term and
+    the chunked, recomputed InfoNCE. The faster step must give the same loss
+    and gradients."""
+    encoder = model.kg_encoder
+    views = []
+    for kg_edge_index, kg_edge_type in ([main_kg, second_kg]
+                                        if model.ssl_weight > 0
+                                        else [main_kg]):
+        out = x = model.entity_emb
+        for _ in range(encoder.num_hops):
+            x = _reference_hop(encoder.conv, x, kg_edge_index, kg_edge_type,
+                               model.relation_emb)
+            x = F.dropout(x, encoder.dropout, encoder.training)
+            x = F.normalize(x, dim=-1)
+            out = encoder.res_lambda * out + x
+        views.append(torch.cat([model.user_emb, out[:model.num_items]]))
+    x = out = torch.cat(views, dim=-1)
+    for _ in range(model.num_layers):
+        x = _ReferenceSpMM.apply(adj, x)
+        out = out + x
+    (user_emb, item_emb), *second = [
+        (view[:model.num_users], view[model.num_users:])
+        for view in out.split(model.embedding_dim, dim=-1)]
+    pos = (user_emb[user] * item_emb[pos_item]).sum(dim=-1)
+    neg = (user_emb[user] * item_emb[neg_item]).sum(dim=-1)
+    bpr = -F.logsigmoid(pos - neg).sum() / (batch_size or user.numel())
+    reg = model.l2_weight * sum(w.square().sum()
+                                for w in model.recommender_parameters())
+    loss = bpr + reg
+    ssl = torch.zeros((), device=user.device)
+    if model.ssl_weight > 0:
+        (user_emb2, item_emb2), = second
+        tau = model.temperature
+        ssl = (_reference_info_nce(user_emb2, user_emb, user, tau) +
+               _reference_info_nce(item_emb2, item_emb, pos_item, tau))
+        loss = loss + model.ssl_weight * ssl
+    return loss, {'bpr': bpr.detach(), 'reg': reg.detach(),
+                  'ssl': ssl.detach()}

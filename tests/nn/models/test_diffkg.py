@@ -375,14 +375,16 @@ def test_errors_of_the_function_itself_propagate(caplog):
 
 
 @pytest.mark.parametrize('chunk_size', [1, 7, 64])
-def test_info_nce_chunks_match_literal(chunk_size):
+@pytest.mark.parametrize('temperature', [0.2, 0.01])  # 0.01: max-shifted.
+def test_info_nce_chunks_match_literal(chunk_size, temperature):
     torch.manual_seed(0)
     anchor = torch.randn(50, 8, requires_grad=True)
     positive = torch.randn(50, 8, requires_grad=True)
     index = torch.tensor([3, 3, 0, 49, 17])
-    out = info_nce(anchor, positive, index, 0.2, chunk_size)
-    expected = literal_contrast_loss(anchor, positive, index, 0.2)
-    assert torch.allclose(out, expected, atol=1e-5)
+    out = info_nce(anchor, positive, index, temperature, chunk_size)
+    expected = literal_contrast_loss(anchor.double(), positive.double(),
+                                     index, temperature)
+    assert torch.allclose(out.double(), expected, rtol=1e-5)
     grads = torch.autograd.grad(out, [anchor, positive])
     expected_grads = torch.autograd.grad(expected, [anchor, positive])
     for grad, expected_grad in zip(grads, expected_grads):

@@ -1,0 +1,166 @@
+r"""One training step of a model, timed on a dataset graph: the median of
+``--steps`` steps after ``--warmup`` steps, with the process's peak RSS.
+For DiffKG a step is one recommendation step (phase 3: both KG views, the
+user-item propagation, BPR and InfoNCE, backward and Adam), taken after one
+rebuild by the untrained denoiser, so that both views have their sizes; for
+the other models a step of their training pass.
+
+``--compare`` (DiffKG) times, in the same process and alternating, the
+package's step and the reference step kept in
+:func:`diffkg_pyg.testing.reference_recommendation_loss` (the code of the
+step before issue 29's work), and reports their ``ratio`` and, after one
+step from the same parameters and batch, the largest absolute difference
+of the loss and of every gradient. ``--profile`` prints the operators'
+self CPU time over the measured steps (torch.profiler).
+
+    python benchmarks/speed_step.py --data ../shared/data/alibaba-ifashion \
+        --model diffkg --steps 10 --threads 2 --compare \
+        --output benchmarks/results/speed-step.jsonl
+"""
+import argparse
+import functools
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+from common import peak_rss_gb
+
+from diffkg_pyg.data import load_dataset
+from diffkg_pyg.testing import reference_recommendation_loss
+from diffkg_pyg.train import Trainer, get_recipe
+from diffkg_pyg.version import package_commit
+
+
+def build(args):
+    data = load_dataset(args.data, log=False)
+    recipe = get_recipe(args.model)()
+    trainer = Trainer(recipe, data, seed=args.seed, log=lambda line: None,
+                      max_batches=args.warmup + args.steps)
+    if hasattr(recipe, 'train_recommendation'):
+        trainer.model.rebuild(batch_size=trainer.context.batch_size,
+                              generator=trainer.context.generator)
+    return data, trainer
+
+
+def timed_pass(trainer):
+    r"""One capped pass of the model's steps; the seconds of every step
+    (from the end of the previous one, batch sampling included)."""
+    recipe, context, model = trainer.recipe, trainer.context, trainer.model
+    times, step = [], context.accounting.step
+
+    def timed_step(*a, **k):
+        step(*a, **k)
+        times.append(time.perf_counter())
+
+    context.accounting.step = timed_step
+    model.train()
+    start = time.perf_counter()
+    try:
+        if hasattr(recipe, 'train_recommendation'):
+            recipe.train_recommendation(model, context, 1)
+        else:
+            recipe.train_epoch(model, context, 1)
+    finally:
+        context.accounting.step = step
+    return [b - a for a, b in zip([start] + times[:-1], times)]
+
+
+def step_difference(trainer):
+    r"""One batch, the same parameters and dropout seed: the largest
+    absolute difference between the package's and the reference step's
+    loss, and between their gradients of every parameter."""
+    model, context = trainer.model, trainer.context
+    edge_index = trainer.recipe.train_edge_index
+    user, pos, neg = next(iter(context.bpr_batches()))
+    adj = model.adjacency(edge_index)
+    kgs = model.views(*model._kg_views())
+    params = [p for p in model.parameters() if p.requires_grad]
+    model.train()
+    out = []
+    for loss_fn in (model.loss, functools.partial(
+            reference_recommendation_loss, model)):
+        torch.manual_seed(0)
+        loss, _ = loss_fn(adj, *kgs, user, pos, neg, context.batch_size)
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        out.append((loss.detach(), grads))
+    (loss, grads), (ref_loss, ref_grads) = out
+    diff = {'loss': float((loss - ref_loss).abs())}
+    scale = {'loss': float(ref_loss.abs())}
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    for name, grad, ref in zip(names, grads, ref_grads):
+        if ref is not None:
+            diff[name] = float((grad - ref).abs().max())
+            scale[name] = float(ref.abs().max())
+    return diff, scale
+
+
+def compare(trainer, args):
+    r"""The package's and the reference step, in alternating passes."""
+    model = trainer.model
+    times = {'package': [], 'reference': []}
+    for _ in range(args.rounds):
+        for name in times:
+            if name == 'reference':
+                model.loss = functools.partial(
+                    reference_recommendation_loss, model)
+            try:
+                times[name] += timed_pass(trainer)[args.warmup:]
+            finally:
+                model.__dict__.pop('loss', None)
+    return times
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--data', required=True,
+                        help='a dataset folder or built-in name')
+    parser.add_argument('--model', default='diffkg')
+    parser.add_argument('--steps', type=int, default=10)
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--profile', action='store_true')
+    parser.add_argument('--compare', action='store_true',
+                        help="DiffKG: the package's step beside the "
+                        'reference step')
+    parser.add_argument('--rounds', type=int, default=2,
+                        help='--compare: alternating passes of each')
+    parser.add_argument('--output', default=None,
+                        help='append the JSON lines to this file')
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    data, trainer = build(args)
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+        timed_pass(trainer)  # Warm-up outside the profile.
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            timed_pass(trainer)
+        print(prof.key_averages().table(sort_by='self_cpu_time_total',
+                                        row_limit=30), file=sys.stderr)
+    base = {'benchmark': 'step', 'data': os.path.basename(
+        os.path.normpath(args.data)), 'model': args.model,
+        'threads': args.threads, 'commit': package_commit()}
+    if args.compare:
+        diff, scale = step_difference(trainer)
+        times = compare(trainer, args)
+    else:
+        times = {'package': timed_pass(trainer)[args.warmup:]}
+    records = [{**base, 'implementation': name, 'steps': len(t),
+                'step_s': statistics.median(t), 'peak_rss_gb': peak_rss_gb()}
+               for name, t in times.items()]
+    if args.compare:
+        records.append({**base, 'implementation': 'package/reference',
+                        'ratio': records[1]['step_s'] / records[0]['step_s'],
+                        'max_abs_diff': diff, 'max_abs_value': scale})
+    for record in records:
+        print(json.dumps(record), flush=True)
+        if args.output:
+            with open(args.output, 'a') as f:
+                f.write(json.dumps(record) + '\n')
+
+
+if __name__ == '__main__':
+    main()
