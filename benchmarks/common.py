@@ -15,6 +15,7 @@ import torch
 from diffkg_pyg import DiffKG
 from diffkg_pyg.data import ITEM_USER, KG, USER_ITEM, load_dataset
 from diffkg_pyg.nn.kg_diffusion import denoiser_loss, sample_support
+from diffkg_pyg.version import package_commit
 
 HIDDEN, TIME_CHANNELS, DIM, BATCH = 1000, 10, 64, 1024
 
@@ -159,9 +160,11 @@ def run_case(script: str, args, kg: str, method: str, extra=(),
 
 def append_records(path: str, benchmark: str, threads: int,
                    records) -> None:
-    r"""Appends one JSON line per record to :obj:`path`."""
+    r"""Appends one JSON line per record to :obj:`path`, each naming the
+    package commit that ran it."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    commit = package_commit()
     with open(path, 'a') as f:
         for record in records:
             f.write(json.dumps({'benchmark': benchmark, 'threads': threads,
-                                **record}) + '\n')
+                                'commit': commit, **record}) + '\n')
