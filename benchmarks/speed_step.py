@@ -128,6 +128,11 @@ def main():
                         'reference step')
     parser.add_argument('--rounds', type=int, default=2,
                         help='--compare: alternating passes of each')
+    parser.add_argument('--implementation', default='package',
+                        choices=['package', 'reference'],
+                        help='without --compare: which step to time (each '
+                        "in its own process gives each its peak RSS; "
+                        "--compare's two share one)")
     parser.add_argument('--output', default=None,
                         help='append the JSON lines to this file')
     args = parser.parse_args()
@@ -147,7 +152,10 @@ def main():
         diff, scale = step_difference(trainer)
         times = compare(trainer, args)
     else:
-        times = {'package': timed_pass(trainer)[args.warmup:]}
+        if args.implementation == 'reference':
+            trainer.model.loss = functools.partial(
+                reference_recommendation_loss, trainer.model)
+        times = {args.implementation: timed_pass(trainer)[args.warmup:]}
     records = [{**base, 'implementation': name, 'steps': len(t),
                 'step_s': statistics.median(t), 'peak_rss_gb': peak_rss_gb()}
                for name, t in times.items()]
