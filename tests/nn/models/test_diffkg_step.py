@@ -23,17 +23,12 @@ def gradients(model, loss):
     return torch.autograd.grad(loss, params, allow_unused=True)
 
 
-@pytest.mark.parametrize('views', VIEWS)
-@pytest.mark.parametrize('main_view', MAIN_VIEWS)
-@pytest.mark.parametrize('ssl_weight,temperature', [(0.1, 0.1), (0.5, 0.01),
-                                                    (0.0, 0.1)])
-def test_step_equals_reference_step(data, views, main_view, ssl_weight,
-                                    temperature):
+def check_step(data, **kwargs):
     torch.manual_seed(0)
-    model = DiffKG.from_data(data, embedding_dim=8, num_kg_layers=2,
-                             denoiser_hidden_channels=16, use_compile=False,
-                             views=views, main_view=main_view,
-                             ssl_weight=ssl_weight, temperature=temperature)
+    kwargs = {'embedding_dim': 8, 'num_kg_layers': 2,
+              'denoiser_hidden_channels': 16, 'use_compile': False,
+              **kwargs}
+    model = DiffKG.from_data(data, **kwargs)
     generator = torch.Generator().manual_seed(0)
     model.init_kg(data[KG].edge_index, data[KG].edge_type,
                   generator=generator)
@@ -66,3 +61,18 @@ def test_step_equals_reference_step(data, views, main_view, ssl_weight,
             scale = float(ref_grad.abs().max())
             assert torch.allclose(grad, ref_grad, rtol=1e-4,
                                   atol=1e-5 * scale + 1e-7)
+
+
+@pytest.mark.parametrize('views', VIEWS)
+@pytest.mark.parametrize('main_view', MAIN_VIEWS)
+@pytest.mark.parametrize('ssl_weight,temperature', [(0.1, 0.1), (0.5, 0.01),
+                                                    (0.0, 0.1)])
+def test_step_equals_reference_step(data, views, main_view, ssl_weight,
+                                    temperature):
+    check_step(data, views=views, main_view=main_view,
+               ssl_weight=ssl_weight, temperature=temperature)
+
+
+@pytest.mark.parametrize('num_layers', [0, 1, 3])
+def test_step_equals_reference_step_at_any_depth(data, num_layers):
+    check_step(data, num_layers=num_layers)
