@@ -136,6 +136,10 @@ def main():
     parser.add_argument('--output', default=None,
                         help='append the JSON lines to this file')
     args = parser.parse_args()
+    if args.model != 'diffkg' and (args.compare or
+                                   args.implementation != 'package'):
+        parser.error('the reference step is DiffKG\'s: --compare and '
+                     '--implementation reference need --model diffkg')
     torch.set_num_threads(args.threads)
     data, trainer = build(args)
     if args.profile:
