@@ -158,6 +158,16 @@ def run_case(script: str, args, kg: str, method: str, extra=(),
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def emit(records, path=None) -> None:
+    r"""Prints each record as a JSON line and, given a :obj:`path`, appends
+    it there."""
+    for record in records:
+        print(json.dumps(record), flush=True)
+        if path:
+            with open(path, 'a') as f:
+                f.write(json.dumps(record) + '\n')
+
+
 def append_records(path: str, benchmark: str, threads: int,
                    records) -> None:
     r"""Appends one JSON line per record to :obj:`path`, each naming the

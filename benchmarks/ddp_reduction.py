@@ -21,7 +21,6 @@ seconds per step are printed, with their ratio, as one JSON line (rank 0)::
         --output benchmarks/results/ddp-reduction.jsonl
 """
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -30,6 +29,7 @@ import time
 
 import torch
 import torch.distributed as dist
+from common import emit
 from torch_geometric.nn.models import LightGCN
 
 from diffkg_pyg import distributed
@@ -121,10 +121,7 @@ def worker(args):
                   'hand_written_step_s': hand, 'ddp_step_s': ddp,
                   'ratio_hand_written_over_ddp': hand / ddp,
                   'max_abs_diff_first_gradients': diff}
-        print(json.dumps(record), flush=True)
-        if args.output:
-            with open(args.output, 'a') as f:
-                f.write(json.dumps(record) + '\n')
+        emit([record], args.output)
     dist.destroy_process_group()
 
 

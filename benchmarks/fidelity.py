@@ -47,6 +47,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from common import emit
 
 from diffkg_pyg.data import KG, USER_ITEM, load_dataset
 from diffkg_pyg.nn.denoiser import timestep_embedding
@@ -382,8 +383,8 @@ def main():
     name = os.path.basename(os.path.normpath(args.data))
     if args.fraction is not None:
         name += f'-{model.num_entities}'
-    records = []
-    for t in args.steps or range(model.diffusion.steps):
+    records, steps = [], args.steps or range(model.diffusion.steps)
+    for t in steps:
         record = {'kg': name, 'num_entities': model.num_entities,
                   'heads': heads.numel(), 'commit': package_commit(),
                   'training': {'epochs': args.epochs,
@@ -393,13 +394,9 @@ def main():
         record['seconds'] = time.perf_counter() - start
         records.append(record)
         lines = [record]
-        if len(records) == len(args.steps or range(model.diffusion.steps)):
+        if len(records) == len(steps):
             lines += [{'kg': name, 'summary': v} for v in verdicts(records)]
-        for line in lines:
-            print(json.dumps(line), flush=True)
-            if args.output:
-                with open(args.output, 'a') as f:
-                    f.write(json.dumps(line) + '\n')
+        emit(lines, args.output)
 
 
 if __name__ == '__main__':

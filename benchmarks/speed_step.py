@@ -19,14 +19,13 @@ self CPU time over the measured steps (torch.profiler).
 """
 import argparse
 import functools
-import json
 import os
 import statistics
 import sys
 import time
 
 import torch
-from common import peak_rss_gb
+from common import emit, peak_rss_gb
 
 from diffkg_pyg.data import load_dataset
 from diffkg_pyg.testing import reference_recommendation_loss
@@ -42,7 +41,7 @@ def build(args):
     if hasattr(recipe, 'train_recommendation'):
         trainer.model.rebuild(batch_size=trainer.context.batch_size,
                               generator=trainer.context.generator)
-    return data, trainer
+    return trainer
 
 
 def timed_pass(trainer):
@@ -141,7 +140,7 @@ def main():
         parser.error('the reference step is DiffKG\'s: --compare and '
                      '--implementation reference need --model diffkg')
     torch.set_num_threads(args.threads)
-    data, trainer = build(args)
+    trainer = build(args)
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
         timed_pass(trainer)  # Warm-up outside the profile.
@@ -167,11 +166,7 @@ def main():
         records.append({**base, 'implementation': 'package/reference',
                         'ratio': records[1]['step_s'] / records[0]['step_s'],
                         'max_abs_diff': diff, 'max_abs_value': scale})
-    for record in records:
-        print(json.dumps(record), flush=True)
-        if args.output:
-            with open(args.output, 'a') as f:
-                f.write(json.dumps(record) + '\n')
+    emit(records, args.output)
 
 
 if __name__ == '__main__':
