@@ -32,6 +32,7 @@ from common import (
 
 from diffkg_pyg.data import KG, USER_ITEM, load_dataset
 from diffkg_pyg.train import Trainer, get_recipe
+from diffkg_pyg.utils import retain_freed_memory
 
 ATTENTION = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                          'speed_attention.py')
@@ -159,6 +160,7 @@ def main():
                         'matplotlib, the [bench] extra)')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    retain_freed_memory()  # As the command line does.
     if args.case:
         print(json.dumps(epoch_case(args)))
         return

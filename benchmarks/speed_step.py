@@ -13,6 +13,15 @@ step from the same parameters and batch, the largest absolute difference
 of the loss and of every gradient. ``--profile`` prints the operators'
 self CPU time over the measured steps (torch.profiler).
 
+``--floor`` (DiffKG) times, at the data's shapes, only the kernels no
+implementation of the step can skip: the :math:`2L` sparse products of
+the user-item propagation (:math:`L` forward, :math:`L` backward, each on
+both views' :math:`2d` columns), and for the users' and the items' InfoNCE
+the score product :math:`[V, d] \times [d, B]`, its :math:`V \times B`
+exponentials and the two gradient products. Their sum, ``floor_s``, is
+what this machine's kernels need for that work alone; a step cannot be
+faster unless a kernel is.
+
     python benchmarks/speed_step.py --data ../shared/data/alibaba-ifashion \
         --model diffkg --steps 10 --threads 2 --compare \
         --output benchmarks/results/speed-step.jsonl
@@ -30,6 +39,7 @@ from common import emit, peak_rss_gb
 from diffkg_pyg.data import load_dataset
 from diffkg_pyg.testing import reference_recommendation_loss
 from diffkg_pyg.train import Trainer, get_recipe
+from diffkg_pyg.utils import retain_freed_memory
 from diffkg_pyg.version import package_commit
 
 
@@ -112,6 +122,39 @@ def compare(trainer, args):
     return times
 
 
+def floor(trainer, args):
+    r"""The median seconds of the step's unavoidable kernels."""
+    model, recipe = trainer.model, trainer.recipe
+    adj, d, batch = recipe.adj, model.embedding_dim, trainer.context.batch_size
+    x = torch.randn(adj.size(0), 2 * d)
+    anchor = torch.randn(batch, d)
+
+    def infonce(num_nodes):
+        positive = torch.randn(num_nodes, d)
+
+        def kernels():
+            weight = (positive @ anchor.t()).exp_()  # [V, B], kept.
+            weight.t() @ positive  # The anchors' gradient.
+            weight @ anchor  # The positives' gradient.
+        return kernels
+
+    parts = {'spmm_s': (lambda: adj @ x, 2 * model.num_layers),
+             'infonce_users_s': (infonce(model.num_users), 1),
+             'infonce_items_s': (infonce(model.num_items), 1)}
+    record = {}
+    for name, (kernel, count) in parts.items():
+        kernel()  # Warm-up.
+        times = []
+        for _ in range(args.steps):
+            start = time.perf_counter()
+            kernel()
+            times.append(time.perf_counter() - start)
+        record[name] = count * statistics.median(times)
+    record['floor_s'] = sum(record.values())
+    return {'implementation': 'floor', 'num_layers': model.num_layers,
+            'batch_size': batch, **record}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--data', required=True,
@@ -125,6 +168,9 @@ def main():
     parser.add_argument('--compare', action='store_true',
                         help="DiffKG: the package's step beside the "
                         'reference step')
+    parser.add_argument('--floor', action='store_true',
+                        help="DiffKG: the step's unavoidable kernels "
+                        'alone (see above)')
     parser.add_argument('--rounds', type=int, default=2,
                         help='--compare: alternating passes of each')
     parser.add_argument('--implementation', default='package',
@@ -135,11 +181,13 @@ def main():
     parser.add_argument('--output', default=None,
                         help='append the JSON lines to this file')
     args = parser.parse_args()
-    if args.model != 'diffkg' and (args.compare or
+    if args.model != 'diffkg' and (args.compare or args.floor or
                                    args.implementation != 'package'):
-        parser.error('the reference step is DiffKG\'s: --compare and '
-                     '--implementation reference need --model diffkg')
+        parser.error('the reference step and the floor are DiffKG\'s: '
+                     '--compare, --floor and --implementation reference '
+                     'need --model diffkg')
     torch.set_num_threads(args.threads)
+    retain_freed_memory()  # As the command line does.
     trainer = build(args)
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
@@ -166,6 +214,8 @@ def main():
         records.append({**base, 'implementation': 'package/reference',
                         'ratio': records[1]['step_s'] / records[0]['step_s'],
                         'max_abs_diff': diff, 'max_abs_value': scale})
+    if args.floor:
+        records.append({**base, **floor(trainer, args)})
     emit(records, args.output)
 
 

@@ -431,7 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     r"""Runs the command line; returns the exit status."""
     from diffkg_pyg.train import NonFiniteLossError, TrainingInterrupted
+    from diffkg_pyg.utils import retain_freed_memory
 
+    retain_freed_memory()  # Steps reuse freed memory without page faults.
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         if argv and argv[0] in COMMANDS[2:] + ('-h', '--help'):

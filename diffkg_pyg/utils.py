@@ -13,7 +13,7 @@ from torch import Tensor
 from torch_geometric.index import index2ptr, ptr2index
 
 __all__ = ['to_csr', 'rows_of', 'gather_rows', 'atomic_write', 'save_json',
-           'file_lock', 'peak_rss_mb', 'to_device']
+           'file_lock', 'peak_rss_mb', 'retain_freed_memory', 'to_device']
 
 
 def to_csr(edge_index: Tensor, num_rows: int) -> Tuple[Tensor, Tensor]:
@@ -135,6 +135,31 @@ def peak_rss_mb() -> Optional[float]:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Kilobytes on Linux, bytes on macOS:
     return peak / (2**20 if sys.platform == 'darwin' else 2**10)
+
+
+def retain_freed_memory() -> bool:
+    r"""Makes the C allocator keep the memory the process frees for its
+    next allocations instead of returning it to the operating system
+    (glibc's :obj:`mallopt`: no :obj:`mmap` for large blocks, no trimming
+    of the heap). A training step frees and allocates the same large arrays
+    every step (DiffKG's InfoNCE keeps a :obj:`[num_users, batch_size]`
+    array, 470 MB on Alibaba-iFashion); returned to the system, each page
+    of them is faulted in again at the next step, which on this project's
+    2-core CPU cost about a third of a DiffKG step on Alibaba-iFashion
+    (BENCHMARKS.md, section 3). The process's resident memory then stays
+    near its peak instead of shrinking between steps. The command line
+    calls it at start; call it in your own training process for the same
+    effect (or preload jemalloc or TCMalloc, as PyTorch's CPU performance
+    guide advises). Returns whether it applied (glibc only; elsewhere
+    nothing changes)."""
+    import ctypes
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # pragma: no cover (not glibc)
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4
+    return bool(mallopt(m_mmap_max, 0)) and \
+        bool(mallopt(m_trim_threshold, 2**31 - 1))
 
 
 def to_device(obj: Any, device: torch.device, copy: bool = False) -> Any:

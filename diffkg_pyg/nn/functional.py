@@ -7,27 +7,47 @@ from torch import Tensor
 
 from diffkg_pyg.utils import gather_rows
 
-__all__ = ['symmetric_spmm', 'info_nce', 'top_k_unseen', 'check_user_index']
+__all__ = ['symmetric_propagation', 'info_nce', 'top_k_unseen',
+           'check_user_index']
 
 
-class _SymmetricSpMM(torch.autograd.Function):
+class _SymmetricPropagation(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, adj: Tensor, x: Tensor) -> Tensor:
-        ctx.adj = adj
-        return adj @ x
+    def forward(ctx, adj: Tensor, x: Tensor, num_layers: int) -> Tensor:
+        ctx.adj, ctx.num_layers = adj, num_layers
+        # (x + A x) + A (A x), each product written straight into its output
+        # (a plain `adj @ x` zero-fills a buffer and copies it once more).
+        h = torch.addmm(x, adj, x, beta=0)
+        out = x + h
+        for layer in range(1, num_layers):
+            if layer == num_layers - 1:  # The last product adds into the sum.
+                return torch.addmm(out, adj, h, out=out)
+            h = torch.addmm(h, adj, h, beta=0)
+            out += h
+        return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        return None, ctx.adj @ grad
+        # The transpose of sum_l A^l is itself: g + A (g + A (g + ...)).
+        h = grad
+        for _ in range(ctx.num_layers):
+            h = torch.addmm(grad, ctx.adj, h)
+        return None, h, None
 
 
-def symmetric_spmm(adj: Tensor, x: Tensor) -> Tensor:
-    r""":math:`\mathbf{A} \mathbf{X}` for a symmetric sparse
-    :math:`\mathbf{A}` (no gradient) and dense :math:`\mathbf{X}`, whose
-    gradient :math:`\mathbf{A}^\top \mathbf{G} = \mathbf{A} \mathbf{G}` is
-    computed without transposing the sparse matrix (twice as fast as
-    autograd's for a CSR matrix). :obj:`adj` must be symmetric."""
-    return _SymmetricSpMM.apply(adj, x)
+def symmetric_propagation(adj: Tensor, x: Tensor, num_layers: int) -> Tensor:
+    r""":math:`\sum_{l=0}^{L} \mathbf{A}^l \mathbf{X}`, the sum of the
+    layer outputs of :math:`L` parameter-free propagations
+    :math:`\mathbf{X}^{(l+1)} = \mathbf{A} \mathbf{X}^{(l)}` (LightGCN's
+    and DiffKG's, without the mean), for a symmetric sparse
+    :math:`\mathbf{A}` (no gradient) and dense :math:`\mathbf{X}`
+    :obj:`[N, F]`. The gradient :math:`\sum_l \mathbf{A}^l \mathbf{G}` is
+    computed as :math:`\mathbf{G} + \mathbf{A}(\mathbf{G} + \mathbf{A}
+    (\dots))` without transposing the sparse matrix and without keeping
+    any layer's output. :obj:`adj` must be symmetric."""
+    if num_layers == 0:
+        return x
+    return _SymmetricPropagation.apply(adj, x, num_layers)
 
 
 # exp(s - bound) for |s| <= bound stays a normal float32 number down to

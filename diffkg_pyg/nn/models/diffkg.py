@@ -12,7 +12,7 @@ from diffkg_pyg.data.validate import validate
 from diffkg_pyg.nn.conv.kg_attention import KGEncoder
 from diffkg_pyg.nn.denoiser import SparseDenoiser
 from diffkg_pyg.nn.diffusion import GaussianDiffusion
-from diffkg_pyg.nn.functional import info_nce, symmetric_spmm
+from diffkg_pyg.nn.functional import info_nce, symmetric_propagation
 from diffkg_pyg.nn.kg_diffusion import (
     denoiser_loss,
     rebuild_kg,
@@ -335,10 +335,8 @@ class DiffKG(DiffKGState):
             entity = self.kg_encoder(self.entity_emb, self.relation_emb,
                                      kg_edge_index, kg_edge_type)
             views.append(torch.cat([self.user_emb, entity[:self.num_items]]))
-        x = out = torch.cat(views, dim=-1)
-        for _ in range(self.num_layers):
-            x = symmetric_spmm(adj, x)
-            out = out + x
+        out = symmetric_propagation(adj, torch.cat(views, dim=-1),
+                                    self.num_layers)
         return [(view[:self.num_users], view[self.num_users:])
                 for view in out.split(self.embedding_dim, dim=-1)]
 
