@@ -26,8 +26,9 @@ length :math:`N`):
   expectation is the exact path's as far as the estimate's law is the
   dense law's: the same mean and covariance, not higher moments; tested
   by Monte Carlo, and measured against the exact path at the full N of
-  Alibaba-iFashion and Last-FM in BENCHMARKS.md, section 1b). With :obj:`noise_gradient=False` only the support's
-  columns move (the package before that option).
+  Alibaba-iFashion and Last-FM in BENCHMARKS.md, section 1b). With
+  :obj:`noise_gradient=False` only the support's columns move (the
+  package before that option).
 """
 from typing import NamedTuple, Optional, Tuple
 
