@@ -144,6 +144,9 @@ class Trainer:
             raise ValueError(f"'checkpoint_every' must be >= 1 (got "
                              f'{checkpoint_every!r})')
         validate(data)  # Nothing reaches a kernel unchecked.
+        # The commit the results record is the one of the code that runs:
+        # read now (and kept), not when a long run ends after a new commit.
+        code_record()
         self.rank = distributed.get_rank()
         self.world_size = distributed.get_world_size()
         if batch_size % self.world_size != 0:

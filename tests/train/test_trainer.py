@@ -237,3 +237,21 @@ def test_published_code_views(kg_dropout):
     (user1, item1), (user2, item2) = model._embed(recipe.adj, views)
     equal = torch.equal(user1, user2) and torch.equal(item1, item2)
     assert equal == (kg_dropout == 0.0)
+
+
+def test_results_record_the_commit_read_at_the_start(monkeypatch):
+    from diffkg_pyg import version
+    from diffkg_pyg.train.results import code_record
+
+    head = version.package_commit()
+    version.package_commit.cache_clear()
+    make_trainer('lightgcn')
+
+    def moved(*args, **kwargs):  # A read now would see a later HEAD.
+        raise AssertionError('the commit is read after the start')
+
+    monkeypatch.setattr(version.subprocess, 'run', moved)
+    try:
+        assert code_record()['commit'] == head
+    finally:
+        version.package_commit.cache_clear()
