@@ -144,10 +144,11 @@ def retain_freed_memory() -> bool:
     of the heap). A training step frees and allocates the same large arrays
     every step (DiffKG's InfoNCE keeps a :obj:`[num_users, batch_size]`
     array, 470 MB on Alibaba-iFashion); returned to the system, each page
-    of them is faulted in again at the next step, which on this project's
-    2-core CPU cost about a third of a DiffKG step on Alibaba-iFashion
-    (BENCHMARKS.md, section 3). The process's resident memory then stays
-    near its peak instead of shrinking between steps. The command line
+    of them is faulted in again at the next step: on this project's 2-core
+    CPU, DiffKG's kept reference step on Alibaba-iFashion took 3.19 s
+    without it and 2.49 s with it (BENCHMARKS.md, section 3). The
+    process's resident memory then stays near its peak instead of
+    shrinking between steps. The command line
     calls it at start; call it in your own training process for the same
     effect (or preload jemalloc or TCMalloc, as PyTorch's CPU performance
     guide advises). Returns whether it applied (glibc only; elsewhere
