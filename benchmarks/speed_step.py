@@ -22,12 +22,17 @@ exponentials and the two gradient products. Their sum, ``floor_s``, is
 what this machine's kernels need for that work alone; a step cannot be
 faster unless a kernel is.
 
+``--table FILE`` prints BENCHMARKS.md's table of one commit's ``--compare
+--floor`` records in a results file (the newest commit in it unless
+``--commit`` names one) and exits.
+
     python benchmarks/speed_step.py --data ../shared/data/alibaba-ifashion \
         --model diffkg --steps 10 --threads 2 --compare \
         --output benchmarks/results/speed-step.jsonl
 """
 import argparse
 import functools
+import json
 import os
 import statistics
 import sys
@@ -155,9 +160,45 @@ def floor(trainer, args):
             'batch_size': batch, **record}
 
 
+def table(path, commit=None):
+    r"""The Markdown table of the compare and floor records of one commit
+    (the file's newest unless :obj:`commit` is given), one row per
+    dataset."""
+    with open(path) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    commit = commit or records[-1]['commit']
+    rows = {}
+    for r in records:
+        if r['commit'].startswith(commit):  # The last record of each kind.
+            rows.setdefault(r['data'], {})[r['implementation']] = r
+    lines = [f'Package code of `{commit[:7]}`, '
+             f"{records[-1]['threads']} threads:", '',
+             '| data | package step | reference step | speed-up | floor '
+             '(sparse products + InfoNCE) | largest gradient difference '
+             '(largest gradient) | peak RSS |',
+             '|---|---:|---:|---:|---:|---|---:|']
+    for data, r in rows.items():
+        if not {'package', 'reference', 'package/reference',
+                'floor'} <= set(r):
+            continue
+        diff, scale = (r['package/reference'][k]
+                       for k in ('max_abs_diff', 'max_abs_value'))
+        name = max((k for k in diff if k != 'loss'), key=diff.get)
+        floor = r['floor']
+        lines.append(
+            f"| {data} | {r['package']['step_s']:.3f} s | "
+            f"{r['reference']['step_s']:.3f} s | "
+            f"{r['package/reference']['ratio']:.2f}x | "
+            f"{floor['floor_s']:.3f} s ({floor['spmm_s']:.3f} + "
+            f"{floor['infonce_users_s'] + floor['infonce_items_s']:.3f}) | "
+            f"{diff[name]:.1e} ({scale[name]:.3g}, {name}) | "
+            f"{r['package']['peak_rss_gb']:.2f} GB |")
+    return '\n'.join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--data', required=True,
+    parser.add_argument('--data',
                         help='a dataset folder or built-in name')
     parser.add_argument('--model', default='diffkg')
     parser.add_argument('--steps', type=int, default=10)
@@ -180,7 +221,16 @@ def main():
                         "--compare's two share one)")
     parser.add_argument('--output', default=None,
                         help='append the JSON lines to this file')
+    parser.add_argument('--table', metavar='FILE', default=None,
+                        help='print the table of a results file and exit')
+    parser.add_argument('--commit', default=None,
+                        help='--table: the records of this commit')
     args = parser.parse_args()
+    if args.table:
+        print(table(args.table, args.commit))
+        return
+    if args.data is None:
+        parser.error('--data is required (or --table)')
     if args.model != 'diffkg' and (args.compare or args.floor or
                                    args.implementation != 'package'):
         parser.error('the reference step and the floor are DiffKG\'s: '
