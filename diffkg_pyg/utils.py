@@ -148,11 +148,10 @@ def retain_freed_memory() -> bool:
     CPU, DiffKG's kept reference step on Alibaba-iFashion took 3.19 s
     without it and 2.49 s with it (BENCHMARKS.md, section 3). The
     process's resident memory then stays near its peak instead of
-    shrinking between steps. The command line
-    calls it at start; call it in your own training process for the same
-    effect (or preload jemalloc or TCMalloc, as PyTorch's CPU performance
-    guide advises). Returns whether it applied (glibc only; elsewhere
-    nothing changes)."""
+    shrinking between steps. The command line calls it at start; call it
+    in your own training process for the same effect (or preload jemalloc
+    or TCMalloc, as PyTorch's CPU performance guide advises). Returns
+    whether it applied (glibc only; elsewhere nothing changes)."""
     import ctypes
     try:
         mallopt = ctypes.CDLL(None).mallopt

@@ -38,13 +38,22 @@ class _SymmetricPropagation(torch.autograd.Function):
 def symmetric_propagation(adj: Tensor, x: Tensor, num_layers: int) -> Tensor:
     r""":math:`\sum_{l=0}^{L} \mathbf{A}^l \mathbf{X}`, the sum of the
     layer outputs of :math:`L` parameter-free propagations
-    :math:`\mathbf{X}^{(l+1)} = \mathbf{A} \mathbf{X}^{(l)}` (LightGCN's
-    and DiffKG's, without the mean), for a symmetric sparse
-    :math:`\mathbf{A}` (no gradient) and dense :math:`\mathbf{X}`
-    :obj:`[N, F]`. The gradient :math:`\sum_l \mathbf{A}^l \mathbf{G}` is
-    computed as :math:`\mathbf{G} + \mathbf{A}(\mathbf{G} + \mathbf{A}
-    (\dots))` without transposing the sparse matrix and without keeping
-    any layer's output. :obj:`adj` must be symmetric."""
+    :math:`\mathbf{X}^{(l+1)} = \mathbf{A} \mathbf{X}^{(l)}` (DiffKG's
+    user-item propagation, LightGCN's without the mean). The gradient
+    :math:`\sum_l \mathbf{A}^l \mathbf{G}` is computed as
+    :math:`\mathbf{G} + \mathbf{A}(\mathbf{G} + \mathbf{A}(\dots))`
+    without transposing the sparse matrix and without keeping any layer's
+    output, and each product is written straight into its output.
+
+    Args:
+        adj (torch.Tensor): A symmetric sparse matrix :obj:`[N, N]` (CSR
+            preferred; no gradient).
+        x (torch.Tensor): Dense features :obj:`[N, F]`.
+        num_layers (int): :math:`L \geq 0`.
+
+    Returns:
+        :obj:`[N, F]`.
+    """
     if num_layers == 0:
         return x
     return _SymmetricPropagation.apply(adj, x, num_layers)
