@@ -143,7 +143,9 @@ def floor(trainer, args):
             weight @ anchor  # The positives' gradient.
         return kernels
 
-    parts = {'spmm_s': (lambda: adj @ x, 2 * model.num_layers),
+    # The product as the package calls it (no zero-filled buffer).
+    parts = {'spmm_s': (lambda: torch.addmm(x, adj, x, beta=0),
+                        2 * model.num_layers),
              'infonce_users_s': (infonce(model.num_users), 1),
              'infonce_items_s': (infonce(model.num_items), 1)}
     record = {}
