@@ -18,12 +18,19 @@ script resumes):
     python benchmarks/kg_peers.py --data-root ../shared/data \
         --datasets synthetic lastfm-hetrec2011 --seeds 0 1 2 --threads 1
     python benchmarks/kg_peers.py --table-only
+
+``--jobs 2`` runs two trainings at once (give each ``--threads 1`` on two
+cores). Each run checkpoints every epoch under ``RESULTS/checkpoints/`` and
+an interrupted run continues from its last epoch when the script is run
+again; the checkpoints of a finished run are deleted.
 """
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 from common import mean_std as cell
 
@@ -48,15 +55,38 @@ def run(args, dataset, model, ablation, seed):
         return
     data = dataset if dataset == 'synthetic' else os.path.join(
         args.data_root, dataset)
+    checkpoints = os.path.join(
+        args.results, 'checkpoints',
+        os.path.splitext(os.path.basename(path))[0])
     command = [sys.executable, '-m', 'diffkg_pyg', 'train', data, '--model',
                model, '--seed', str(seed), '--epochs', str(args.epochs),
                '--patience', str(args.patience), '--threads',
-               str(args.threads), '--output', path]
+               str(args.threads), '--output', path, '--checkpoint-dir',
+               checkpoints]
     if ablation is not None:
         command += ['--kg-ablation', ablation, '--kg-ablation-seed',
                     str(seed)]
-    print(' '.join(command), flush=True)
+    last = os.path.join(checkpoints, 'last.pt')
+    if os.path.exists(last):
+        command += ['--resume', last]
+    sys.stdout.write(' '.join(command) + '\n')  # One write: jobs interleave.
+    sys.stdout.flush()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+
+
+def schedule(args):
+    """Every run, the main table's runs (real KG, all seeds) first."""
+    out = []
+    for dataset in args.datasets:
+        for seed in args.seeds:
+            out += [(dataset, model, None, seed) for model in args.models]
+    for dataset in args.datasets:
+        for seed in args.seeds:
+            for model in (m for m in args.models if m in KG_MODELS):
+                out += [(dataset, model, ablation, seed)
+                        for ablation in ablations(args, model)]
+    return out
 
 
 def records(args, dataset, model, ablation):
@@ -122,19 +152,18 @@ def main():
     parser.add_argument('--epochs', type=int, default=400)
     parser.add_argument('--patience', type=int, default=20)
     parser.add_argument('--threads', type=int, default=1)
+    parser.add_argument('--jobs', type=int, default=1,
+                        help='trainings run at once')
     parser.add_argument('--results',
                         default='benchmarks/results/kg-peers-protocol')
     parser.add_argument('--table-only', action='store_true')
     args = parser.parse_args()
     os.makedirs(args.results, exist_ok=True)
     if not args.table_only:
-        for dataset in args.datasets:
-            for seed in args.seeds:
-                for model in args.models:
-                    run(args, dataset, model, None, seed)
-                for model in (m for m in args.models if m in KG_MODELS):
-                    for ablation in ablations(args, model):
-                        run(args, dataset, model, ablation, seed)
+        with ThreadPoolExecutor(args.jobs) as pool:
+            for done in [pool.submit(run, args, *job)
+                         for job in schedule(args)]:
+                done.result()
     print(tables(args))
 
 
