@@ -169,12 +169,12 @@ def table(path, commit=None):
     with open(path) as f:
         records = [json.loads(line) for line in f if line.strip()]
     commit = commit or records[-1]['commit']
+    chosen = [r for r in records if r['commit'].startswith(commit)]
     rows = {}
-    for r in records:
-        if r['commit'].startswith(commit):  # The last record of each kind.
-            rows.setdefault(r['data'], {})[r['implementation']] = r
+    for r in chosen:  # The last record of each kind.
+        rows.setdefault(r['data'], {})[r['implementation']] = r
     lines = [f'Package code of `{commit[:7]}`, '
-             f"{records[-1]['threads']} threads:", '',
+             f"{chosen[-1]['threads']} threads:", '',
              '| data | package step | reference step | speed-up | floor '
              '(sparse products + InfoNCE) | largest gradient difference '
              '(largest gradient) | peak RSS |',
