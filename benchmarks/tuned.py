@@ -21,6 +21,7 @@ import argparse
 import glob
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -63,10 +64,31 @@ def study_summary(output):
     return states, seconds
 
 
+def confirmed(output):
+    r"""The winner's mean validation Recall@20 over its confirmation
+    seeds, with their spread (empty without a confirmation)."""
+    path = os.path.join(output, 'confirm.json')
+    if not os.path.exists(path):
+        return ''
+    with open(path) as f:
+        summary = json.load(f)
+    for row in summary['candidates']:
+        if row['trial'] == summary['winner']:
+            return cell(row['values'])
+    return ''
+
+
 def default_row(defaults, dataset, model):
     for folder in defaults:
-        paths = sorted(glob.glob(os.path.join(folder,
-                                              f'{dataset}-{model}-s*.json')))
+        # accuracy.py names a run DATASET-MODEL-sS, kg_peers.py (its
+        # real-KG runs) DATASET-MODEL-kg-sS.
+        # DATASET-MODEL-s* would also match kg_peers.py's ablations
+        # (DATASET-MODEL-shuffle0.5-sS), hence the pattern.
+        names = os.listdir(folder) if os.path.isdir(folder) else []
+        pattern = re.compile(re.escape(f'{dataset}-{model}') +
+                             r'(-kg)?-s\d+\.json')
+        paths = sorted(os.path.join(folder, name) for name in names
+                       if pattern.fullmatch(name))
         if paths:
             records = [json.load(open(p)) for p in paths]
             return [cell([r['test'][m] for r in records])
@@ -93,17 +115,21 @@ def main():
     parser.add_argument('--final-seeds', type=int, default=5)
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--results', default='benchmarks/results/tuned-30')
-    # The first folder with a model's rows gives them: DiffKG's current
-    # code (after the fidelity fix) is in accuracy-fidelity.
+    # The first folder with a model's rows gives them: kg-peers-protocol
+    # holds the newest default runs of every model but DiffRec (DiffKG's
+    # of the current code among them), with the same epoch cap and
+    # patience as the searches.
     parser.add_argument('--defaults', nargs='+', default=[
+        'benchmarks/results/kg-peers-protocol',
         'benchmarks/results/accuracy-fidelity', 'benchmarks/results/accuracy',
         'benchmarks/results/accuracy-diffrec'])
     parser.add_argument('--table-only', action='store_true')
     args = parser.parse_args()
 
     lines = ['| dataset | model | configuration | trials (complete/pruned/'
-             'failed) | search s | valid R@20 | test R@20 | test N@20 | '
-             'seeds |', '|---|---|---|---|---:|---:|---:|---:|---:|']
+             'failed) | search s | valid R@20 | confirmed valid R@20 | '
+             'test R@20 | test N@20 | seeds |',
+             '|---|---|---|---|---:|---:|---:|---:|---:|---:|']
     for dataset in args.datasets:
         for model in args.models:
             output = os.path.join(args.results, f'{dataset}-{model}')
@@ -112,8 +138,8 @@ def main():
             default = default_row(args.defaults, dataset, model)
             if default:
                 lines.append(f'| {dataset} | {model} | default | | | '
-                             f'{default[2]} | {default[0]} | {default[1]} | '
-                             f'{default[3]} |')
+                             f'{default[2]} | | {default[0]} | '
+                             f'{default[1]} | {default[3]} |')
             final = os.path.join(output, 'final.json')
             if not os.path.exists(final):
                 continue
@@ -126,7 +152,7 @@ def main():
             lines.append(
                 f"| {dataset} | {model} | tuned (trial "
                 f"{summary['best_trial']}) | {counts} | {seconds:,.0f} | "
-                f"{summary['valid']:.4f} | "
+                f"{summary['valid']:.4f} | {confirmed(output)} | "
                 f"{test['recall@20']['mean']:.4f} ± "
                 f"{test['recall@20']['std']:.4f} | "
                 f"{test['ndcg@20']['mean']:.4f} ± "
