@@ -8,8 +8,9 @@ and the best other model of each dataset.
 
 Each search is one ``diffkg-pyg tune`` into ``--results/DATASET-MODEL/``
 (resumable: a finished one is read back). The default rows are read from
-the result JSONs of ``benchmarks/accuracy.py`` in ``--defaults`` folders
-(``DATASET-MODEL-sS.json``).
+the result JSONs of ``benchmarks/kg_peers.py`` (``DATASET-MODEL-kg-sS.json``)
+or ``benchmarks/accuracy.py`` (``DATASET-MODEL-sS.json``) in the first
+``--defaults`` folder that has the model's runs.
 
     python benchmarks/tuned.py --data-root ../shared/data \
         --datasets synthetic \
