@@ -80,14 +80,13 @@ def confirmed(output):
 
 
 def default_row(defaults, dataset, model):
+    # accuracy.py names a run DATASET-MODEL-sS, kg_peers.py its real-KG
+    # runs DATASET-MODEL-kg-sS; a glob DATASET-MODEL-s* would also match
+    # kg_peers.py's ablations (DATASET-MODEL-shuffle0.5-sS).
+    pattern = re.compile(re.escape(f'{dataset}-{model}') +
+                         r'(-kg)?-s\d+\.json')
     for folder in defaults:
-        # accuracy.py names a run DATASET-MODEL-sS, kg_peers.py (its
-        # real-KG runs) DATASET-MODEL-kg-sS.
-        # DATASET-MODEL-s* would also match kg_peers.py's ablations
-        # (DATASET-MODEL-shuffle0.5-sS), hence the pattern.
         names = os.listdir(folder) if os.path.isdir(folder) else []
-        pattern = re.compile(re.escape(f'{dataset}-{model}') +
-                             r'(-kg)?-s\d+\.json')
         paths = sorted(os.path.join(folder, name) for name in names
                        if pattern.fullmatch(name))
         if paths:
