@@ -177,8 +177,10 @@ def _tune_arguments(run) -> None:
                      help='folder of the study, trials, best.toml and plot '
                      '(default: tune-MODEL-DATASET)')
     run.add_argument('--storage', default=None, metavar='URL',
-                     help='Optuna RDB URL, shared by parallel processes '
-                     '(default: sqlite:///DIR/study.db)')
+                     help='Optuna RDB URL, shared by parallel processes; '
+                     'those given the same --output also split the '
+                     'confirmation runs and final seeds (default: '
+                     'sqlite:///DIR/study.db)')
     run.add_argument('--study-name', default=None,
                      help='(default: MODEL-DATASET)')
     run.add_argument('--heartbeat', type=float, default=30.0,

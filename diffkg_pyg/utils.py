@@ -92,20 +92,26 @@ def save_json(path: str, obj: Any) -> None:
 
 
 @contextlib.contextmanager
-def file_lock(path: str) -> Iterator[bool]:
+def file_lock(path: str, wait: bool = True) -> Iterator[Optional[bool]]:
     r"""Holds an exclusive advisory lock on :obj:`path` (created when
-    missing) for the duration of the :obj:`with` block, waiting while
-    another process holds it. Processes that build the same cache use it so
-    that one builds it and the others read it, instead of each removing or
-    overwriting what another is about to read.
+    missing) for the duration of the :obj:`with` block. Processes that
+    build the same cache use it so that one builds it and the others read
+    it, instead of each removing or overwriting what another is about to
+    read; processes that share a study's runs use it (with
+    :obj:`wait=False`) so that each run is trained by one of them. The
+    lock goes with the process: one that dies releases it.
 
     Yields :obj:`True` when the lock is held, and :obj:`False` (running the
     block unlocked) where the platform has no :obj:`fcntl` or the lock file
     cannot be created, e.g. in a read-only folder, where nothing can be
-    written to race on.
+    written to race on. While another process holds the lock, it waits,
+    or with :obj:`wait=False` yields :obj:`None` at once (the block must
+    then leave what the lock guards alone).
 
     Args:
         path (str): The lock file.
+        wait (bool, optional): Wait for another holder to release the
+            lock. (default: :obj:`True`)
     """
     try:
         import fcntl
@@ -119,8 +125,13 @@ def file_lock(path: str) -> Iterator[bool]:
         yield False
         return
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            held = None
+        else:
+            held = True
+        yield held
     finally:
         os.close(fd)  # Closing the descriptor releases the lock.
 

@@ -372,15 +372,16 @@ def test_a_study_whose_creator_died_is_refused(tmp_path):
         _open(storage, wait=0.3)
 
 
-def _tune_process(folder, out, trials, epochs=6):
+def _tune_process(folder, out, trials, epochs=6, extra=(),
+                  stdout=subprocess.DEVNULL):
     argv = [sys.executable, '-m', 'diffkg_pyg', 'tune', str(folder),
             '--model', 'lightgcn', '--trials', str(trials), '--pruner',
             'none', '--output', str(out), '--val-ratio', '0.2',
-            '--threads', '1', '--heartbeat', '1',
+            '--threads', '1', '--heartbeat', '1', *extra,
             *flags({**FIXED['lightgcn'], **SETTINGS, 'epochs': epochs,
                     'patience': epochs})]
-    return subprocess.Popen(argv, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(argv, stdout=stdout, stderr=subprocess.PIPE,
+                            text=True)
 
 
 def _finished(out):
@@ -434,9 +435,23 @@ def test_two_processes_share_one_sqlite_study(tmp_path):
     folder = write_kgat_folder(tmp_path / 'data')
     out = tmp_path / 'tune'
     out.mkdir()
-    processes = [_tune_process(folder, out, 6) for _ in range(2)]
-    for process in processes:
+    logs = [open(tmp_path / f'process-{i}.txt', 'w') for i in range(2)]
+    processes = [_tune_process(folder, out, 6, extra=['--final-seeds', '3'],
+                               stdout=log) for log in logs]
+    for process, log in zip(processes, logs):
         assert process.wait(timeout=300) == 0, process.stderr.read()
+        log.close()
+    # The 3 x 3 confirmation runs and the 3 final seeds are split between
+    # the processes: each trains a run that no other process trains.
+    lines = [line for i in range(2) for line in
+             (tmp_path / f'process-{i}.txt').read_text().splitlines()]
+    confirmed = [line.split(':')[0] for line in lines
+                 if line.startswith('confirm trial') and ' seed ' in line]
+    final = [line.split(':')[0] for line in lines
+             if line.startswith('final seed')]
+    assert len(confirmed) == len(set(confirmed)) == 9
+    assert sorted(final) == [f'final seed {seed}' for seed in range(3)]
+    assert not list(out.glob('**/*.lock'))
     study = optuna.load_study(study_name='lightgcn-data',
                               storage=f'sqlite:///{out}/study.db')
     complete = [t for t in study.trials
@@ -561,3 +576,46 @@ def test_confirmation_picks_by_mean_validation_over_seeds(tmp_path,
                                    top=3, seeds=3, seed=0, device=None,
                                    log=lambda line: None)
     assert again == summary
+
+
+def _runs(tmp_path, trained, count=3):
+    def run(i):
+        return lambda: trained.append(i) or {'run': i}
+    return [(str(tmp_path / f'run-{i}.json'), run(i)) for i in range(count)]
+
+
+def test_runs_held_by_another_process_are_not_repeated(tmp_path):
+    from diffkg_pyg.train.tuning.shared import run_shared
+    from diffkg_pyg.utils import file_lock, save_json
+    trained = []
+    runs = _runs(tmp_path, trained)
+    save_json(runs[2][0], {'run': 2, 'by': 'an earlier process'})
+    records = []
+    # Another process trains run 0 (here: another open file description
+    # of its lock, which `flock` treats alike).
+    with file_lock(runs[0][0] + '.lock', wait=False) as held:
+        assert held
+        thread = threading.Thread(target=lambda: records.append(
+            run_shared(runs, poll=0.05)))
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not os.path.exists(runs[1][0]):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.2)
+        assert thread.is_alive() and trained == [1]  # Waits for run 0.
+        save_json(runs[0][0], {'run': 0, 'by': 'the other process'})
+    thread.join(timeout=30)
+    assert records == [[{'run': 0, 'by': 'the other process'}, {'run': 1},
+                        {'run': 2, 'by': 'an earlier process'}]]
+    assert trained == [1]
+    assert not os.path.exists(runs[1][0] + '.lock')
+
+
+def test_a_run_whose_process_died_is_taken_over(tmp_path):
+    from diffkg_pyg.train.tuning.shared import run_shared
+    trained = []
+    runs = _runs(tmp_path, trained, count=1)
+    open(runs[0][0] + '.lock', 'w').close()  # Left by a killed process.
+    assert run_shared(runs, poll=30) == [{'run': 0}] and trained == [0]
+    assert not os.path.exists(runs[0][0] + '.lock')

@@ -26,7 +26,14 @@ the same storage and study name share one search:
 * a trial whose process died stops sending its heartbeat; once it is
   :obj:`2 * heartbeat` seconds old it is marked failed, and its parameters
   are run again as a new trial (Optuna's
-  :class:`~optuna.storages.RetryFailedTrialCallback`).
+  :class:`~optuna.storages.RetryFailedTrialCallback`);
+* processes given the same :obj:`output` folder also split the runs after
+  the search (confirmation runs and final seeds): each run has its own
+  JSON file and lock file, a process trains a run whose lock it holds,
+  reads back the finished ones and waits for those of the others, and
+  takes over the run of a process that died
+  (:func:`~diffkg_pyg.train.tuning.shared.run_shared`). Each run is
+  seeded, so who trains it does not change its result.
 
 The first trial of a new study is the default configuration (the
 defaults, the preset and the fixed values; a default outside its space is

@@ -1,7 +1,7 @@
 r"""Confirmation before test: the best configurations of a search trained
 again with other seeds, still on validation only, so that the winner is
 the best on average and not one lucky seed."""
-import json
+import functools
 import os.path as osp
 import statistics
 from typing import Any, Callable, Dict, List, Optional, Type
@@ -16,6 +16,7 @@ from diffkg_pyg.train.hyperparameters import (
 )
 from diffkg_pyg.train.recipe import Recipe
 from diffkg_pyg.train.trainer import Trainer
+from diffkg_pyg.train.tuning.shared import run_shared
 from diffkg_pyg.train.tuning.study import CONFIG, METRIC
 from diffkg_pyg.utils import save_json
 
@@ -39,7 +40,8 @@ def confirm(study, data: HeteroData, recipe_class: Type[Recipe],
     the validation metric of each seed and their mean; :obj:`'winner'` is
     the trial with the best mean (:obj:`None` without a complete trial).
     Finished runs are kept in :obj:`output/confirm/` and not run again when
-    the search resumes.
+    the search resumes; processes tuning the same study split the runs
+    (see :func:`~diffkg_pyg.train.tuning.shared.run_shared`).
     """
     import optuna
     complete = [t for t in study.get_trials(deepcopy=False)
@@ -47,28 +49,22 @@ def confirm(study, data: HeteroData, recipe_class: Type[Recipe],
     candidates = sorted(complete, key=lambda t: (-t.value, t.number))[:top]
     if not candidates:
         return None  # Nothing to confirm (finish says so).
-    rows = []
+    runs = []
     for trial in candidates:
         config = dict(trial.user_attrs[CONFIG])
         settings, hyperparameters = split_config(config, 'the trial',
                                                  recipe_class)
         settings = resolve(TRAIN_SETTINGS, settings)
-        values = []
         for run_seed in confirmation_seeds(seed, seeds):
             path = osp.join(output, 'confirm',
                             f'trial-{trial.number:05d}-seed-{run_seed}.json')
-            if osp.exists(path):
-                with open(path) as f:
-                    values.append(json.load(f)['valid'][METRIC])
-                continue
-            run = {**settings, 'seed': run_seed}
-            trainer = Trainer.from_settings(
-                recipe_class(**hyperparameters), data, run, device=device,
-                log=lambda line: None)
-            fit = trainer.fit(run['epochs'], run['patience'], test=False)
-            save_json(path, {**trainer.result_record(fit),
-                             'trial': trial.number})
-            values.append(fit.valid[METRIC])
+            runs.append((path, functools.partial(
+                _run, trial.number, recipe_class, hyperparameters,
+                {**settings, 'seed': run_seed}, data, device, log)))
+    records = iter(run_shared(runs))
+    rows = []
+    for trial in candidates:
+        values = [next(records)['valid'][METRIC] for _ in range(seeds)]
         mean = statistics.mean(values)
         rows.append({'trial': trial.number, 'search_value': trial.value,
                      'seeds': confirmation_seeds(seed, seeds),
@@ -83,3 +79,16 @@ def confirm(study, data: HeteroData, recipe_class: Type[Recipe],
                'winner': winner['trial']}
     save_json(osp.join(output, 'confirm.json'), summary)
     return summary
+
+
+def _run(number: int, recipe_class: Type[Recipe],
+         hyperparameters: Dict[str, Any], run: Dict[str, Any],
+         data: HeteroData, device: Optional[torch.device],
+         log: Callable[[str], None]) -> Dict[str, Any]:
+    trainer = Trainer.from_settings(recipe_class(**hyperparameters), data,
+                                    run, device=device,
+                                    log=lambda line: None)
+    fit = trainer.fit(run['epochs'], run['patience'], test=False)
+    log(f'confirm trial {number} seed {run["seed"]}: valid {METRIC} '
+        f'{fit.valid[METRIC]:.4f} (best epoch {fit.best_epoch})')
+    return {**trainer.result_record(fit), 'trial': number}

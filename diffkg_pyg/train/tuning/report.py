@@ -1,9 +1,9 @@
 r"""What a search leaves behind: the best configuration as TOML (what
 ``diffkg-pyg train --config`` reads), the retrained winner's results, the
 study plot and one line per trial."""
+import functools
 import json
 import math
-import os
 import os.path as osp
 import statistics
 import warnings
@@ -19,8 +19,9 @@ from diffkg_pyg.train.hyperparameters import (
 )
 from diffkg_pyg.train.recipe import Recipe
 from diffkg_pyg.train.trainer import Trainer
+from diffkg_pyg.train.tuning.shared import run_shared
 from diffkg_pyg.train.tuning.study import CONFIG, METRIC
-from diffkg_pyg.utils import save_json
+from diffkg_pyg.utils import atomic_write, save_json
 
 __all__ = ['TuneResult', 'write_config', 'jsonable', 'finish',
            'plot_study']
@@ -48,13 +49,12 @@ def write_config(path: str, config: Mapping[str, Any],
     lines = [f'# {line}' for line in comment.splitlines()]
     lines += [f'{key} = {_toml(value)}' for key, value in config.items()
               if value is not None]
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    with open(path + '.tmp', 'w') as f:
-        f.write('\n'.join(lines) + '\n')
-    os.replace(path + '.tmp', path)
+    def write(temporary: str) -> None:
+        with open(temporary, 'w') as f:
+            f.write('\n'.join(lines) + '\n')
+    atomic_write(path, write)
 
 
-@dataclass
 @dataclass
 class TuneResult:
     r"""The outcome of :func:`tune`.
@@ -151,24 +151,11 @@ def _final(result: TuneResult, data: HeteroData,
                                              result.config_path,
                                              recipe_class)
     settings = resolve(TRAIN_SETTINGS, settings)
-    for seed in range(final_seeds):
-        path = osp.join(output, 'final', f'seed-{seed}.json')
-        if osp.exists(path):  # Resumed: kept.
-            with open(path) as f:
-                result.final.append(json.load(f))
-            continue
-        run = {**settings, 'seed': seed}
-        trainer = Trainer.from_settings(recipe_class(**hyperparameters),
-                                        data, run, device=device,
-                                        log=lambda line: None)
-        fit = trainer.fit(run['epochs'], run['patience'])
-        record = {**trainer.result_record(fit),
-                  'best_trial': result.best_trial}
-        save_json(path, record)
-        result.final.append(record)
-        log(f'final seed {seed}: test {METRIC} {fit.test[METRIC]:.4f}, '
-            f'ndcg@20 {fit.test["ndcg@20"]:.4f} (best epoch '
-            f'{fit.best_epoch})')
+    result.final.extend(run_shared([
+        (osp.join(output, 'final', f'seed-{seed}.json'), functools.partial(
+            _final_run, result.best_trial, recipe_class, hyperparameters,
+            {**settings, 'seed': seed}, data, device, log))
+        for seed in range(final_seeds)]))
     metrics = result.final[0]['test']
     for metric in metrics:
         values = [r['test'][metric] for r in result.final]
@@ -183,6 +170,18 @@ def _final(result: TuneResult, data: HeteroData,
     summary = ', '.join(f'{k} {m:.4f} ± {s:.4f}' for k, (m, s) in
                         result.final_test.items() if k.endswith('@20'))
     log(f'test over {final_seeds} seeds: {summary}')
+
+
+def _final_run(best_trial: int, recipe_class: Type[Recipe],
+               hyperparameters: Dict[str, Any], run: Dict[str, Any],
+               data: HeteroData, device, log) -> Dict[str, Any]:
+    trainer = Trainer.from_settings(recipe_class(**hyperparameters), data,
+                                    run, device=device,
+                                    log=lambda line: None)
+    fit = trainer.fit(run['epochs'], run['patience'])
+    log(f'final seed {run["seed"]}: test {METRIC} {fit.test[METRIC]:.4f}, '
+        f'ndcg@20 {fit.test["ndcg@20"]:.4f} (best epoch {fit.best_epoch})')
+    return {**trainer.result_record(fit), 'best_trial': best_trial}
 
 
 def plot_study(study, output: str, log) -> None:
@@ -213,5 +212,7 @@ def plot_study(study, output: str, log) -> None:
             axes.flat[0].figure
         figure.set_size_inches(8, 5)
         figure.tight_layout()
-        figure.savefig(osp.join(output, f'{name}.png'), dpi=100)
+        # Atomic: processes sharing the study each write the plots.
+        atomic_write(osp.join(output, f'{name}.png'), functools.partial(
+            figure.savefig, format='png', dpi=100))
         plt.close(figure)
