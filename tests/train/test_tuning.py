@@ -534,6 +534,7 @@ def test_confirmation_picks_by_mean_validation_over_seeds(tmp_path,
     # the confirmation seeds the second is best on average.
     from diffkg_pyg.train.results import FitResult
     from diffkg_pyg.train.tuning import confirmation as confirm_module
+    from diffkg_pyg.train.tuning import shared as shared_module
     means = {1e-3: [0.2, 0.2, 0.2], 2e-3: [0.5, 0.1, 0.6],
              3e-3: [0.3, 0.3, 0.3]}
 
@@ -553,7 +554,7 @@ def test_confirmation_picks_by_mean_validation_over_seeds(tmp_path,
         def result_record(self, fit):
             return {'valid': fit.valid}
 
-    monkeypatch.setattr(confirm_module, 'Trainer', FakeTrainer)
+    monkeypatch.setattr(shared_module, 'Trainer', FakeTrainer)
     study = optuna.create_study(direction='maximize')
     for lr, value in ((1e-3, 0.9), (2e-3, 0.8), (3e-3, 0.7), (4e-3, 0.1)):
         config = {'model': 'lightgcn', 'lr': lr, 'seed': 0,

@@ -15,8 +15,7 @@ from diffkg_pyg.train.hyperparameters import (
     split_config,
 )
 from diffkg_pyg.train.recipe import Recipe
-from diffkg_pyg.train.trainer import Trainer
-from diffkg_pyg.train.tuning.shared import run_shared
+from diffkg_pyg.train.tuning.shared import fit_run, run_shared
 from diffkg_pyg.train.tuning.study import CONFIG, METRIC
 from diffkg_pyg.utils import save_json
 
@@ -85,10 +84,8 @@ def _run(number: int, recipe_class: Type[Recipe],
          hyperparameters: Dict[str, Any], run: Dict[str, Any],
          data: HeteroData, device: Optional[torch.device],
          log: Callable[[str], None]) -> Dict[str, Any]:
-    trainer = Trainer.from_settings(recipe_class(**hyperparameters), data,
-                                    run, device=device,
-                                    log=lambda line: None)
-    fit = trainer.fit(run['epochs'], run['patience'], test=False)
+    record, fit = fit_run(recipe_class, hyperparameters, run, data, device,
+                          test=False)
     log(f'confirm trial {number} seed {run["seed"]}: valid {METRIC} '
         f'{fit.valid[METRIC]:.4f} (best epoch {fit.best_epoch})')
-    return {**trainer.result_record(fit), 'trial': number}
+    return {**record, 'trial': number}

@@ -18,8 +18,7 @@ from diffkg_pyg.train.hyperparameters import (
     split_config,
 )
 from diffkg_pyg.train.recipe import Recipe
-from diffkg_pyg.train.trainer import Trainer
-from diffkg_pyg.train.tuning.shared import run_shared
+from diffkg_pyg.train.tuning.shared import fit_run, run_shared
 from diffkg_pyg.train.tuning.study import CONFIG, METRIC
 from diffkg_pyg.utils import atomic_write, save_json
 
@@ -175,13 +174,11 @@ def _final(result: TuneResult, data: HeteroData,
 def _final_run(best_trial: int, recipe_class: Type[Recipe],
                hyperparameters: Dict[str, Any], run: Dict[str, Any],
                data: HeteroData, device, log) -> Dict[str, Any]:
-    trainer = Trainer.from_settings(recipe_class(**hyperparameters), data,
-                                    run, device=device,
-                                    log=lambda line: None)
-    fit = trainer.fit(run['epochs'], run['patience'])
+    record, fit = fit_run(recipe_class, hyperparameters, run, data, device,
+                          test=True)
     log(f'final seed {run["seed"]}: test {METRIC} {fit.test[METRIC]:.4f}, '
         f'ndcg@20 {fit.test["ndcg@20"]:.4f} (best epoch {fit.best_epoch})')
-    return {**trainer.result_record(fit), 'best_trial': best_trial}
+    return {**record, 'best_trial': best_trial}
 
 
 def plot_study(study, output: str, log) -> None:

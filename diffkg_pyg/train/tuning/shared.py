@@ -8,13 +8,30 @@ import contextlib
 import json
 import os
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type
 
+from torch_geometric.data import HeteroData
+
+from diffkg_pyg.train.recipe import Recipe
+from diffkg_pyg.train.results import FitResult
+from diffkg_pyg.train.trainer import Trainer
 from diffkg_pyg.utils import file_lock, save_json
 
-__all__ = ['run_shared']
+__all__ = ['fit_run', 'run_shared']
 
 Record = Dict[str, Any]
+
+
+def fit_run(recipe_class: Type[Recipe], hyperparameters: Dict[str, Any],
+            run: Dict[str, Any], data: HeteroData, device,
+            test: bool) -> Tuple[Record, FitResult]:
+    r"""Trains one run after the search, quietly: a confirmation run
+    (:obj:`test=False`) or a final seed; returns its record and fit."""
+    trainer = Trainer.from_settings(recipe_class(**hyperparameters), data,
+                                    run, device=device,
+                                    log=lambda line: None)
+    fit = trainer.fit(run['epochs'], run['patience'], test=test)
+    return trainer.result_record(fit), fit
 
 
 def _read(path: str) -> Optional[Record]:
@@ -58,12 +75,13 @@ def run_shared(runs: Sequence[Tuple[str, Callable[[], Record]]],
             other processes hold. (default: :obj:`10.0`)
     """
     records: Dict[str, Record] = {}
+    count = len({path for path, _ in runs})
     while True:
         for path, run in runs:
             if path not in records:
                 record = _take(path, run)
                 if record is not None:
                     records[path] = record
-        if len(records) == len({path for path, _ in runs}):
+        if len(records) == count:
             return [records[path] for path, _ in runs]
         time.sleep(poll)
