@@ -164,8 +164,15 @@ def main():
 
 
 def final_recalls(results, dataset, model):
-    paths = sorted(glob.glob(os.path.join(results, f'{dataset}-{model}',
-                                          'final', 'seed-*.json')))
+    output = os.path.join(results, f'{dataset}-{model}')
+    if not os.path.exists(os.path.join(output, 'final.json')):
+        return {}
+    with open(os.path.join(output, 'final.json')) as f:
+        best = json.load(f)['best_trial']
+    # The winner's final runs only (a study's folder may hold an earlier
+    # winner's too):
+    paths = sorted(glob.glob(os.path.join(output, 'final',
+                                          f'trial-{best:05d}-seed-*.json')))
     return {json.load(open(p))['seed']: json.load(open(p))['test'][
         'recall@20'] for p in paths}
 

@@ -11,7 +11,7 @@ from torch_geometric.data import HeteroData
 
 from diffkg_pyg.data.graph import ITEM_USER, KG, USER_ITEM
 
-__all__ = ['validate', 'SPLITS']
+__all__ = ['validate', 'SPLITS', 'check_index']
 
 #: The interaction splits of the layout, on ``data['user', 'interacts',
 #: 'item']``.
@@ -38,9 +38,11 @@ def _first(mask: Tensor) -> int:
     return int(mask.nonzero()[0, 0])
 
 
-def _check_index(tensor, where: str, bounds: Sequence[tuple]) -> Tensor:
-    r"""An index tensor of :obj:`len(bounds)` rows (or a vector for one
-    bound) of int64 ids, row :obj:`r` in :obj:`[0, bounds[r][1])`."""
+def check_index(tensor, where: str, bounds: Sequence[tuple]) -> Tensor:
+    r"""Checks an index tensor of :obj:`len(bounds)` rows (or a vector
+    for one bound) of int64 ids, row :obj:`r` in :obj:`[0,
+    bounds[r][1])`, and returns it as rows; :obj:`where` names it in the
+    :class:`ValueError` of a violation."""
     shape = (f'[{len(bounds)}, num_edges]' if len(bounds) > 1 else
              '[num_edges]')
     if not isinstance(tensor, Tensor):
@@ -114,7 +116,7 @@ def _check_kg(data: HeteroData, num_entities: int, require_kg: bool) -> None:
         raise ValueError(f'{_where(KG, "num_relations")} must be a '
                          f'non-negative int (got {num_relations!r}); fix: '
                          f'the number of relation types, inverses included')
-    pairs = _check_index(store.edge_index, _where(KG, 'edge_index'),
+    pairs = check_index(store.edge_index, _where(KG, 'edge_index'),
                          [('entity', num_entities)] * 2)
     if pairs.size(1) == 0:
         if require_kg:
@@ -123,7 +125,7 @@ def _check_kg(data: HeteroData, num_entities: int, require_kg: bool) -> None:
                              f'triplets, or train a model without one '
                              f'(lightgcn, diffrec)')
         return
-    relation = _check_index(store.edge_type, _where(KG, 'edge_type'),
+    relation = check_index(store.edge_type, _where(KG, 'edge_type'),
                             [('relation', max(num_relations, 1))])
     if relation.size(1) != pairs.size(1):
         raise ValueError(f'{_where(KG, "edge_type")} has '
@@ -137,7 +139,7 @@ def _check_kg(data: HeteroData, num_entities: int, require_kg: bool) -> None:
                          f'{pairs.size(1)} KG pairs; fix: set it to the '
                          f'number of relation types (inverses included)')
     if 'triplets' in store:
-        _check_index(store.triplets, _where(KG, 'triplets'),
+        check_index(store.triplets, _where(KG, 'triplets'),
                      [('entity', num_entities),
                       ('relation', max(num_relations // 2, 1)),
                       ('entity', num_entities)])
@@ -236,7 +238,7 @@ def _validate(data: HeteroData, splits: Sequence[str],
                     f'{_where(USER_ITEM, attr)} [2, num_pairs], or '
                     f'{_CONVERT}')
             continue
-        _check_index(store[attr], _where(USER_ITEM, attr), bounds)
+        check_index(store[attr], _where(USER_ITEM, attr), bounds)
         present.append(attr)
     for i, first in enumerate(present):
         for second in present[i + 1:]:

@@ -20,6 +20,8 @@ __all__ = [
     'rng_state',
     'set_rng_state',
     'fingerprint',
+    'check_state_tensors',
+    'check_sizes',
 ]
 
 
@@ -33,14 +35,81 @@ def save_atomic(obj: Any, path: str) -> None:
 def load_checkpoint(path: str,
                     map_location: Optional[torch.device] = None) -> Dict:
     r"""Loads a file written by :func:`save_atomic` (tensors, numbers,
-    strings and containers only: :obj:`weights_only` loading)."""
+    strings and containers only: :obj:`weights_only` loading); a missing,
+    truncated or foreign file raises one error naming :obj:`path`."""
+    if osp.isdir(path):
+        raise IsADirectoryError(f'{path}: is a folder, not a checkpoint '
+                                f'file')
     if not osp.isfile(path):
         raise FileNotFoundError(f'{path}: no such checkpoint file')
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
-        raise ValueError(f'{path}: not a readable checkpoint ({error})') \
-            from error
+        saved = torch.load(path, map_location=map_location,
+                           weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, OSError,
+            ValueError, TypeError, AttributeError, IndexError,
+            UnicodeDecodeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() \
+            else type(error).__name__
+        raise ValueError(f'{path}: not a readable checkpoint (truncated or '
+                         f'not written by this package: {first})') from None
+    if not isinstance(saved, dict):
+        raise ValueError(f'{path}: not a checkpoint of this package (it '
+                         f'holds a {type(saved).__name__}, not a dict)')
+    return saved
+
+
+def check_sizes(sizes: Any, where: str) -> Dict[str, int]:
+    r"""The dataset sizes a saved file records (:obj:`num_users`,
+    :obj:`num_items`, :obj:`num_entities`, :obj:`num_relations`), checked:
+    non-negative ints, at least one user and item, at least as many
+    entities as items."""
+    names = ('num_users', 'num_items', 'num_entities', 'num_relations')
+    if not isinstance(sizes, dict) or sorted(sizes) != sorted(names):
+        raise ValueError(f'{where}: the sizes must name {", ".join(names)} '
+                         f'(got {sizes!r})')
+    for name in names:
+        value = sizes[name]
+        if not isinstance(value, int) or isinstance(value, bool) or \
+                value < 0 or value >= 2**31:
+            raise ValueError(f'{where}: {name} must be an int in [0, 2^31) '
+                             f'(got {value!r})')
+    if sizes['num_users'] < 1 or sizes['num_items'] < 1 or \
+            sizes['num_entities'] < sizes['num_items']:
+        raise ValueError(f'{where}: sizes {sizes} are not those of a '
+                         f'dataset (users and items >= 1, entities >= '
+                         f'items)')
+    return sizes
+
+
+def check_state_tensors(state: Any, bound: int, where: str) -> None:
+    r"""Checks every tensor of a saved state (nested in dicts, lists and
+    tuples) before any kernel reads it: floating tensors finite, integer
+    tensors (indices: KGs, pairs, clusters) in :obj:`[0, bound]`, where
+    :obj:`bound` counts every node of the graph (users, entities and the
+    padding row some models keep), so that no saved file can drive an
+    index out of its table; raises :class:`ValueError` naming the
+    entry."""
+    def visit(value: Any, name: str) -> None:
+        if isinstance(value, torch.Tensor):
+            if value.is_floating_point() or value.is_complex():
+                if not bool(torch.isfinite(value).all()):
+                    raise ValueError(f'{where}: {name} holds NaN or '
+                                     f'infinite values')
+            elif value.dtype != torch.bool and value.numel():
+                low, high = int(value.min()), int(value.max())
+                if low < 0 or high > bound:
+                    raise ValueError(
+                        f'{where}: {name} holds the index '
+                        f'{low if low < 0 else high}, outside 0..{bound} '
+                        f'(the nodes of the graph it was saved with); the '
+                        f'file is corrupted or not of these sizes')
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                visit(item, f'{name}.{key}' if name else str(key))
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                visit(item, f'{name}[{i}]')
+    visit(state, '')
 
 
 def rng_state(generator: Optional[torch.Generator] = None) -> Dict:

@@ -13,7 +13,8 @@ from diffkg_pyg.train.checkpoint import (
     save_atomic,
     set_rng_state,
 )
-from diffkg_pyg.train.recipe import Recipe
+from diffkg_pyg.train.persistence import check_model_state
+from diffkg_pyg.train.recipe import Recipe, Sizes
 from diffkg_pyg.train.results import FitState
 from diffkg_pyg.utils import to_device
 
@@ -46,12 +47,15 @@ class Checkpointer:
             working folder)
         every (int, optional): Epochs between :obj:`last.pt` writes.
             (default: :obj:`1`)
+        sizes (Sizes, optional): The dataset's sizes, against which a
+            loaded checkpoint's indices are checked. (default: those of
+            the model's data, where the trainer gives them)
     """
     def __init__(self, model: torch.nn.Module, recipe: Recipe,
                  optimizers: List[torch.optim.Optimizer],
                  generator: torch.Generator, settings: Dict[str, Any],
                  fingerprint: str, directory: Optional[str] = None,
-                 every: int = 1) -> None:
+                 every: int = 1, sizes: Optional[Sizes] = None) -> None:
         self.model = model
         self.recipe = recipe
         self.optimizers = optimizers
@@ -60,6 +64,8 @@ class Checkpointer:
         self.fingerprint = fingerprint
         self.directory = directory
         self.every = every
+        #: The dataset's sizes (the bounds of a loaded state's indices).
+        self.sizes = sizes
         self.rank = distributed.get_rank()
         self.world_size = distributed.get_world_size()
 
@@ -119,6 +125,19 @@ class Checkpointer:
         # Loaded on the CPU: the generator states must stay CPU tensors;
         # the parameters and optimiser states are copied to their device.
         saved = load_checkpoint(path, torch.device('cpu'))
+        try:
+            return self._load(path, saved)
+        except (RuntimeError, KeyError, TypeError, IndexError,
+                AttributeError) as error:
+            # What a consistent file cannot raise: edited or truncated.
+            first = str(error).strip().splitlines()[0] \
+                if str(error).strip() else type(error).__name__
+            raise ValueError(f'{path}: the checkpoint does not load '
+                             f'({type(error).__name__}: {first}); it is '
+                             f'damaged or of other code: train again, or '
+                             f'resume from another checkpoint') from None
+
+    def _load(self, path: str, saved: Dict[str, Any]) -> FitState:
         if saved.get('format') == 'diffkg_pyg.Trainer/1':
             raise ValueError(f'{path}: a checkpoint of diffkg_pyg 0.2, whose '
                              f'format this version no longer reads; train '
@@ -150,6 +169,19 @@ class Checkpointer:
             raise ValueError(f'{path}: the checkpoint was written by '
                              f'{len(ranks)} process(es); resume it with as '
                              f'many (this run has {self.world_size})')
+        missing = [k for k in ('model', 'recipe', 'optimizers', 'rng',
+                               'fit_state') if k not in saved]
+        if missing:
+            raise ValueError(f'{path}: the checkpoint has no '
+                             f'{", ".join(missing)} (damaged or edited); '
+                             f'resume from another checkpoint')
+        if self.sizes is not None:
+            check_model_state(saved['model'], saved['recipe'], self.sizes,
+                              path)
+        if len(saved['optimizers']) != len(self.optimizers):
+            raise ValueError(f'{path}: the checkpoint has '
+                             f'{len(saved["optimizers"])} optimiser states '
+                             f'for {len(self.optimizers)} optimisers')
         self.model.load_state_dict(saved['model'])
         self.recipe.load_state_dict(to_device(saved['recipe'], self.device))
         for optimizer, optimizer_state in zip(self.optimizers,

@@ -5,18 +5,25 @@ and the recipe's state (:meth:`Recipe.state_dict
 <diffkg_pyg.train.Recipe.state_dict>`), all on the CPU, so that a model trained
 on a GPU loads on a machine without one, and no dataset file is needed."""
 from dataclasses import asdict
-from typing import Dict, Optional, Tuple, Type
+from typing import Any, Dict, Optional, Tuple, Type
 
 import torch
 from torch import Tensor
 
+from diffkg_pyg.data.validate import check_index
 from diffkg_pyg.nn.functional import check_user_index, top_k_unseen
-from diffkg_pyg.train.checkpoint import load_checkpoint, save_atomic
+from diffkg_pyg.train.checkpoint import (
+    check_sizes,
+    check_state_tensors,
+    load_checkpoint,
+    save_atomic,
+)
 from diffkg_pyg.train.recipe import Recipe, Sizes
 from diffkg_pyg.train.registry import get_recipe
 from diffkg_pyg.utils import to_csr, to_device
 
-__all__ = ['save_model', 'load_model', 'Recommender']
+__all__ = ['save_model', 'load_model', 'Recommender', 'check_saved_model',
+           'check_model_state']
 
 MODEL_FORMAT = 'diffkg_pyg.model/2'
 
@@ -31,6 +38,10 @@ def save_model(path: str, recipe: Recipe, model: torch.nn.Module,
     state = {k: to_device(v, torch.device('cpu'))
              for k, v in model.state_dict().items()
              if not k.startswith(recipe.inference_skip or ('\0', ))}
+    check_sizes(asdict(sizes), path)
+    # A file that would not load is not written:
+    check_index(train_edge_index, f'{path}: train_edge_index',
+                [('user', sizes.num_users), ('item', sizes.num_items)])
     save_atomic({
         'format': MODEL_FORMAT,
         'model_name': recipe.name,
@@ -110,17 +121,75 @@ def load_model(path: str, map_location: Optional[torch.device] = None,
     if saved.get('format') != MODEL_FORMAT:
         raise ValueError(f'{path}: not a model saved by this package '
                          f'(format {saved.get("format")!r})')
+    missing_keys = [k for k in _MODEL_KEYS if k not in saved]
+    if missing_keys:
+        raise ValueError(f'{path}: the saved model has no '
+                         f'{", ".join(missing_keys)} (truncated or edited '
+                         f'file); save it again')
     name = saved['model_name']
     if recipes is None or name not in recipes:
         try:
             recipe_class = get_recipe(name)
-        except KeyError as error:
+        except (KeyError, TypeError) as error:
             raise ValueError(f'{path}: {error.args[0]}; pass its recipe as '
                              f'recipes={{{name!r}: ...}}') from error
     else:
         recipe_class = recipes[name]
+    try:
+        return _restore(path, saved, recipe_class, map_location)
+    except (RuntimeError, KeyError, TypeError, IndexError,
+            AttributeError) as error:
+        # What a consistent file cannot raise: the file was edited or
+        # belongs to other code.
+        first = str(error).strip().splitlines()[0] if str(error).strip() \
+            else type(error).__name__
+        raise ValueError(f'{path}: the saved model does not load ({first}); '
+                         f'save it again with this version') from None
+
+
+#: What a saved model holds.
+_MODEL_KEYS = ('model_name', 'hyperparameters', 'sizes', 'state_dict',
+               'train_edge_index', 'recipe')
+
+
+def check_saved_model(saved: Dict, where: str) -> Sizes:
+    r"""Checks what a saved model holds before anything is built from it
+    (the same checks as a dataset's, see
+    :func:`~diffkg_pyg.data.validate`): its sizes, its train pairs
+    (:obj:`[2, N]` int64 user and item ids within the sizes) and the
+    indices and values of its state (:func:`~diffkg_pyg.train.checkpoint.
+    check_state_tensors`); returns the sizes."""
+    sizes = Sizes(**check_sizes(saved['sizes'], where))
+    check_index(saved['train_edge_index'], f'{where}: train_edge_index',
+                [('user', sizes.num_users), ('item', sizes.num_items)])
+    check_model_state(saved['state_dict'], saved['recipe'], sizes, where)
+    return sizes
+
+
+def check_model_state(state_dict: Dict, recipe_state: Any, sizes: Sizes,
+                      where: str) -> None:
+    r"""The tensors of a model's :obj:`state_dict` finite, and the indices
+    of its graph state (:obj:`_extra_state` entries) and of the recipe's
+    state within the graph's nodes."""
+    if not isinstance(state_dict, dict):
+        raise ValueError(f'{where}: the parameters are not a state dict')
+    bound = sizes.num_users + sizes.num_entities + 1
+    for key, value in state_dict.items():
+        if key.endswith('_extra_state'):
+            check_state_tensors(value, bound, f'{where}: {key}')
+        elif isinstance(value, Tensor) and value.is_floating_point() and \
+                not bool(torch.isfinite(value).all()):
+            raise ValueError(f'{where}: the parameter {key} holds NaN or '
+                             f'infinite values')
+    check_state_tensors(recipe_state, bound, f'{where}: recipe state')
+
+
+def _restore(path: str, saved: Dict, recipe_class: Type[Recipe],
+             map_location: Optional[torch.device]) -> 'Recommender':
+    sizes = check_saved_model(saved, path)
+    if not isinstance(saved['hyperparameters'], dict):
+        raise ValueError(f'{path}: the hyper-parameters are not a dict')
     recipe = recipe_class(**saved['hyperparameters'])
-    sizes = Sizes(**saved['sizes'])
     device = torch.device(map_location or 'cpu')
     recipe.load_state_dict(to_device(saved['recipe'], device))
     model = recipe.build_model(sizes)

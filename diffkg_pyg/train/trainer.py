@@ -200,7 +200,7 @@ class Trainer:
         self.checkpointer = Checkpointer(
             self.model, recipe, self.optimizers, self.context.generator,
             self.settings, self.fingerprint, checkpoint_dir,
-            checkpoint_every)
+            checkpoint_every, sizes=self.sizes)
         self._interrupted = False
         self._on_validation: Optional[Callable] = None
 

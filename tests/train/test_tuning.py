@@ -539,20 +539,24 @@ def test_confirmation_picks_by_mean_validation_over_seeds(tmp_path,
              3e-3: [0.3, 0.3, 0.3]}
 
     class FakeTrainer:
-        def __init__(self, lr, seed):
-            self.lr, self.seed = lr, seed
+        def __init__(self, recipe, settings):
+            self.recipe, self.settings = recipe, settings
+            self.lr, self.seed = settings['lr'], settings['seed']
 
         @classmethod
         def from_settings(cls, recipe, data, settings, **kwargs):
-            return cls(settings['lr'], settings['seed'])
+            return cls(recipe, settings)
 
         def fit(self, epochs, patience, test=True):
             assert not test
             value = means[self.lr][self.seed - 1]
             return FitResult(1, 1, 0.0, {'recall@20': value}, {})
 
-        def result_record(self, fit):
-            return {'valid': fit.valid}
+        def result_record(self, fit):  # What the run's record names.
+            return {'model': self.recipe.name, 'seed': self.seed,
+                    'settings': self.settings,
+                    'hyperparameters': self.recipe.hparams,
+                    'valid': fit.valid}
 
     monkeypatch.setattr(shared_module, 'Trainer', FakeTrainer)
     study = optuna.create_study(direction='maximize')

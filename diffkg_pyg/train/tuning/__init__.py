@@ -97,8 +97,10 @@ from diffkg_pyg.train.tuning.study import (
     METRIC,
     PRUNERS,
     SAMPLERS,
+    claim_output,
     open_study,
     run_trials,
+    wait_for_running,
 )
 
 __all__ = ['search_space', 'read_space', 'tune', 'TuneResult',
@@ -129,13 +131,19 @@ def tune(data: HeteroData, model: Any, n_trials: int, output: str, *,
     r"""Searches the hyper-parameters of :obj:`model` on :obj:`data`,
     maximising validation Recall@20 (see the module's description).
 
-    Writes into :obj:`output`: the study (:obj:`study.db`, unless
+    Writes into :obj:`output`: :obj:`study.json`, which ties the folder to
+    the study (a folder of another study, or whose runs the storage does
+    not hold, is refused), the study (:obj:`study.db`, unless
     :obj:`storage` says otherwise), one result JSON per trial
     (:obj:`trials/trial-00007.json`; pruned and failed trials too),
     :obj:`best.toml` (what ``diffkg-pyg train --config`` takes), the plot
     :obj:`study.png` (with matplotlib), and with :obj:`final_seeds`, the
-    retrained best configuration's results (:obj:`final/seed-0.json`, ...)
-    and their summary :obj:`final.json`.
+    retrained best configuration's results
+    (:obj:`final/trial-00007-seed-0.json`, ..., keyed by the winning trial)
+    and their summary :obj:`final.json`. A run's file is read back only
+    when it holds that run (study, trial, seed, configuration). Before
+    choosing the winner, it waits for the trials other processes are
+    running, so that processes sharing a study agree on it.
 
     Args:
         data (HeteroData): The dataset graph (with its test interactions;
@@ -223,6 +231,7 @@ def tune(data: HeteroData, model: Any, n_trials: int, output: str, *,
     storage = storage or 'sqlite:///' + osp.abspath(osp.join(output,
                                                              'study.db'))
     study_name = study_name or f'{recipe_class.name}-{dataset}'
+    claim_output(output, study_name, storage)
     attributes = {
         'model': recipe_class.name, 'dataset': dataset, 'preset': preset,
         'space': {k: s.to_dict() for k, (_, s) in spaces.items()},
@@ -256,6 +265,7 @@ def tune(data: HeteroData, model: Any, n_trials: int, output: str, *,
     objective = Objective(recipe_class, search_data, spaces, output,
                           preset, hyperparameters, settings, device)
     run_trials(study, objective, n_trials, timeout, log)
+    wait_for_running(study, poll=min(5.0, heartbeat), log=log)
     confirmation = None
     if confirm_top and confirm_seeds:
         confirmation = confirm(study, search_data, recipe_class, output,

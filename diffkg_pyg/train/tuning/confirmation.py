@@ -15,7 +15,7 @@ from diffkg_pyg.train.hyperparameters import (
     split_config,
 )
 from diffkg_pyg.train.recipe import Recipe
-from diffkg_pyg.train.tuning.shared import fit_run, run_shared
+from diffkg_pyg.train.tuning.shared import fit_run, run_identity, run_shared
 from diffkg_pyg.train.tuning.study import CONFIG, METRIC
 from diffkg_pyg.utils import save_json
 
@@ -54,12 +54,17 @@ def confirm(study, data: HeteroData, recipe_class: Type[Recipe],
         settings, hyperparameters = split_config(config, 'the trial',
                                                  recipe_class)
         settings = resolve(TRAIN_SETTINGS, settings)
+        # What the runs train with (the trial's configuration resolved):
+        resolved = {'model': recipe_class.name, **settings,
+                    **recipe_class(**hyperparameters).hparams}
         for run_seed in confirmation_seeds(seed, seeds):
             path = osp.join(output, 'confirm',
                             f'trial-{trial.number:05d}-seed-{run_seed}.json')
             runs.append((path, functools.partial(
                 _run, trial.number, recipe_class, hyperparameters,
-                {**settings, 'seed': run_seed}, data, device, log)))
+                {**settings, 'seed': run_seed}, data, device, log),
+                run_identity(study.study_name, trial.number, run_seed,
+                             resolved)))
     records = iter(run_shared(runs))
     rows = []
     for trial in candidates:

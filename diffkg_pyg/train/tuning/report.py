@@ -18,12 +18,12 @@ from diffkg_pyg.train.hyperparameters import (
     split_config,
 )
 from diffkg_pyg.train.recipe import Recipe
-from diffkg_pyg.train.tuning.shared import fit_run, run_shared
+from diffkg_pyg.train.tuning.shared import fit_run, run_identity, run_shared
 from diffkg_pyg.train.tuning.study import CONFIG, METRIC
 from diffkg_pyg.utils import atomic_write, save_json
 
 __all__ = ['TuneResult', 'write_config', 'jsonable', 'finish',
-           'plot_study']
+           'plot_study', 'final_path']
 
 
 def _toml(value: Any) -> str:
@@ -150,10 +150,16 @@ def _final(result: TuneResult, data: HeteroData,
                                              result.config_path,
                                              recipe_class)
     settings = resolve(TRAIN_SETTINGS, settings)
+    resolved = {'model': recipe_class.name, **settings,
+                **recipe_class(**hyperparameters).hparams}
+    # Keyed by the trial: the final runs of an earlier winner stay apart
+    # (and are never read back as this one's).
     result.final.extend(run_shared([
-        (osp.join(output, 'final', f'seed-{seed}.json'), functools.partial(
+        (final_path(output, result.best_trial, seed), functools.partial(
             _final_run, result.best_trial, recipe_class, hyperparameters,
-            {**settings, 'seed': seed}, data, device, log))
+            {**settings, 'seed': seed}, data, device, log),
+         run_identity(result.study_name, result.best_trial, seed,
+                      resolved))
         for seed in range(final_seeds)]))
     metrics = result.final[0]['test']
     for metric in metrics:
@@ -162,13 +168,22 @@ def _final(result: TuneResult, data: HeteroData,
             statistics.mean(values),
             statistics.stdev(values) if len(values) > 1 else 0.0)
     save_json(osp.join(output, 'final.json'), {
+        'study': result.study_name,
         'best_trial': result.best_trial, 'valid': result.best_value,
         'config': result.best_config, 'seeds': list(range(final_seeds)),
+        'runs': [osp.relpath(final_path(output, result.best_trial, seed),
+                             output) for seed in range(final_seeds)],
         'test': {k: {'mean': m, 'std': s}
                  for k, (m, s) in result.final_test.items()}})
     summary = ', '.join(f'{k} {m:.4f} ± {s:.4f}' for k, (m, s) in
                         result.final_test.items() if k.endswith('@20'))
     log(f'test over {final_seeds} seeds: {summary}')
+
+
+def final_path(output: str, trial: int, seed: int) -> str:
+    r"""The result file of the final run of :obj:`trial` with
+    :obj:`seed`: :obj:`output/final/trial-NNNNN-seed-S.json`."""
+    return osp.join(output, 'final', f'trial-{trial:05d}-seed-{seed}.json')
 
 
 def _final_run(best_trial: int, recipe_class: Type[Recipe],

@@ -1,6 +1,9 @@
 r"""The Optuna study of a search: opening or joining it in a relational
 database (safe for processes starting together), which trials count
 towards the budget, and the seconds they took."""
+import glob
+import json
+import os.path as osp
 import time
 import warnings
 from typing import Any, Callable, Dict, List, Optional
@@ -8,10 +11,14 @@ from typing import Any, Callable, Dict, List, Optional
 from tqdm.auto import tqdm
 
 from diffkg_pyg.train.results import NonFiniteLossError
+from diffkg_pyg.utils import save_json
 
 __all__ = ['PRUNERS', 'SAMPLERS', 'METRIC', 'CONFIG', 'ERROR',
            'open_study', 'counted', 'seconds_used', 'run_trials',
-           'trial_line']
+           'trial_line', 'claim_output', 'wait_for_running', 'OUTPUT_FILE']
+
+#: The file of a study's output folder that names its study.
+OUTPUT_FILE = 'study.json'
 
 #: The pruners of ``tune --pruner`` (see :mod:`~diffkg_pyg.train.tuning`).
 PRUNERS = ('median', 'none')
@@ -116,6 +123,75 @@ def open_study(storage: str, study_name: str, sampler: Any, pruner: Any,
     return study
 
 
+
+
+def _study_names(storage: str) -> List[str]:
+    import optuna
+    from sqlalchemy.exc import SQLAlchemyError
+    try:
+        return optuna.get_all_study_names(storage)
+    except (SQLAlchemyError, ValueError, RuntimeError) as error:
+        raise ValueError(f'{storage}: not a readable Optuna study database '
+                         f'({str(error).splitlines()[0]}); use another '
+                         f'--storage or --output') from None
+
+
+def claim_output(output: str, study_name: str, storage: str) -> None:
+    r"""Ties the folder :obj:`output` to the study :obj:`study_name`
+    (:obj:`output/study.json`), so that what it holds (trial, confirmation
+    and final runs) is never read back as another study's.
+
+    Raises :class:`ValueError` when the folder belongs to another study,
+    and when it holds runs of a study that :obj:`storage` does not hold
+    (an empty or foreign database would otherwise start a new study over
+    the old runs)."""
+    path = osp.join(output, OUTPUT_FILE)
+    names = _study_names(storage)
+    try:
+        with open(path) as f:
+            claimed = json.load(f)['study_name']
+    except FileNotFoundError:
+        claimed = None
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f'{path}: not readable ({error}); it names the '
+                         f'study of this folder') from None
+    if claimed is not None and claimed != study_name:
+        raise ValueError(f'{output} holds the study {claimed!r} ({path}), '
+                         f'not {study_name!r}; use another --output (each '
+                         f'study has its own folder)')
+    runs = [p for pattern in ('trials/*.json', 'confirm/*.json',
+                              'final/*.json', 'final.json')
+            for p in glob.glob(osp.join(output, pattern))]
+    if study_name not in names and (claimed is not None or runs):
+        found = (f'it holds the studies {names}' if names else
+                 'it holds no study (an empty or new database)')
+        raise ValueError(
+            f'{output} holds runs of the study {study_name!r} but '
+            f'{storage} does not have that study ({found}); restore the '
+            f'study database, or use another --output')
+    if claimed is None:
+        save_json(path, {'study_name': study_name, 'storage': storage})
+
+
+def wait_for_running(study, poll: float = 5.0,
+                     log: Optional[Callable[[str], None]] = None) -> None:
+    r"""Waits until no trial of :obj:`study` is running (in any process),
+    so that every process reads the same finished trials when it picks the
+    candidates and the winner: the study is the source of truth. A trial
+    whose process died is failed once its heartbeat is stale."""
+    import optuna
+    said = False
+    while True:
+        optuna.storages.fail_stale_trials(study)
+        running = [t.number for t in study.get_trials(
+            deepcopy=False, states=(optuna.trial.TrialState.RUNNING, ))]
+        if not running:
+            return
+        if log is not None and not said:
+            log(f'waiting for trial(s) {running} of other processes before '
+                f'choosing the winner')
+            said = True
+        time.sleep(poll)
 
 
 def run_trials(study, objective: Callable, n_trials: int,
