@@ -38,6 +38,12 @@ from diffkg_pyg.train.hyperparameters import (
     resolve,
     split_config,
 )
+from diffkg_pyg.train.preflight import (
+    check_run_flags,
+    describe,
+    expected_runtime_error,
+    finite_float,
+)
 
 __all__ = ['main']
 
@@ -57,7 +63,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         '--data-root', default='data',
         help='folder of named datasets (default: %(default)s)')
     parser.add_argument(
-        '--val-ratio', type=float, default=0.1,
+        '--val-ratio', type=finite_float, default=0.1,
         help="fraction of every user's train items held out for "
         'validation (default: %(default)s)')
     parser.add_argument('--split-seed', type=int, default=0,
@@ -143,7 +149,7 @@ def _tune_arguments(run) -> None:
     from diffkg_pyg.train.tuning import PRUNERS, SAMPLERS
     run.add_argument('--trials', type=int, required=True,
                      help='finished trials the study should hold')
-    run.add_argument('--timeout', type=float, default=None,
+    run.add_argument('--timeout', type=finite_float, default=None,
                      metavar='SECONDS',
                      help="start no trial once the study's finished "
                      'trials have taken this many seconds in all (a running '
@@ -183,7 +189,7 @@ def _tune_arguments(run) -> None:
                      'sqlite:///DIR/study.db)')
     run.add_argument('--study-name', default=None,
                      help='(default: MODEL-DATASET)')
-    run.add_argument('--heartbeat', type=float, default=30.0,
+    run.add_argument('--heartbeat', type=finite_float, default=30.0,
                      metavar='SECONDS',
                      help="a trial whose process is silent for twice this "
                      'is retried (default: %(default)s)')
@@ -203,10 +209,14 @@ def _run_arguments(run) -> None:
     run.add_argument('--save-model', default=None, metavar='PATH',
                      help='save the best model for inference (load it '
                      'with diffkg_pyg.load_model)')
-    run.add_argument('--dist-timeout', type=float, default=1800.0,
+    run.add_argument('--dist-timeout', type=finite_float, default=1800.0,
                      metavar='SECONDS',
                      help='under torchrun: seconds a process waits for the '
                      'others before failing (default: %(default)s)')
+    run.add_argument('--no-divergence-guard', action='store_true',
+                     help='keep training when a total loss grows over 1e4 '
+                     "times its first epoch's (by default the run stops, "
+                     'naming the loss, with the earlier checkpoints kept)')
 
 
 def _unknown(unknown: List[str], model: str) -> ValueError:
@@ -254,11 +264,12 @@ def _train(argv: List[str], command: str = 'train') -> int:
                             recipe_class.training_settings())}
     recipe = recipe_class(preset, **model)
     settings = resolve(TRAIN_SETTINGS, recipe.preset_settings, given)
-    for key in ('threads', 'checkpoint_every', 'trials'):
+    for key in ('checkpoint_every', 'trials'):
         value = getattr(args, key, None)
         if value is not None and value < 1:
             raise ValueError(f'--{key.replace("_", "-")} must be >= 1 (got '
                              f'{value})')
+    check_run_flags(args)
     if command == 'tune':
         return _tune(args, recipe_class, preset, model, given)
     return _run(args, recipe, settings)
@@ -271,7 +282,7 @@ def _tune(args: argparse.Namespace, recipe_class, preset: Optional[str],
     import torch
 
     from diffkg_pyg.distributed import launched_world_size
-
+    from diffkg_pyg.train import TrainingInterrupted
     try:
         import optuna  # noqa: F401
 
@@ -299,6 +310,20 @@ def _tune(args: argparse.Namespace, recipe_class, preset: Optional[str],
     dataset = osp.basename(osp.normpath(str(args.data)))
     output = args.output or f'tune-{recipe_class.name}-{dataset}'
     data = _load(args)
+    try:
+        _run_tune(args, tuning, data, recipe_class, output, dataset, preset,
+                  model, settings, spaces)
+    except TrainingInterrupted:
+        # A trial's epochs are not checkpointed: the study resumes.
+        raise TrainingInterrupted(
+            f'tune interrupted: the finished trials are in the study '
+            f'({output}); run the same command again to continue it (the '
+            f'interrupted trial is run again)', None) from None
+    return 0
+
+
+def _run_tune(args, tuning, data, recipe_class, output, dataset, preset,
+              model, settings, spaces) -> None:
     tuning.tune(data, recipe_class, args.trials, output, dataset=str(
         args.data), preset=preset, hyperparameters=model, settings=settings,
         space=spaces, storage=args.storage,
@@ -306,8 +331,7 @@ def _tune(args: argparse.Namespace, recipe_class, preset: Optional[str],
         sampler=args.sampler, pruner=args.pruner, timeout=args.timeout,
         confirm_top=args.confirm_top, confirm_seeds=args.confirm_seeds,
         final_seeds=args.final_seeds, heartbeat=args.heartbeat,
-        device=torch.device(args.device))
-    return 0
+        device=args.device)
 
 
 def _run(args: argparse.Namespace, recipe, settings: Dict[str, Any]) -> int:
@@ -323,11 +347,8 @@ def _run(args: argparse.Namespace, recipe, settings: Dict[str, Any]) -> int:
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    if args.dist_timeout <= 0:
-        raise ValueError(f'--dist-timeout must be > 0 (got '
-                         f'{args.dist_timeout})')
     # Under torchrun: one process group, the device of this rank.
-    device = init_from_env(torch.device(args.device), args.dist_timeout)
+    device = init_from_env(args.device, args.dist_timeout)
     try:
         # Rank 0 first: it processes the dataset into the cache once, the
         # others read that cache.
@@ -340,12 +361,17 @@ def _run(args: argparse.Namespace, recipe, settings: Dict[str, Any]) -> int:
         trainer = Trainer.from_settings(
             recipe, data, settings, device=device,
             checkpoint_dir=args.checkpoint_dir,
-            checkpoint_every=args.checkpoint_every)
+            checkpoint_every=args.checkpoint_every,
+            divergence_factor=None if args.no_divergence_guard else 1e4)
         result = trainer.fit(settings['epochs'], settings['patience'],
                              resume=args.resume)
         record = trainer.result_record(result)
         if trainer.rank != 0:
             return 0
+        # The result first: a failing extra (the saved model) loses
+        # nothing else.
+        if args.output:
+            save_json(args.output, record)
         if args.save_model:
             trainer.save_model(args.save_model)
         processes = (f', {trainer.world_size} processes'
@@ -357,8 +383,6 @@ def _run(args: argparse.Namespace, recipe, settings: Dict[str, Any]) -> int:
             metrics = getattr(result, split)
             print(f'{split:5s} recall@20 {metrics["recall@20"]:.4f}  '
                   f'ndcg@20 {metrics["ndcg@20"]:.4f}')
-        if args.output:
-            save_json(args.output, record)
         return 0
     finally:
         if is_distributed():
@@ -449,10 +473,23 @@ def main(argv: Optional[List[str]] = None) -> int:
         # One write per line: the processes of a torchrun share stderr.
         sys.stderr.write(f'{PROG}: {interrupt}\n')
         return 130
-    except (ValueError, OSError, NonFiniteLossError) as error:
+    except KeyboardInterrupt:  # A second Ctrl-C (or one outside training).
+        if '--debug' in argv:
+            raise
+        sys.stderr.write(f'{PROG}: stopped at once: the epoch in progress '
+                         f'is lost; the checkpoints written before it are '
+                         f'kept\n')
+        return 130
+    except (ValueError, OSError, NonFiniteLossError, OverflowError,
+            MemoryError) as error:
         if '--debug' in argv:  # Else bad input or divergence: one line.
             raise
-        sys.stderr.write(f'{PROG}: error: {error}\n')
+        sys.stderr.write(f'{PROG}: error: {describe(error)}\n')
+        return 2
+    except RuntimeError as error:
+        if '--debug' in argv or not expected_runtime_error(error):
+            raise
+        sys.stderr.write(f'{PROG}: error: {describe(error)}\n')
         return 2
 
 

@@ -16,9 +16,19 @@ from diffkg_pyg.data.graph import (
     build_knowledge_graph,
     set_knowledge_graph,
 )
-from diffkg_pyg.data.validate import validate
+from diffkg_pyg.data.validate import check_index, validate
 
 __all__ = ['from_pyg']
+
+
+def _count(data: HeteroData, node_type: str) -> int:
+    num = data[node_type].num_nodes if node_type in data.node_types \
+        else None
+    if num is None or isinstance(num, bool) or int(num) < 0:
+        raise ValueError(f"from_pyg: data['{node_type}'].num_nodes must be "
+                         f'set (got {num!r}); fix: set it to the number of '
+                         f'{node_type}s')
+    return int(num)
 
 
 def _interaction_type(data: HeteroData,
@@ -35,11 +45,46 @@ def _interaction_type(data: HeteroData,
     return found[0]
 
 
-def _positives(store, attr: str) -> Tensor:
-    pairs = store[attr]
+def _ids(tensor, where: str, bounds) -> Tensor:
+    r""":obj:`tensor` checked as ids before anything decodes it: integer
+    (not bool, not floating: a truncated float would move an id), of
+    shape :obj:`[len(bounds), N]` (a vector for one bound), every row
+    within its bound; returned as int64."""
+    if isinstance(tensor, Tensor) and tensor.dtype != torch.long:
+        if tensor.dtype == torch.bool or tensor.dtype.is_floating_point \
+                or tensor.dtype.is_complex:
+            raise ValueError(f'{where} must hold integer ids (got '
+                             f'{tensor.dtype}); fix: pass the ids as '
+                             f'torch.long')
+        tensor = tensor.long()
+    rows = check_index(tensor, where, bounds)
+    return rows if len(bounds) > 1 else rows.view(-1)
+
+
+def _check_finite(store, where: str) -> None:
+    for attr in ('edge_weight', 'edge_attr', 'edge_label'):
+        value = store[attr] if attr in store else None
+        if isinstance(value, Tensor) and value.is_floating_point() and \
+                not bool(torch.isfinite(value).all()):
+            i = int((~torch.isfinite(value)).view(-1).nonzero()[0, 0])
+            raise ValueError(f'{where}.{attr}[{i}] = '
+                             f'{float(value.view(-1)[i])}: weights and '
+                             f'labels must be finite; fix: drop or repair '
+                             f'those edges')
+
+
+def _positives(store, attr: str, where: str, bounds) -> Tensor:
+    _check_finite(store, where)
+    pairs = _ids(store[attr], f'{where}.{attr}', bounds)
     if attr == 'edge_label_index' and 'edge_label' in store:
-        pairs = pairs[:, store.edge_label.view(-1) > 0]  # Not the negatives.
-    return pairs.long()
+        label = store.edge_label.view(-1)
+        if label.numel() != pairs.size(1):
+            raise ValueError(f'{where}.edge_label has {label.numel()} '
+                             f'entries for {pairs.size(1)} pairs in '
+                             f'{where}.edge_label_index; fix: one label per '
+                             f'pair')
+        pairs = pairs[:, label > 0]  # Not the negatives.
+    return pairs
 
 
 def _unique(pairs: Tensor, num_items: int) -> Tensor:
@@ -47,9 +92,14 @@ def _unique(pairs: Tensor, num_items: int) -> Tensor:
     return torch.stack([key // num_items, key % num_items])
 
 
-def _split(train_data, val_data, test_data, edge_type, num_items
-           ) -> Tuple[Tensor, Tensor, Tensor]:
+def _split(train_data, val_data, test_data, edge_type, num_users,
+           num_items) -> Tuple[Tensor, Tensor, Tensor]:
+    # Every raw tensor is checked (dtype, shape, ids within the counts)
+    # before the pairs are encoded as user * num_items + item: an item id
+    # beyond num_items would otherwise decode as another user's item.
+    bounds = [('user', num_users), ('item', num_items)]
     train = train_data[edge_type]
+    where = f'train_data{list(edge_type)}'
     if val_data is None and test_data is None:
         missing = [a for a in ('val_edge_index', 'test_edge_index')
                    if a not in train]
@@ -58,15 +108,18 @@ def _split(train_data, val_data, test_data, edge_type, num_items
                 f'from_pyg: one graph needs val_edge_index and '
                 f'test_edge_index on {edge_type} (missing {missing}); fix: '
                 f'pass the three graphs of RandomLinkSplit')
-        parts = [train.edge_index.long(), train.val_edge_index.long(),
-                 train.test_edge_index.long()]
+        _check_finite(train, where)
+        parts = [_ids(train[attr], f'{where}.{attr}', bounds) for attr in
+                 ('edge_index', 'val_edge_index', 'test_edge_index')]
     else:
         if val_data is None or test_data is None:
             raise ValueError('from_pyg: give both val_data and test_data '
                              '(the outputs of RandomLinkSplit), or neither')
-        pieces = [train.edge_index.long()]
+        _check_finite(train, where)
+        pieces = [_ids(train.edge_index, f'{where}.edge_index', bounds)]
         if 'edge_label_index' in train:
-            pieces.append(_positives(train, 'edge_label_index'))
+            pieces.append(_positives(train, 'edge_label_index', where,
+                                     bounds))
         parts = [torch.cat(pieces, dim=1)]
         for data, which in ((val_data, 'val_data'), (test_data,
                                                      'test_data')):
@@ -75,7 +128,8 @@ def _split(train_data, val_data, test_data, edge_type, num_items
                 raise ValueError(f'from_pyg: {which}[{edge_type}] has no '
                                  f'edge_label_index; fix: split with '
                                  f'RandomLinkSplit(edge_types=...)')
-            parts.append(_positives(store, 'edge_label_index'))
+            parts.append(_positives(store, 'edge_label_index',
+                                    f'{which}{list(edge_type)}', bounds))
     return tuple(_unique(p, num_items) for p in parts)
 
 
@@ -90,13 +144,25 @@ def _entity_ids(train_data: HeteroData, num_items: int,
     skip: List[EdgeType] = []
     if isinstance(item_entity, tuple):
         skip.append(item_entity)
-        item, entity = train_data[item_entity].edge_index.long()
+        item, entity = _ids(train_data[item_entity].edge_index,
+                            f'train_data{list(item_entity)}.edge_index',
+                            [('item', num_items),
+                             ('entity', max(num_entities, 1))])
         if item.numel() != torch.unique(item).numel():
             raise ValueError(f'from_pyg: an item is linked to several '
                              f'entities in {item_entity}')
         link[item] = entity
     elif item_entity is not None:
-        link = torch.as_tensor(item_entity, dtype=torch.long).view(-1)
+        link = torch.as_tensor(item_entity)
+        if link.dtype == torch.bool or link.dtype.is_floating_point:
+            raise ValueError(f'from_pyg: item_entity must hold integer '
+                             f'entity ids or -1 (got {link.dtype})')
+        link = link.long().view(-1)
+        if bool((link < -1).any()):
+            i = int((link < -1).nonzero()[0, 0])
+            raise ValueError(f'from_pyg: item_entity[{i}] = {int(link[i])} '
+                             f'is neither an entity id nor -1 (an item '
+                             f'without one)')
         if link.numel() != num_items:
             raise ValueError(f'from_pyg: item_entity must give one entity '
                              f'(or -1) per item, {num_items} (got '
@@ -159,10 +225,10 @@ def from_pyg(train_data: HeteroData,
             (default: :obj:`None`)
     """
     edge_type = _interaction_type(train_data, edge_type)
-    num_users = int(train_data['user'].num_nodes)
-    num_items = int(train_data['item'].num_nodes)
+    num_users = _count(train_data, 'user')
+    num_items = _count(train_data, 'item')
     train, val, test = _split(train_data, val_data, test_data, edge_type,
-                              num_items)
+                              num_users, num_items)
     if item_entity is None and 'entity' in train_data.node_types:
         item_entity = torch.arange(num_items)  # Items are entities 0..I-1.
     new_id, original, skip = _entity_ids(train_data, num_items, item_entity)
@@ -173,11 +239,20 @@ def from_pyg(train_data: HeteroData,
         if src not in offsets or dst not in offsets or kg_type in skip:
             continue
         store = train_data[kg_type]
-        pairs = store.edge_index.long()
+        where = f'train_data{list(kg_type)}'
+        # Checked against the node counts before the ids are mapped (-1
+        # would index the last entity):
+        pairs = _ids(store.edge_index, f'{where}.edge_index',
+                     [(t, _count(train_data, t)) for t in (src, dst)])
         head, tail = (pairs[i] if offsets[t] is None else offsets[t][pairs[i]]
                       for i, t in enumerate((src, dst)))
         if 'edge_type' in store:
-            relation = store.edge_type.long().view(-1)
+            relation = _ids(store.edge_type, f'{where}.edge_type',
+                            [('relation', 2**31)])
+            if relation.numel() != head.numel():
+                raise ValueError(f'{where}.edge_type has {relation.numel()} '
+                                 f'entries for {head.numel()} edges; fix: '
+                                 f'one relation per edge')
         else:
             relation = torch.zeros_like(head)
         base = sum(int(r.max()) + 1 for r in relations if r.numel())

@@ -16,6 +16,7 @@ from diffkg_pyg.train.persistence import Recommender, load_model, save_model
 from diffkg_pyg.train.recipe import Recipe, Sizes
 from diffkg_pyg.train.registry import MODELS, get_recipe, register
 from diffkg_pyg.train.results import (
+    DivergenceError,
     FitResult,
     FitState,
     NonFiniteLossError,
@@ -41,6 +42,7 @@ __all__ = [
     'FitState',
     'TrainingInterrupted',
     'NonFiniteLossError',
+    'DivergenceError',
     'interaction_keys',
     'sample_negative_items',
     'save_model',

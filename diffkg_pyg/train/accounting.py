@@ -96,6 +96,11 @@ class StepAccounting:
             else:
                 self._sums[key], self._counts[key] = value, 1
 
+    @property
+    def totals(self) -> List[str]:
+        r"""The names of the total losses stepped on (not their terms)."""
+        return list(self._totals)
+
     def reset(self) -> None:
         r"""Forgets the terms recorded so far (at the start of an
         epoch)."""
@@ -116,8 +121,10 @@ class StepAccounting:
         self.reset()
         for key in sorted(names, key=lambda k: k in self._totals):
             if not math.isfinite(values[key]):
+                kind = ('the training loss' if key in self._totals else
+                        'the loss term')
                 raise NonFiniteLossError(
-                    f'the {key} loss is {values[key]} in epoch {epoch}; '
+                    f'{kind} {key!r} is {values[key]} in epoch {epoch}; '
                     f'training stopped (checkpoints of earlier epochs are '
                     f'kept; try a lower learning rate)')
         return values

@@ -203,12 +203,29 @@ class Checkpointer:
             save_atomic(checkpoint, path)
         return path
 
+    def size_estimate(self) -> int:
+        r"""About the bytes of one checkpoint: the parameters and the
+        optimisers' states (Adam keeps two per parameter), the recipe's
+        state and the best epoch's copy."""
+        def nbytes(obj) -> int:
+            if isinstance(obj, torch.Tensor):
+                return obj.numel() * obj.element_size()
+            if isinstance(obj, dict):
+                return sum(nbytes(v) for v in obj.values())
+            if isinstance(obj, (list, tuple)):
+                return sum(nbytes(v) for v in obj)
+            return 0
+        parameters = nbytes(self.model.state_dict())
+        return 4 * parameters + 2 * nbytes(self.recipe.state_dict())
+
     def on_epoch_end(self, fit_state: FitState, epochs: int,
-                     interrupted: bool) -> Optional[str]:
+                     interrupted: bool,
+                     fallback: bool = True) -> Optional[str]:
         r"""Writes the checkpoints due after an epoch: :obj:`best.pt` at a
         new best epoch, :obj:`last.pt` every :obj:`every` epochs, when the
         run stops and on an interruption (then, without a folder,
-        :obj:`diffkg-interrupted.pt` in the working folder). Returns the
+        :obj:`diffkg-interrupted.pt` in the working folder, unless
+        :obj:`fallback` is :obj:`False`). Returns the
         path of the last state written, if any."""
         path = None
         if self.directory is not None:
@@ -217,6 +234,6 @@ class Checkpointer:
             if (fit_state.epoch % self.every == 0 or fit_state.stopped
                     or fit_state.epoch == epochs or interrupted):
                 path = self.save(fit_state, 'last.pt')
-        if interrupted and path is None:
+        if interrupted and path is None and fallback:
             path = self.save(fit_state, 'diffkg-interrupted.pt')
         return path

@@ -1,26 +1,32 @@
 r"""What a fit returns and keeps: its result, its resumable state, and the
 two ways it stops early."""
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from torch_geometric.data import HeteroData
 
 from diffkg_pyg.version import __version__, package_commit
 
 __all__ = ['FitResult', 'FitState', 'TrainingInterrupted',
-           'NonFiniteLossError', 'dataset_record', 'code_record']
+           'NonFiniteLossError', 'DivergenceError', 'dataset_record',
+           'code_record']
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    r"""Training stopped on Ctrl-C after a checkpoint was written to
-    :obj:`path`."""
-    def __init__(self, message: str, path: str) -> None:
+    r"""Training stopped on Ctrl-C or SIGTERM after a checkpoint was
+    written to :obj:`path` (:obj:`None` where none was)."""
+    def __init__(self, message: str, path: Optional[str]) -> None:
         super().__init__(message)
         self.path = path
 
 
 class NonFiniteLossError(FloatingPointError):
     r"""A loss term became NaN or infinite."""
+
+
+class DivergenceError(NonFiniteLossError):
+    r"""A training loss grew by orders of magnitude over its first epoch's
+    (the divergence guard of :class:`~diffkg_pyg.train.Trainer`)."""
 
 
 @dataclass

@@ -3,6 +3,8 @@ r"""The one training loop of the package: every model, through its
 validation after every epoch, early stopping on validation Recall@20, the
 best epoch restored, then one test evaluation; the test set is never used
 for selection), with checkpoints, exact resume and clean interruption."""
+import contextlib
+import math
 import signal
 import threading
 import time
@@ -21,8 +23,14 @@ from diffkg_pyg.train.checkpointer import Checkpointer
 from diffkg_pyg.train.context import TrainContext
 from diffkg_pyg.train.hyperparameters import check_settings
 from diffkg_pyg.train.persistence import save_model
+from diffkg_pyg.train.preflight import (
+    lock_folder,
+    probe_folder,
+    remove_orphans,
+)
 from diffkg_pyg.train.recipe import Recipe, Sizes
 from diffkg_pyg.train.results import (
+    DivergenceError,
     FitResult,
     FitState,
     TrainingInterrupted,
@@ -70,7 +78,14 @@ class Trainer:
     :obj:`resume` continues from one exactly (a checkpoint of other data
     or other hyper-parameters is refused, naming the difference). A first
     Ctrl-C (SIGINT) lets the epoch finish, writes a checkpoint and raises
-    :class:`TrainingInterrupted`; a second stops at once.
+    :class:`TrainingInterrupted`; a second stops at once. SIGTERM (what
+    schedulers and :obj:`torchrun` send) is handled the same way. The
+    checkpoint folder is probed (writable, room for a checkpoint) and
+    locked for the run before the first epoch (a second run on the same
+    folder is refused), and the temporaries of killed processes in it are
+    removed. A total loss that grows by :obj:`divergence_factor` over its
+    first epoch's stops the run with :class:`DivergenceError`, like a
+    non-finite one.
 
     **Several processes.** In a process group of :math:`P > 1` processes
     (:obj:`torchrun`, see :func:`~diffkg_pyg.distributed.
@@ -117,6 +132,17 @@ class Trainer:
             (default: :obj:`'recall@20'`)
         log (callable, optional): Receives one line per epoch.
             (default: :func:`tqdm.write`)
+        divergence_factor (float, optional): The divergence guard: a
+            total loss whose epoch mean exceeds this many times its first
+            epoch's (in absolute value, at least :obj:`1e-3`) stops the run
+            with :class:`DivergenceError` naming it, before that epoch's
+            checkpoints; :obj:`None` turns the guard off (non-finite
+            losses always stop). (default: :obj:`1e4`)
+        interrupt_checkpoint (bool, optional): Whether an interruption
+            without :obj:`checkpoint_dir` writes
+            :obj:`diffkg-interrupted.pt` in the working folder (a search's
+            trials do not: the study resumes instead). (default:
+            :obj:`True`)
     """
     def __init__(
         self,
@@ -135,6 +161,8 @@ class Trainer:
         checkpoint_every: int = 1,
         metric: str = 'recall@20',
         log: Optional[Callable[[str], None]] = None,
+        divergence_factor: Optional[float] = 1e4,
+        interrupt_checkpoint: bool = True,
     ) -> None:
         check_settings(lr=lr, weight_decay=weight_decay,
                        batch_size=batch_size, max_batches=max_batches,
@@ -143,6 +171,12 @@ class Trainer:
         if checkpoint_every < 1:
             raise ValueError(f"'checkpoint_every' must be >= 1 (got "
                              f'{checkpoint_every!r})')
+        if divergence_factor is not None and not (
+                math.isfinite(divergence_factor) and divergence_factor > 1):
+            raise ValueError(f"'divergence_factor' must be a finite number "
+                             f'> 1, or None (got {divergence_factor!r})')
+        self.divergence_factor = divergence_factor
+        self.interrupt_checkpoint = interrupt_checkpoint
         validate(data)  # Nothing reaches a kernel unchecked.
         # The commit the results record is the one of the code that runs:
         # read now (and kept), not when a long run ends after a new commit.
@@ -278,26 +312,19 @@ class Trainer:
         self._on_validation = on_validation
         state = (self.checkpointer.load(resume) if resume else
                  FitState())
-        handler = None
-        if threading.current_thread() is threading.main_thread():
-            handler = signal.signal(signal.SIGINT, self._interrupt)
-        try:
+        with contextlib.ExitStack() as stack:
+            if self.checkpointer.directory is not None and self.rank == 0:
+                # Probed, locked for this run and cleaned before the first
+                # epoch, not found unwritable after the last one.
+                directory = self.checkpointer.directory
+                probe_folder(directory, '--checkpoint-dir',
+                             self.checkpointer.size_estimate())
+                stack.enter_context(lock_folder(directory))
+                remove_orphans(directory)
             start = time.perf_counter() - state.seconds
-            for epoch in range(state.epoch + 1, epochs + 1):
-                if state.stopped:
-                    break
-                self._run_epoch(state, epoch, patience, start,
-                                epoch % self.eval_every == 0 or
-                                epoch == epochs)
-                self._on_epoch_end(state, epochs)
-                if state.stopped:
-                    self.log(f'early stop: no better valid {self.metric} '
-                             f'for {patience} epochs')
-        finally:
-            if handler is not None:
-                signal.signal(signal.SIGINT, handler)
-            self._interrupted = False
+            self._fit_epochs(state, epochs, patience, start)
         if state.best_state is None:
+
             raise ValueError(f'nothing to test: the state has no epoch '
                              f'(epochs = {epochs}, epochs already run = '
                              f'{state.epoch})')
@@ -318,10 +345,55 @@ class Trainer:
                           'phase_seconds': phases,
                           'test_by_activity': by_activity})
 
+    def _fit_epochs(self, state: FitState, epochs: int, patience: int,
+                    start: float) -> None:
+        # SIGTERM (what schedulers and torchrun send) is handled as SIGINT:
+        # the epoch finishes, a checkpoint is written, the run stops.
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                handlers[signum] = signal.signal(signum, self._interrupt)
+        try:
+            for epoch in range(state.epoch + 1, epochs + 1):
+                if state.stopped:
+                    break
+                self._run_epoch(state, epoch, patience, start,
+                                epoch % self.eval_every == 0 or
+                                epoch == epochs)
+                self._on_epoch_end(state, epochs)
+                if state.stopped:
+                    self.log(f'early stop: no better valid {self.metric} '
+                             f'for {patience} epochs')
+        finally:
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+            self._interrupted = False
+
+    def _check_divergence(self, state: FitState, record: Dict[str, Any],
+                          epoch: int) -> None:
+        # The totals of this epoch against the first epoch's (kept in the
+        # history, so a resumed run compares with the same reference).
+        if self.divergence_factor is None or not state.history:
+            return
+        first = state.history[0]
+        for name in self.context.accounting.totals:
+            if name not in record or name not in first:
+                continue
+            reference = max(abs(first[name]), 1e-3)
+            if abs(record[name]) > self.divergence_factor * reference:
+                raise DivergenceError(
+                    f'the training loss {name!r} diverged in epoch {epoch}: '
+                    f'{record[name]:.4g}, over {self.divergence_factor:g} '
+                    f'times its first epoch\'s {first[name]:.4g}; training '
+                    f'stopped (checkpoints of earlier epochs are kept; try '
+                    f'a lower learning rate, or turn the guard off with '
+                    f'--no-divergence-guard)')
+
     def _run_epoch(self, state: FitState, epoch: int, patience: int,
                    start: float, validate: bool = True) -> None:
         epoch_start = time.perf_counter()
         record = {'epoch': epoch, **self.train_epoch(epoch)}
+        self._check_divergence(state, record, epoch)
         record['train_seconds'] = time.perf_counter() - epoch_start
         if not validate:
             state.history.append(record)
@@ -365,20 +437,26 @@ class Trainer:
             flag = torch.tensor([float(self._interrupted)],
                                 device=self.device)
             self._interrupted = bool(distributed.all_reduce_sum(flag) > 0)
-        path = self.checkpointer.on_epoch_end(state, epochs,
-                                              self._interrupted)
+        path = self.checkpointer.on_epoch_end(
+            state, epochs, self._interrupted,
+            fallback=self.interrupt_checkpoint)
         if self._interrupted:
+            if path is None:
+                raise TrainingInterrupted(
+                    f'interrupted after epoch {state.epoch} (no checkpoint '
+                    f'written)', None)
             raise TrainingInterrupted(
                 f'interrupted after epoch {state.epoch}: checkpoint saved '
                 f'to {path}; continue with --resume {path}', path)
 
     def _interrupt(self, signum, frame) -> None:
-        if self._interrupted:  # Second Ctrl-C: stop now.
+        if self._interrupted:  # A second signal: stop now.
             raise KeyboardInterrupt
         self._interrupted = True
-        tqdm.write('interrupt: finishing this epoch, then saving a '
-                   'checkpoint (Ctrl-C again to stop at once, losing the '
-                   'epoch)')
+        name = 'SIGTERM' if signum == signal.SIGTERM else 'interrupt'
+        tqdm.write(f'{name}: finishing this epoch, then saving a '
+                   f'checkpoint (Ctrl-C again to stop at once, losing the '
+                   f'epoch)')
 
     def result_record(self, result: FitResult) -> Dict[str, Any]:
         r"""The result of :meth:`fit` as one JSON-ready record (what

@@ -294,7 +294,7 @@ def test_diverged_trials_fail_and_count(tmp_path):
     trials = [json.loads(p.read_text())
               for p in sorted((tmp_path / 'trials').iterdir())]
     assert [t['state'] for t in trials] == ['failed'] * 3
-    assert all('loss is nan' in t['error'] for t in trials)
+    assert all("'loss' is nan" in t['error'] for t in trials)
     assert not (tmp_path / 'best.toml').exists()
 
 

@@ -91,7 +91,8 @@ class Objective:
                 {'model': recipe.name, **run, **recipe.hparams}))
             trainer = Trainer.from_settings(recipe, self.data, run,
                                             device=self.device,
-                                            log=lambda line: None)
+                                            log=lambda line: None,
+                                            interrupt_checkpoint=False)
             result = trainer.fit(run['epochs'], run['patience'], test=False,
                                  on_validation=report)
         except optuna.TrialPruned:

@@ -79,7 +79,8 @@ def fit_run(recipe_class: Type[Recipe], hyperparameters: Dict[str, Any],
     (:obj:`test=False`) or a final seed; returns its record and fit."""
     trainer = Trainer.from_settings(recipe_class(**hyperparameters), data,
                                     run, device=device,
-                                    log=lambda line: None)
+                                    log=lambda line: None,
+                                    interrupt_checkpoint=False)
     fit = trainer.fit(run['epochs'], run['patience'], test=test)
     return trainer.result_record(fit), fit
 

@@ -182,7 +182,10 @@ def wait_for_running(study, poll: float = 5.0,
     import optuna
     said = False
     while True:
-        optuna.storages.fail_stale_trials(study)
+        with warnings.catch_warnings():  # "Experimental".
+            warnings.simplefilter('ignore',
+                                  optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
         running = [t.number for t in study.get_trials(
             deepcopy=False, states=(optuna.trial.TrialState.RUNNING, ))]
         if not running:
