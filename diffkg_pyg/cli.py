@@ -43,6 +43,7 @@ from diffkg_pyg.train.preflight import (
     describe,
     expected_runtime_error,
     finite_float,
+    one_line_warnings,
 )
 
 __all__ = ['main']
@@ -460,6 +461,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     from diffkg_pyg.utils import retain_freed_memory
 
     retain_freed_memory()  # Steps reuse freed memory without page faults.
+    one_line_warnings(PROG)
+
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         if argv and argv[0] in COMMANDS[2:] + ('-h', '--help'):

@@ -2,9 +2,11 @@ r"""Helpers every layer of the package uses: CSR grouping of edge lists
 (on PyG's :mod:`torch_geometric.index` utilities), atomic file writes and
 a lock that serialises processes working on one file."""
 import contextlib
+import errno
 import json
 import os
 import os.path as osp
+import shutil
 import sys
 from typing import Any, Callable, Iterator, Optional, Tuple
 
@@ -64,7 +66,19 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
     os.makedirs(directory, exist_ok=True)
     temporary = f'{path}.tmp{os.getpid()}'
     try:
-        write(temporary)
+        try:
+            write(temporary)
+        except OSError as error:  # The path it failed on, said.
+            if error.filename is None:
+                raise OSError(error.errno, error.strerror or str(error),
+                              path) from None
+            raise
+        except RuntimeError as error:
+            # torch.save on a full disk: "unexpected pos ...".
+            free = shutil.disk_usage(directory).free
+            code = errno.ENOSPC if free < 2**24 else errno.EIO
+            raise OSError(code, f'{os.strerror(code)} (writing failed: '
+                          f'{str(error).splitlines()[0]})', path) from None
         fd = os.open(temporary, os.O_RDONLY)
         try:
             os.fsync(fd)

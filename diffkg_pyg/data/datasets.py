@@ -5,6 +5,8 @@ import hashlib
 import json
 import os
 import os.path as osp
+import pickle
+import warnings
 from typing import Callable, Dict, List, Optional, Tuple
 
 from torch_geometric.data import HeteroData, InMemoryDataset, download_url
@@ -21,6 +23,8 @@ from diffkg_pyg.data.io import (
     InteractionFile,
     MissingFileError,
     TripletFile,
+    _file_digest,
+    _git_blob_id,
     find_files,
     read_interaction_file,
     read_interaction_matrix,
@@ -63,6 +67,14 @@ def detect_format(folder: str, train_file: str = 'train.txt') -> str:
         if all(osp.isfile(osp.join(folder, name)) for name in names):
             return layout
     present = sorted(os.listdir(folder)) if osp.isdir(folder) else []
+    if osp.isfile(folder):
+        raise DataFormatError(folder, None, 'is a file; a dataset is a '
+                              'folder of files (train.txt, test.txt, '
+                              'kg_final.txt, ...)')
+    for name in kgat + list(AUTHORS_FILES):
+        if osp.isdir(osp.join(folder, name)):
+            raise DataFormatError(osp.join(folder, name), None,
+                                  'is a folder, not a file')
     missing = [n for n in kgat if not osp.isfile(osp.join(folder, n))]
     raise MissingFileError(
         osp.join(folder, missing[0]) if osp.isdir(folder) else folder,
@@ -114,22 +126,6 @@ def read_diffrec_folder(folder: str) -> HeteroData:
                 f'[{num_items}, d]; found {x.dtype} {list(x.shape)}')
         data['item'].x = torch.from_numpy(x.astype(np.float32))
     return data
-
-
-def _hash_file(path: str, digest) -> str:
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _file_digest(path: str) -> str:
-    return _hash_file(path, hashlib.sha256())
-
-
-def _git_blob_id(path: str) -> str:
-    header = f'blob {osp.getsize(path)}\0'.encode()
-    return _hash_file(path, hashlib.sha1(header))
 
 
 def _read_only(path: str) -> bool:
@@ -218,7 +214,19 @@ class KGRecDataset(InMemoryDataset):
         with file_lock(osp.join(processed_dir, '.lock')):
             super().__init__(root, transform, pre_transform, log=log,
                              force_reload=force_reload)
-            self.load(self.processed_paths[0], data_cls=HeteroData)
+            try:
+                self.load(self.processed_paths[0], data_cls=HeteroData)
+            except (RuntimeError, EOFError, OSError, ValueError,
+                    pickle.UnpicklingError) as error:
+                # A damaged cache (a full disk, a killed copy) is rebuilt
+                # from the raw files, not reported as the data's fault.
+                warnings.warn(f'{self.processed_paths[0]}: unreadable '
+                              f'processed cache ({type(error).__name__}); '
+                              f'rebuilt from the raw files', UserWarning,
+                              stacklevel=2)
+                super().__init__(root, transform, pre_transform, log=log,
+                                 force_reload=True)
+                self.load(self.processed_paths[0], data_cls=HeteroData)
         if log:
             print(format_statistics(statistics(self._data), self.name))
 
@@ -469,6 +477,10 @@ def load_dataset(
             print(format_statistics(statistics(data), data.name))
         return validate(data, name=str(name_or_path))
     dataset = None
+    if osp.isfile(name_or_path):
+        raise DataFormatError(str(name_or_path), None, 'is a file; DATA is a '
+                              'dataset folder (train.txt, test.txt, '
+                              'kg_final.txt, ...) or a built-in name')
     if osp.isdir(name_or_path):
         name = osp.basename(osp.abspath(name_or_path)).lower()
         dataset = DATASETS.get(name, KGRecDataset)(name_or_path, **kwargs)

@@ -190,6 +190,30 @@ def _check_items(interactions: InteractionFile, num_entities: int,
             f'must be the first entities of the knowledge graph')
 
 
+#: Ids may run beyond their distinct count by this factor plus
+#: :data:`_SLACK` (gaps are kept: ids are not renumbered); beyond it, the
+#: tables sized by the largest id would be mostly empty rows.
+_SPARSITY, _SLACK = 100, 100_000
+
+
+def check_id_range(ids: np.ndarray, kind: str, path: str,
+                   locate=lambda k: None) -> None:
+    r"""Refuses ids far beyond their count (e.g. one id near :math:`2^{31}`
+    among a thousand), which would size tables by the largest id and
+    allocate gigabytes to exabytes: one :class:`DataFormatError` naming the
+    file, the line (where :obj:`locate` knows it) and the id."""
+    if ids.size == 0:
+        return
+    k = int(np.argmax(ids))
+    largest = int(ids[k])
+    count = np.unique(ids).size
+    if largest >= 2**31 - 1 or largest + 1 > _SPARSITY * count + _SLACK:
+        raise DataFormatError(
+            path, locate(k), f'{kind} id {largest} is far beyond the '
+            f'{count} distinct {kind} ids of the file (tables are sized by '
+            f'the largest id); renumber the {kind}s to 0..{count - 1}')
+
+
 def build_hetero_data(
     train: InteractionFile,
     test: InteractionFile,
@@ -216,10 +240,27 @@ def build_hetero_data(
         DataFormatError: If an item id lies beyond the knowledge graph's
             entity range.
     """
+    for part in (train, test):
+        check_id_range(part.user, 'user', part.path, part.locate)
+        check_id_range(part.item, 'item', part.path, part.locate)
+    check_id_range(np.concatenate([kg.head, kg.tail]), 'entity', kg.path,
+                   lambda k: int(kg.line[k % kg.line.size]))
     num_users = max(int(train.user.max(initial=-1)),
                     int(test.user.max(initial=-1))) + 1
     num_items = max(int(train.item.max(initial=-1)),
                     int(test.item.max(initial=-1))) + 1
+    unseen = ~np.isin(test.item, train.item)
+    if unseen.any():
+        # Kept (the authors' count, max over train and test), but said:
+        # such items have no train pair, and the entities up to the
+        # largest of them count as items.
+        k = int(np.flatnonzero(unseen)[0])
+        warnings.warn(
+            f'{test.path}: {int(np.unique(test.item[unseen]).size)} test '
+            f'item(s) never occur in {train.path} (first: item '
+            f'{int(test.item[k])}, line {test.locate(k)}); they count as '
+            f'items (num_items = {num_items}) but no model has seen them '
+            f'trained', UserWarning, stacklevel=2)
     for part in (train, test):
         if part.shape is not None:
             num_users = max(num_users, part.shape[0])
@@ -264,6 +305,9 @@ def build_user_item_data(train: InteractionFile, valid: InteractionFile,
         name (str, optional): The dataset's name, stored as ``data.name``.
     """
     parts = (train, valid, test)
+    for part in parts:
+        check_id_range(part.user, 'user', part.path, part.locate)
+        check_id_range(part.item, 'item', part.path, part.locate)
     num_users = max(int(p.user.max(initial=-1)) for p in parts) + 1
     num_items = max(int(p.item.max(initial=-1)) for p in parts) + 1
     key = train.user * num_items + train.item

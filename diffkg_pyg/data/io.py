@@ -15,6 +15,7 @@ bytes (no Python loop over lines), so the full Alibaba-iFashion loads in well
 under a second. Every problem is reported as a :class:`DataFormatError` that
 names the file, the 1-based line number and what was wrong.
 """
+import hashlib
 import io
 import os
 import os.path as osp
@@ -104,11 +105,36 @@ class TripletFile:
     line: np.ndarray
 
 
+def _hash_file(path: str, digest) -> str:
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _file_digest(path: str) -> str:
+    return _hash_file(path, hashlib.sha256())
+
+
+def _git_blob_id(path: str) -> str:
+    header = f'blob {osp.getsize(path)}\0'.encode()
+    return _hash_file(path, hashlib.sha1(header))
+
+
 def _read_bytes(path: str) -> bytes:
+    r"""The bytes of a text file, with a UTF-8 byte-order mark removed and
+    old Mac line ends (CR alone) read as line ends."""
+    if osp.isdir(path):
+        raise DataFormatError(path, None, 'is a folder, not a file')
     if not osp.isfile(path):
         raise MissingFileError(path)
     with open(path, 'rb') as f:
-        return f.read()
+        data = f.read()
+    if data.startswith(b'\xef\xbb\xbf'):  # Editors on Windows write it.
+        data = data[3:]
+    if b'\r' in data and b'\n' not in data:  # CR-only line ends.
+        data = data.replace(b'\r', b'\n')
+    return data
 
 
 def _describe_token(token: str) -> str:

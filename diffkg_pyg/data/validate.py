@@ -298,3 +298,14 @@ def _check_train_extras(data: HeteroData, store, num_items: int) -> None:
                 f'{getattr(x, "dtype", type(x).__name__)}, '
                 f'{list(getattr(x, "shape", []))}); fix: x[i] the features '
                 f'of item i, or delete it')
+        bad = ~torch.isfinite(x).all(dim=-1)
+        if bool(bad.any()):
+            raise ValueError(f"data['item'].x[{_first(bad)}] holds NaN or "
+                             f'infinite features; fix: repair or drop them')
+    weight = store['edge_weight'] if 'edge_weight' in store else None
+    if isinstance(weight, Tensor) and weight.is_floating_point():
+        bad = ~torch.isfinite(weight.view(-1))
+        if bool(bad.any()):
+            raise ValueError(f'{_where(USER_ITEM, "edge_weight")}'
+                             f'[{_first(bad)}] is not finite; fix: repair '
+                             f'or drop those weights')

@@ -139,6 +139,9 @@ def info_nce(anchor: Tensor, positive: Tensor, index: Tensor,
 def check_user_index(user_index: Tensor, num_users: int) -> Tensor:
     r""":obj:`user_index` as a vector, raising :class:`ValueError` unless
     every id lies in :obj:`[0, num_users)`."""
+    if user_index.dtype.is_floating_point or user_index.dtype == torch.bool:
+        raise ValueError(f"'user_index' must hold integer user ids (got "
+                         f'{user_index.dtype})')
     user_index = user_index.view(-1)
     if user_index.numel() and not (0 <= int(user_index.min()) and
                                    int(user_index.max()) < num_users):
@@ -155,7 +158,9 @@ def top_k_unseen(score: Tensor, user_index: Tensor, k: int,
     :obj:`[B, num_items]` (the scores of the users :obj:`user_index`
     :obj:`[B]`), leaving out each user's items of the CSR
     :obj:`(seen_ptr, seen_col)` (by user; none when :obj:`None`): item
-    indices and scores, both :obj:`[B, k]`, best first."""
+    indices and scores, both :obj:`[B, k]`, best first. A user with fewer
+    than :obj:`k` unseen items gets them all, then item :obj:`-1` with
+    score :obj:`-inf` in the places left (never a seen item)."""
     num_items = score.size(-1)
     if not 1 <= k <= num_items:
         raise ValueError(f"'k' must be in [1, num_items] = [1, {num_items}] "
@@ -166,4 +171,7 @@ def top_k_unseen(score: Tensor, user_index: Tensor, k: int,
             seen_ptr.device))
         score[row.to(score.device), col.to(score.device)] = float('-inf')
     score, item = score.topk(k, dim=-1)
+    if seen_ptr is not None:
+        # Past a user's unseen items, topk returns seen ones at -inf.
+        item = item.masked_fill(score == float('-inf'), -1)
     return item, score

@@ -188,7 +188,7 @@ class Checkpointer:
                                               saved['optimizers']):
             optimizer.load_state_dict(optimizer_state)
         set_rng_state(ranks[self.rank], self.generator)
-        state = FitState(**saved['fit_state'])
+        state = _fit_state(saved['fit_state'], path)
         if state.best_state is None:
             state.best_state = self.snapshot()
         return state
@@ -237,3 +237,20 @@ class Checkpointer:
         if interrupted and path is None and fallback:
             path = self.save(fit_state, 'diffkg-interrupted.pt')
         return path
+
+
+def _fit_state(values: Any, path: str) -> FitState:
+    r"""The early-stopping state of a checkpoint, its fields checked."""
+    kinds = {'epoch': int, 'best_value': (int, float), 'best_epoch': int,
+             'best_valid': dict, 'history': list, 'stopped': bool,
+             'seconds': (int, float)}
+    if not isinstance(values, dict) or not set(kinds) <= set(values):
+        raise ValueError(f'{path}: the checkpoint has no complete fit state '
+                         f'(damaged or edited)')
+    for key, kind in kinds.items():
+        value = values[key]
+        if not isinstance(value, kind) or (kind is int and (
+                isinstance(value, bool) or value < 0)):
+            raise ValueError(f'{path}: the fit state\'s {key} is '
+                             f'{value!r} (damaged or edited)')
+    return FitState(**values)

@@ -309,6 +309,12 @@ class HyperParameter:
             article = 'an' if self.type_name[0] in 'aeiou' else 'a'
             raise ValueError(f'{where}{self.name} must be {article} '
                              f'{self.type_name} (got {value!r})')
+        if self.type is float and not math.isfinite(value) and not (
+                self.range is not None and value in self.range.also):
+            # No hyper-parameter takes NaN or an infinity: refused here,
+            # not blamed on the learning rate epochs later.
+            raise ValueError(f'{where}{self.name} must be a finite number '
+                             f'(got {value!r})')
         if self.choices is not None and value not in self.choices:
             raise ValueError(f'{where}{self.name} must be one of '
                              f'{", ".join(map(repr, self.choices))} (got '
@@ -401,7 +407,7 @@ TRAIN_SETTINGS: Tuple[HyperParameter, ...] = (
     HyperParameter('eval_batch_size', int, 'users scored at once', 1024,
                    aliases=('tstBat', ), range='[1, inf)'),
     HyperParameter('seed', int, 'seed of initialisation and sampling', 0,
-                   range='[0, inf)'),
+                   range='[0, 9223372036854775808)'),
     HyperParameter('max_batches', int,
                    'cap on the training batches per epoch (smoke runs)',
                    None, range='[1, inf)'),

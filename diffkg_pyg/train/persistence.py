@@ -77,7 +77,10 @@ class Recommender:
     @torch.no_grad()
     def scores(self, user_index: Tensor) -> Tensor:
         r"""The scores of all items for :obj:`user_index` :obj:`[B]`,
-        shape :obj:`[B, num_items]`."""
+        shape :obj:`[B, num_items]` (an id outside the users raises
+        :class:`ValueError`)."""
+        user_index = check_user_index(torch.as_tensor(user_index),
+                                      self.sizes.num_users)
         return self._scores(user_index)
 
     @torch.no_grad()
@@ -85,7 +88,9 @@ class Recommender:
                   exclude_train: bool = True) -> Tuple[Tensor, Tensor]:
         r"""The top-:obj:`k` items of every user of :obj:`user_index`
         :obj:`[B]`: item indices and scores, both :obj:`[B, k]`, best first
-        (a user's train items left out when :obj:`exclude_train`)."""
+        (a user's train items left out when :obj:`exclude_train`; a user
+        with fewer than :obj:`k` other items gets item :obj:`-1` at score
+        :obj:`-inf` in the places left)."""
         user_index = check_user_index(user_index, self.sizes.num_users)
         seen = (self.train_ptr, self.train_col) if exclude_train else \
             (None, None)
@@ -181,7 +186,20 @@ def check_model_state(state_dict: Dict, recipe_state: Any, sizes: Sizes,
                 not bool(torch.isfinite(value).all()):
             raise ValueError(f'{where}: the parameter {key} holds NaN or '
                              f'infinite values')
-    check_state_tensors(recipe_state, bound, f'{where}: recipe state')
+    # A recipe's indices address nodes or its own edge lists (KGAT's pair
+    # ids): at most the nodes, or the entries of its state.
+    check_state_tensors(recipe_state, max(bound, _numel(recipe_state)),
+                        f'{where}: recipe state')
+
+
+def _numel(state: Any) -> int:
+    if isinstance(state, Tensor):
+        return state.numel()
+    if isinstance(state, dict):
+        return sum(_numel(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(_numel(v) for v in state)
+    return 0
 
 
 def _restore(path: str, saved: Dict, recipe_class: Type[Recipe],

@@ -20,7 +20,7 @@ from diffkg_pyg.utils import file_lock
 __all__ = ['check_device', 'check_threads', 'finite_float', 'probe_file',
            'probe_folder', 'lock_folder', 'remove_orphans', 'max_threads',
            'MAX_SEED', 'describe', 'expected_runtime_error',
-           'check_run_flags']
+           'check_run_flags', 'one_line_warnings']
 
 #: The largest seed torch's generators take (int64).
 MAX_SEED = 2**63 - 1
@@ -82,6 +82,10 @@ def finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f'not a finite number: {text!r}')
     return value
+
+
+# What argparse names it in "invalid finite number value: 'nan'":
+finite_float.__name__ = 'finite number'
 
 
 def probe_file(path: str, flag: str) -> None:
@@ -216,3 +220,11 @@ def check_run_flags(args: Any) -> None:
         path = getattr(args, flag, None)
         if path and not hasattr(args, 'trials'):
             probe_file(path, f'--{flag.replace("_", "-")}')
+
+
+def one_line_warnings(prog: str) -> None:
+    r"""Shows warnings as one line each, :obj:`prog: warning: ...` (not
+    with the source line that raised them): what the command line does."""
+    import warnings
+    warnings.formatwarning = lambda message, category, *_: \
+        f'{prog}: warning: {message}\n'

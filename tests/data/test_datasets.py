@@ -21,6 +21,7 @@ from diffkg_pyg.data import (
     statistics,
 )
 from diffkg_pyg.data import datasets as datasets_module
+from diffkg_pyg.data import io as io_module
 from diffkg_pyg.utils import file_lock
 from tests.conftest import shared_dataset, write
 
@@ -135,11 +136,11 @@ def test_download_verifies_checksums(tmp_path, kgat_folder, monkeypatch):
 
     class Remote(KGRecDataset):
         url = 'https://example.org/tiny'
-        sha256 = {'kg.txt': datasets_module._file_digest(
+        sha256 = {'kg.txt': io_module._file_digest(
             str(remote / 'kg.txt'))}
 
         def published_blob_ids(self):
-            return {name: datasets_module._git_blob_id(str(remote / name))
+            return {name: io_module._git_blob_id(str(remote / name))
                     for name in ('trnMat.pkl', 'tstMat.pkl')}
 
     monkeypatch.setattr(datasets_module, 'download_url', fake_download)
@@ -155,7 +156,7 @@ def test_download_verifies_checksums(tmp_path, kgat_folder, monkeypatch):
 def test_git_blob_id(tmp_path):
     # `git hash-object` of "hello\n":
     path = write(tmp_path / 'hello.txt', 'hello\n')
-    assert (datasets_module._git_blob_id(path) ==
+    assert (io_module._git_blob_id(path) ==
             'ce013625030ba8dba906f756967f9e9ca394464a')
 
 

@@ -19,13 +19,19 @@ from diffkg_pyg.data import (
 
 SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
-ALPHABET = b'0123456789 \t\r\n-.+ex\xff,'
+ALPHABET = b'0123456789 \t\r\n-.+ex\xff\xef\xbb\xbf,'
 
 
 def reference_lines(data: bytes):
     r"""The format, literally: lines split on newlines, tokens on spaces,
     tabs and carriage returns, every token a non-negative integer of at
-    most 18 digits; ``None`` when the input is not of that format."""
+    most 18 digits; ``None`` when the input is not of that format. A
+    UTF-8 byte-order mark is dropped, and a file without a newline but
+    with carriage returns has old Mac line ends."""
+    if data.startswith(b'\xef\xbb\xbf'):
+        data = data[3:]
+    if b'\r' in data and b'\n' not in data:
+        data = data.replace(b'\r', b'\n')
     lines = []
     for text in data.split(b'\n'):
         tokens = text.replace(b'\t', b' ').replace(b'\r', b' ').split(b' ')

@@ -184,7 +184,9 @@ def test_non_finite_loss_keeps_last_checkpoint(tmp_path, name):
         step(optimizers, loss * float('nan'), name, **terms)
 
     trainer.context.step = diverged
-    with pytest.raises(NonFiniteLossError, match="(training loss|loss term) '.*' is nan in epoch 2"):
+    with pytest.raises(NonFiniteLossError,
+                       match="(training loss|loss term) '.*' is nan in "
+                       'epoch 2'):
         trainer.fit(3, resume=str(tmp_path / 'last.pt'))
     assert (tmp_path / 'last.pt').read_bytes() == before
 

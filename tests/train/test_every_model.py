@@ -56,8 +56,8 @@ KILLED_RUN = textwrap.dedent('''
     from tests.train.test_every_model import make_trainer
     name, folder = sys.argv[1:]
     write = Checkpointer.on_epoch_end
-    def write_and_die(self, state, epochs, interrupted):
-        path = write(self, state, epochs, interrupted)
+    def write_and_die(self, state, epochs, interrupted, **kwargs):
+        path = write(self, state, epochs, interrupted, **kwargs)
         if state.epoch == 2 and self.directory == folder:
             os.kill(os.getpid(), signal.SIGKILL)
         return path

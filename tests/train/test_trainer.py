@@ -205,7 +205,8 @@ def test_non_finite_loss_names_the_term(name, term):
 
     trainer.context.step = diverged
     with pytest.raises(NonFiniteLossError,
-                       match=f"(the loss term|the training loss) '{term}' is nan in epoch 1"):
+                       match=f"(the loss term|the training loss) "
+                       f"'{term}' is nan in epoch 1"):
         trainer.fit(2)
 
 

@@ -230,6 +230,9 @@ class DiffKG(DiffKGState):
         _check(0.0 <= ckgc_weight <= 1.0, 'ckgc_weight', ckgc_weight,
                'in [0, 1]')
         _check(0.0 < keep_rate <= 1.0, 'keep_rate', keep_rate, 'in (0, 1]')
+        for name, rate in (('kg_dropout', kg_dropout),
+                           ('denoiser_dropout', denoiser_dropout)):
+            _check(0.0 <= rate < 1.0, name, rate, 'in [0, 1)')
         _check(noise_columns == -1 or noise_columns >= 1, 'noise_columns',
                noise_columns, '-1 (exact) or >= 1')
         _check(diffusion_steps >= 1, 'diffusion_steps', diffusion_steps,

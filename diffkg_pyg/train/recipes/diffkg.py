@@ -73,7 +73,8 @@ class DiffKGRecipe(Recipe):
                        aliases=('layer_num_kg', ), range='[1, inf)'),
         HyperParameter('kg_dropout', float,
                        'dropout after every attention hop',
-                       aliases=('mess_dropout', 'mess_dropout_rate')),
+                       aliases=('mess_dropout', 'mess_dropout_rate'),
+                       range='[0, 1)'),
         HyperParameter('kg_residual', float,
                        'residual weight of the KG encoder',
                        aliases=('res_lambda', )),
@@ -110,7 +111,7 @@ class DiffKGRecipe(Recipe):
         HyperParameter('norm', bool, "L2-normalise the denoiser's input "
                        'rows'),
         HyperParameter('denoiser_dropout', float,
-                       'input dropout of the denoiser'),
+                       'input dropout of the denoiser', range='[0, 1)'),
         HyperParameter('diffusion_steps', int, 'diffusion steps',
                        aliases=('steps', ), range='[1, inf)',
                        space=Space(2, 50, log=True)),

@@ -1,0 +1,188 @@
+r"""Faults of the files a run reads back: saved models and checkpoints,
+damaged or edited. Each is loaded in a new interpreter, so that a crash
+(a bus error, a segfault, a heap-corruption abort) fails the test instead
+of the suite; the outcome must be one :class:`ValueError` naming the
+file."""
+import errno
+import json
+import os
+from collections import namedtuple
+
+import pytest
+import torch
+
+from tests.faults.common import QUICK, cli, dataset, one_line, run_python
+
+shutil_usage = namedtuple('usage', 'total used free')
+
+# Loads every file given and prints one JSON line per file: its outcome.
+LOADER = r'''
+import json, sys
+from diffkg_pyg import load_model
+for path in sys.argv[1:]:
+    try:
+        model = load_model(path)
+        model.recommend(__import__('torch').arange(3), k=5)
+        print(json.dumps([path, 'loaded', '']))
+    except (ValueError, OSError) as error:
+        print(json.dumps([path, type(error).__name__, str(error)]))
+'''
+
+
+def _edits():
+    def set_user(saved):
+        saved['train_edge_index'][0, 5] = saved['sizes']['num_users']
+
+    def negative_item(saved):
+        saved['train_edge_index'][1, 0] = -1
+
+    def float_pairs(saved):
+        saved['train_edge_index'] = saved['train_edge_index'].float()
+
+    def three_rows(saved):
+        pairs = saved['train_edge_index']
+        saved['train_edge_index'] = torch.cat([pairs, pairs[:1]])
+
+    def fewer_users(saved):
+        saved['sizes']['num_users'] = 3
+
+    def huge_users(saved):
+        saved['sizes']['num_users'] = 2**40
+
+    def wrong_shape(saved):
+        key = next(iter(saved['state_dict']))
+        saved['state_dict'][key] = saved['state_dict'][key][:2]
+
+    def nan_parameter(saved):
+        key = next(iter(saved['state_dict']))
+        saved['state_dict'][key][0] = float('nan')
+
+    def no_pairs(saved):
+        del saved['train_edge_index']
+
+    def bad_kg_state(saved):  # DiffKG's sampled KG, an entity far out.
+        for key, value in saved['state_dict'].items():
+            if key.endswith('_extra_state') and value:
+                value['sampled_kg'][0][0, 0] = 10**9
+
+    return dict(user_beyond_count=set_user, negative_item=negative_item,
+                float_pairs=float_pairs, three_rows=three_rows,
+                fewer_users=fewer_users, huge_users=huge_users,
+                wrong_shape=wrong_shape, nan_parameter=nan_parameter,
+                no_pairs=no_pairs, bad_kg_state=bad_kg_state)
+
+
+@pytest.fixture(scope='module')
+def saved_models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp('saved')
+    data = dataset(folder)
+    paths = {}
+    for model in ('mf', 'diffkg'):
+        path = folder / f'{model}.pt'
+        from diffkg_pyg.cli import main
+        assert main([data, '--model', model, '--epochs', '1',
+                     '--save-model', str(path)] +
+                    (['--embedding-dim', '8', '--no-use-compile']
+                     if model == 'diffkg' else [])) == 0
+        paths[model] = path
+    return paths
+
+
+def test_no_saved_model_crashes_the_interpreter(saved_models, tmp_path):
+    files = []
+    for model, path in saved_models.items():
+        for name, edit in _edits().items():
+            if name == 'bad_kg_state' and model != 'diffkg':
+                continue
+            saved = torch.load(path, weights_only=True)
+            edit(saved)
+            files.append(tmp_path / f'{model}-{name}.pt')
+            torch.save(saved, files[-1])
+        truncated = tmp_path / f'{model}-truncated.pt'
+        truncated.write_bytes(path.read_bytes()[:1000])
+        files.append(truncated)
+    files.append(tmp_path / 'a-folder.pt')
+    files[-1].mkdir()
+    done = run_python(LOADER, *files)
+    assert done.returncode == 0, done.stderr[-2000:]
+    outcomes = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(outcomes) == len(files)
+    for path, outcome, message in outcomes:
+        assert outcome == ('IsADirectoryError' if path.endswith('folder.pt')
+                           else 'ValueError'), (path, message)
+        assert path in message  # Every message names its file.
+
+
+def test_save_model_refuses_what_would_not_load(tmp_path):
+    from diffkg_pyg.train import get_recipe, save_model
+    from diffkg_pyg.train.recipe import Sizes
+    recipe = get_recipe('mf')()
+    sizes = Sizes(4, 5, 5, 0)
+    model = recipe.build_model(sizes)
+    with pytest.raises(ValueError, match='is not a user id'):
+        save_model(str(tmp_path / 'm.pt'), recipe, model, sizes,
+                   torch.tensor([[0, 9], [1, 2]]))
+    assert not (tmp_path / 'm.pt').exists()
+
+
+def test_recommend_past_the_unseen_items_and_bad_users(saved_models):
+    from diffkg_pyg import load_model
+    model = load_model(str(saved_models['mf']))
+    items, scores = model.recommend(torch.arange(2), k=30)  # All items.
+    for user in range(2):
+        train = set(model.train_col[model.train_ptr[user]:
+                                    model.train_ptr[user + 1]].tolist())
+        listed = items[user][items[user] >= 0].tolist()
+        assert not train & set(listed)
+        assert len(listed) == 30 - len(train)  # Then -1 at -inf.
+        assert (scores[user][items[user] < 0] == float('-inf')).all()
+    with pytest.raises(ValueError, match='user_index'):
+        model.scores(torch.tensor([-1]))
+    with pytest.raises(ValueError, match='integer user ids'):
+        model.recommend(torch.tensor([0.5]))
+
+
+@pytest.mark.parametrize('damage', ['missing_key', 'wrong_shape',
+                                    'truncated', 'bad_index'])
+def test_damaged_checkpoints_are_one_line(tmp_path, capsys, damage):
+    data, ckpt = dataset(tmp_path), tmp_path / 'ckpt'
+    assert cli(capsys, data, *QUICK, '--checkpoint-dir', ckpt)[0] == 0
+    path = ckpt / 'last.pt'
+    if damage == 'truncated':
+        path.write_bytes(path.read_bytes()[:2000])
+    else:
+        saved = torch.load(path, weights_only=True)
+        if damage == 'missing_key':
+            del saved['optimizers']
+        elif damage == 'wrong_shape':
+            key = next(iter(saved['model']))
+            saved['model'][key] = saved['model'][key][:1]
+        else:
+            saved['fit_state'] = {'epoch': 'one'}
+        torch.save(saved, path)
+    code, _, err = cli(capsys, data, *QUICK[:2], '--epochs', '2',
+                       '--resume', path)
+    assert code == 2 and str(path) in one_line(err)
+
+
+def test_a_full_disk_names_the_file(tmp_path, monkeypatch):
+    # torch.save on a full disk raises "unexpected pos ..."; the package
+    # says ENOSPC with the path, and leaves no temporary behind.
+    from diffkg_pyg.train import checkpoint
+    from diffkg_pyg.utils import shutil as utils_shutil
+
+    def full(obj, path):
+        open(path, 'wb').write(b'x')
+        raise RuntimeError('[enforce fail at inline_container.cc:603] . '
+                           'unexpected pos 64 vs 0')
+    monkeypatch.setattr(checkpoint.torch, 'save', full)
+    monkeypatch.setattr(utils_shutil, 'disk_usage',
+                        lambda path: shutil_usage(0, 0, 0))
+    with pytest.raises(OSError) as caught:
+        checkpoint.save_atomic({'a': 1}, str(tmp_path / 'last.pt'))
+    assert caught.value.errno == errno.ENOSPC
+    assert caught.value.filename == str(tmp_path / 'last.pt')
+    assert os.listdir(tmp_path) == []
+    from diffkg_pyg.train.preflight import describe
+    assert describe(caught.value).startswith(
+        f'{tmp_path / "last.pt"}: no space left on device')
