@@ -216,8 +216,9 @@ def _run_arguments(run) -> None:
                      'others before failing (default: %(default)s)')
     run.add_argument('--no-divergence-guard', action='store_true',
                      help='keep training when a total loss grows over 1e4 '
-                     "times its first epoch's (by default the run stops, "
-                     'naming the loss, with the earlier checkpoints kept)')
+                     'times in one epoch or 1e8 times over the run (by '
+                     'default the run stops, naming the loss, with the '
+                     'earlier checkpoints kept)')
 
 
 def _unknown(unknown: List[str], model: str) -> ValueError:

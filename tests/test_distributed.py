@@ -480,3 +480,33 @@ def test_a_cuda_index_other_than_local_rank_is_refused(monkeypatch):
     with pytest.raises(ValueError, match=r'uses its own GPU, cuda:LOCAL_RANK '
                        r'\(this one cuda:1\), not cuda:0'):
         distributed.init_from_env(torch.device('cuda:0'))
+
+
+@pytest.mark.slow
+def test_torchrun_sigterm_checkpoints_every_rank(tmp_path):
+    # What a scheduler sends: torchrun passes SIGTERM to both ranks, which
+    # finish the epoch together, write one checkpoint (with every rank's
+    # random states) and stop; the run resumes from it.
+    flags = ['--model', 'lightgcn', '--epochs', '100000', '--patience',
+             '100000', '--checkpoint-dir', 'ck']
+    process = subprocess.Popen(_torchrun_command(*flags), cwd=tmp_path,
+                               stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    checkpoint = tmp_path / 'ck' / 'last.pt'
+    deadline = time.monotonic() + 240
+    while not checkpoint.exists():
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=240)
+    assert err.count('diffkg-pyg: interrupted after epoch') == 2, err
+    saved = torch.load(checkpoint, weights_only=False)
+    assert len(saved['rng_ranks']) == 2
+    epoch = saved['fit_state']['epoch']
+    done = _torchrun(tmp_path, *flags[:2], '--epochs', str(epoch + 1),
+                     '--patience', '5', '--resume', str(checkpoint),
+                     '--output', 'resumed.json')
+    assert done.returncode == 0, done.stderr
+    record = json.loads((tmp_path / 'resumed.json').read_text())
+    assert record['epochs_run'] == epoch + 1

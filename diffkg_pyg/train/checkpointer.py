@@ -182,6 +182,9 @@ class Checkpointer:
             raise ValueError(f'{path}: the checkpoint has '
                              f'{len(saved["optimizers"])} optimiser states '
                              f'for {len(self.optimizers)} optimisers')
+        for optimizer, optimizer_state in zip(self.optimizers,
+                                              saved['optimizers']):
+            _check_optimizer_state(optimizer, optimizer_state, path)
         self.model.load_state_dict(saved['model'])
         self.recipe.load_state_dict(to_device(saved['recipe'], self.device))
         for optimizer, optimizer_state in zip(self.optimizers,
@@ -254,3 +257,36 @@ def _fit_state(values: Any, path: str) -> FitState:
             raise ValueError(f'{path}: the fit state\'s {key} is '
                              f'{value!r} (damaged or edited)')
     return FitState(**values)
+
+
+def _check_optimizer_state(optimizer: torch.optim.Optimizer, state: Any,
+                           path: str) -> None:
+    r"""An optimiser's saved state against the optimiser: as many
+    parameters, every moment tensor finite and of its parameter's shape,
+    every step count a non-negative number."""
+    if not isinstance(state, dict) or 'state' not in state or \
+            'param_groups' not in state:
+        raise ValueError(f'{path}: an optimiser state is damaged')
+    ids = [i for group in state['param_groups'] for i in group['params']]
+    params = [p for group in optimizer.param_groups for p in group['params']]
+    if len(ids) != len(params):
+        raise ValueError(f'{path}: an optimiser state has {len(ids)} '
+                         f'parameters for {len(params)}')
+    shapes = dict(zip(ids, (p.shape for p in params)))
+    for key, values in state['state'].items():
+        for name, value in values.items():
+            where = f'{path}: optimiser state {name} of parameter {key}'
+            number = float(value) if not isinstance(value, torch.Tensor) \
+                or value.numel() == 1 else None
+            if name == 'step' and (number is None or not number >= 0 or
+                                   number != number or
+                                   number == float('inf')):
+                raise ValueError(f'{where} is {value!r} (damaged)')
+            if isinstance(value, torch.Tensor):
+                if value.is_floating_point() and \
+                        not bool(torch.isfinite(value).all()):
+                    raise ValueError(f'{where} holds NaN or infinite values')
+                if value.dim() and value.shape != shapes.get(key):
+                    raise ValueError(f'{where} has shape '
+                                     f'{list(value.shape)}, not its '
+                                     f'parameter\'s')

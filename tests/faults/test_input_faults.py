@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch_geometric.data import HeteroData
 
-from diffkg_pyg.data import DataFormatError, from_pyg, load_dataset
+from diffkg_pyg.data import from_pyg, load_dataset
 from tests.faults.common import QUICK, cli, dataset, one_line
 
 RATES = ('user', 'rates', 'item')
