@@ -215,10 +215,9 @@ def _run_arguments(run) -> None:
                      help='under torchrun: seconds a process waits for the '
                      'others before failing (default: %(default)s)')
     run.add_argument('--no-divergence-guard', action='store_true',
-                     help='keep training when a total loss grows over 1e4 '
-                     'times in one epoch or 1e8 times over the run (by '
-                     'default the run stops, naming the loss, with the '
-                     'earlier checkpoints kept)')
+                     help='keep training when a total loss grows 1e4-fold '
+                     'in an epoch or 1e8-fold in the run (default: stop, '
+                     'naming it, earlier checkpoints kept)')
 
 
 def _unknown(unknown: List[str], model: str) -> ValueError:

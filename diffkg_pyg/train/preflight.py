@@ -115,6 +115,13 @@ def probe_folder(path: str, flag: str, need_bytes: int = 0) -> None:
 
 
 def _probe(folder: str, flag: str, path: str) -> None:
+    parent = osp.abspath(folder)
+    while parent and not osp.exists(parent):
+        parent = osp.dirname(parent)
+    if osp.exists(parent) and not osp.isdir(parent):
+        raise NotADirectoryError(errno.ENOTDIR, f'{flag} {path}: cannot be '
+                                 f'written ({parent} is a file, not a '
+                                 f'folder)')
     try:
         os.makedirs(folder, exist_ok=True)
         probe = osp.join(folder, f'.diffkg-probe-{os.getpid()}')
@@ -186,6 +193,9 @@ def describe(error: BaseException) -> str:
     if isinstance(error, OSError) and error.filename and \
             str(error.filename) not in text:
         return f'{error.filename}: {error.strerror or first}'
+    if isinstance(error, OSError) and error.strerror and \
+            error.filename is None:
+        return error.strerror  # Without its "[Errno N]" prefix.
     if isinstance(error, MemoryError) or 'allocate' in text:
         return (f'out of memory ({first}); try a smaller --batch-size or '
                 f'--eval-batch-size, or a machine with more memory')
