@@ -284,6 +284,6 @@ def test_edited_tensors_never_crash(tmp_path, capsys, kind):
                    '--embedding-dim', '8', '--batch-size', '64',
                    '--checkpoint-dir', tmp_path / 'ck')[0] == 0
         path = tmp_path / 'ck' / 'last.pt'
-    done = run_python(PROPERTY, kind, path, data, 80, timeout=300)
+    done = run_python(PROPERTY, kind, path, data, 50, timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == 'ok', \
         done.stderr[-3000:]

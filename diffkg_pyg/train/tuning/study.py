@@ -128,12 +128,21 @@ def open_study(storage: str, study_name: str, sampler: Any, pruner: Any,
 def _study_names(storage: str) -> List[str]:
     import optuna
     from sqlalchemy.exc import SQLAlchemyError
-    try:
-        return optuna.get_all_study_names(storage)
-    except (SQLAlchemyError, ValueError, RuntimeError) as error:
-        raise ValueError(f'{storage}: not a readable Optuna study database '
-                         f'({str(error).splitlines()[0]}); use another '
-                         f'--storage or --output') from None
+    # Processes starting together race to create the tables: retried, as
+    # in open_study; a database that stays unreadable is an error.
+    for attempt in range(10):
+        try:
+            return optuna.get_all_study_names(storage)
+        except (SQLAlchemyError, ValueError, RuntimeError) as error:
+            text = str(error)
+            racing = 'already exists' in text or 'locked' in text
+            if attempt == 9 or not racing:
+                raise ValueError(
+                    f'{storage}: not a readable Optuna study database '
+                    f'({str(error).splitlines()[0]}); use another '
+                    f'--storage or --output') from None
+            time.sleep(0.2 * (attempt + 1))
+    return []  # pragma: no cover
 
 
 def claim_output(output: str, study_name: str, storage: str) -> None:
@@ -162,7 +171,10 @@ def claim_output(output: str, study_name: str, storage: str) -> None:
     runs = [p for pattern in ('trials/*.json', 'confirm/*.json',
                               'final/*.json', 'final.json')
             for p in glob.glob(osp.join(output, pattern))]
-    if study_name not in names and (claimed is not None or runs):
+    # Runs are written only once their study exists, so runs without the
+    # study mean an empty or foreign database (the folder's marker alone
+    # may be another process's that is creating the study now).
+    if study_name not in names and runs:
         found = (f'it holds the studies {names}' if names else
                  'it holds no study (an empty or new database)')
         raise ValueError(
