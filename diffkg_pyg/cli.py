@@ -363,14 +363,14 @@ def _run(args: argparse.Namespace, recipe, settings: Dict[str, Any]) -> int:
             recipe, data, settings, device=device,
             checkpoint_dir=args.checkpoint_dir,
             checkpoint_every=args.checkpoint_every,
-            divergence_factor=None if args.no_divergence_guard else 1e4)
+            **({'divergence_factor': None} if args.no_divergence_guard
+               else {}))
         result = trainer.fit(settings['epochs'], settings['patience'],
                              resume=args.resume)
         record = trainer.result_record(result)
         if trainer.rank != 0:
             return 0
-        # The result first: a failing extra (the saved model) loses
-        # nothing else.
+        # The result first: a failing saved model loses nothing else.
         if args.output:
             save_json(args.output, record)
         if args.save_model:

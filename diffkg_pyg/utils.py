@@ -14,8 +14,9 @@ import torch
 from torch import Tensor
 from torch_geometric.index import index2ptr, ptr2index
 
-__all__ = ['to_csr', 'rows_of', 'gather_rows', 'atomic_write', 'save_json',
-           'file_lock', 'peak_rss_mb', 'retain_freed_memory', 'to_device']
+__all__ = ['first_line', 'iter_tensors', 'to_csr', 'rows_of', 'gather_rows',
+           'atomic_write', 'save_json', 'file_lock', 'peak_rss_mb',
+           'retain_freed_memory', 'to_device']
 
 
 def to_csr(edge_index: Tensor, num_rows: int) -> Tuple[Tensor, Tensor]:
@@ -197,3 +198,24 @@ def to_device(obj: Any, device: torch.device, copy: bool = False) -> Any:
     if isinstance(obj, dict):
         return {k: to_device(v, device, copy) for k, v in obj.items()}
     return obj
+
+
+def first_line(error: BaseException) -> str:
+    r"""The first line of :obj:`error`'s message (its type's name when it
+    has none): what a one-line report of it quotes."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def iter_tensors(obj: Any, name: str = '') -> Iterator[Tuple[str, Tensor]]:
+    r"""Every tensor in :obj:`obj` (nested in dicts, lists and tuples) with
+    its path (:obj:`'recipe.slots[0]'`)."""
+    if isinstance(obj, Tensor):
+        yield name, obj
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from iter_tensors(value, f'{name}.{key}' if name else
+                                    str(key))
+    elif isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            yield from iter_tensors(value, f'{name}[{i}]')

@@ -16,7 +16,7 @@ from diffkg_pyg.data.graph import (
     build_knowledge_graph,
     set_knowledge_graph,
 )
-from diffkg_pyg.data.validate import check_index, validate
+from diffkg_pyg.data.validate import check_finite, check_index, validate
 
 __all__ = ['from_pyg']
 
@@ -63,14 +63,9 @@ def _ids(tensor, where: str, bounds) -> Tensor:
 
 def _check_finite(store, where: str) -> None:
     for attr in ('edge_weight', 'edge_attr', 'edge_label'):
-        value = store[attr] if attr in store else None
-        if isinstance(value, Tensor) and value.is_floating_point() and \
-                not bool(torch.isfinite(value).all()):
-            i = int((~torch.isfinite(value)).view(-1).nonzero()[0, 0])
-            raise ValueError(f'{where}.{attr}[{i}] = '
-                             f'{float(value.view(-1)[i])}: weights and '
-                             f'labels must be finite; fix: drop or repair '
-                             f'those edges')
+        if attr in store:
+            check_finite(store[attr], f'{where}.{attr}',
+                         'drop or repair those edges')
 
 
 def _positives(store, attr: str, where: str, bounds) -> Tensor:

@@ -11,7 +11,7 @@ from torch_geometric.data import HeteroData
 
 from diffkg_pyg.data.graph import ITEM_USER, KG, USER_ITEM
 
-__all__ = ['validate', 'SPLITS', 'check_index']
+__all__ = ['validate', 'SPLITS', 'check_index', 'check_finite']
 
 #: The interaction splits of the layout, on ``data['user', 'interacts',
 #: 'item']``.
@@ -36,6 +36,21 @@ def _num_nodes(data: HeteroData, node_type: str) -> int:
 
 def _first(mask: Tensor) -> int:
     return int(mask.nonzero()[0, 0])
+
+
+def check_finite(tensor, where: str, fix: str) -> None:
+    r"""Raises one :class:`ValueError` naming :obj:`where`, the first row
+    holding a NaN or an infinity and its value, and :obj:`fix`; a
+    non-floating tensor passes."""
+    if not isinstance(tensor, Tensor) or not tensor.is_floating_point():
+        return
+    finite = torch.isfinite(tensor)
+    bad = ~(finite.all(dim=-1) if tensor.dim() > 1 else finite)
+    if bool(bad.any()):
+        i = _first(bad)
+        value = tensor[i][~finite[i]][0] if tensor.dim() > 1 else tensor[i]
+        raise ValueError(f'{where}[{i}] = {float(value)}: must be finite; '
+                         f'fix: {fix}')
 
 
 def check_index(tensor, where: str, bounds: Sequence[tuple]) -> Tensor:
@@ -298,14 +313,8 @@ def _check_train_extras(data: HeteroData, store, num_items: int) -> None:
                 f'{getattr(x, "dtype", type(x).__name__)}, '
                 f'{list(getattr(x, "shape", []))}); fix: x[i] the features '
                 f'of item i, or delete it')
-        bad = ~torch.isfinite(x).all(dim=-1)
-        if bool(bad.any()):
-            raise ValueError(f"data['item'].x[{_first(bad)}] holds NaN or "
-                             f'infinite features; fix: repair or drop them')
-    weight = store['edge_weight'] if 'edge_weight' in store else None
-    if isinstance(weight, Tensor) and weight.is_floating_point():
-        bad = ~torch.isfinite(weight.view(-1))
-        if bool(bad.any()):
-            raise ValueError(f'{_where(USER_ITEM, "edge_weight")}'
-                             f'[{_first(bad)}] is not finite; fix: repair '
-                             f'or drop those weights')
+        check_finite(x, "data['item'].x", 'repair or drop those features')
+    if 'edge_weight' in store:
+        check_finite(store.edge_weight.view(-1),
+                     _where(USER_ITEM, 'edge_weight'),
+                     'repair or drop those weights')

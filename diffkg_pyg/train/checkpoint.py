@@ -12,7 +12,7 @@ import torch
 from torch_geometric.data import HeteroData
 
 from diffkg_pyg.data.graph import KG, USER_ITEM
-from diffkg_pyg.utils import atomic_write
+from diffkg_pyg.utils import atomic_write, first_line, iter_tensors
 
 __all__ = [
     'save_atomic',
@@ -48,10 +48,9 @@ def load_checkpoint(path: str,
     except (RuntimeError, EOFError, pickle.UnpicklingError, OSError,
             ValueError, TypeError, AttributeError, IndexError,
             UnicodeDecodeError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() \
-            else type(error).__name__
         raise ValueError(f'{path}: not a readable checkpoint (truncated or '
-                         f'not written by this package: {first})') from None
+                         f'not written by this package: '
+                         f'{first_line(error)})') from None
     if not isinstance(saved, dict):
         raise ValueError(f'{path}: not a checkpoint of this package (it '
                          f'holds a {type(saved).__name__}, not a dict)')
@@ -81,35 +80,29 @@ def check_sizes(sizes: Any, where: str) -> Dict[str, int]:
     return sizes
 
 
-def check_state_tensors(state: Any, bound: int, where: str) -> None:
+def check_state_tensors(state: Any, bound: Optional[int],
+                        where: str) -> None:
     r"""Checks every tensor of a saved state (nested in dicts, lists and
-    tuples) before any kernel reads it: floating tensors finite, integer
-    tensors (indices: KGs, pairs, clusters) in :obj:`[0, bound]`, where
-    :obj:`bound` counts every node of the graph (users, entities and the
-    padding row some models keep), so that no saved file can drive an
-    index out of its table; raises :class:`ValueError` naming the
-    entry."""
-    def visit(value: Any, name: str) -> None:
-        if isinstance(value, torch.Tensor):
-            if value.is_floating_point() or value.is_complex():
-                if not bool(torch.isfinite(value).all()):
-                    raise ValueError(f'{where}: {name} holds NaN or '
-                                     f'infinite values')
-            elif value.dtype != torch.bool and value.numel():
-                low, high = int(value.min()), int(value.max())
-                if low < 0 or high > bound:
-                    raise ValueError(
-                        f'{where}: {name} holds the index '
-                        f'{low if low < 0 else high}, outside 0..{bound} '
-                        f'(the nodes of the graph it was saved with); the '
-                        f'file is corrupted or not of these sizes')
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                visit(item, f'{name}.{key}' if name else str(key))
-        elif isinstance(value, (list, tuple)):
-            for i, item in enumerate(value):
-                visit(item, f'{name}[{i}]')
-    visit(state, '')
+    tuples) before any kernel reads it: floating tensors finite, and with
+    :obj:`bound`, integer tensors (indices: KGs, pairs, clusters) in
+    :obj:`[0, bound]`, where :obj:`bound` counts every node of the graph
+    (users, entities and the padding row some models keep), so that no
+    saved file can drive an index out of its table; raises
+    :class:`ValueError` naming the entry."""
+    for name, value in iter_tensors(state):
+        if value.is_floating_point() or value.is_complex():
+            if not bool(torch.isfinite(value).all()):
+                raise ValueError(f'{where}: {name} holds NaN or infinite '
+                                 f'values')
+        elif bound is not None and value.dtype != torch.bool and \
+                value.numel():
+            low, high = int(value.min()), int(value.max())
+            if low < 0 or high > bound:
+                raise ValueError(
+                    f'{where}: {name} holds the index '
+                    f'{low if low < 0 else high}, outside 0..{bound} (the '
+                    f'nodes of the graph it was saved with); the file is '
+                    f'corrupted or not of these sizes')
 
 
 def rng_state(generator: Optional[torch.Generator] = None) -> Dict:

@@ -1,6 +1,7 @@
 r"""The training checkpoints of a run: what one holds, when one is written,
 and how a run continues from one exactly (a checkpoint of other data or
 other hyper-parameters is refused, naming the difference)."""
+import math
 import os.path as osp
 from typing import Any, Dict, List, Optional
 
@@ -16,7 +17,7 @@ from diffkg_pyg.train.checkpoint import (
 from diffkg_pyg.train.persistence import check_model_state
 from diffkg_pyg.train.recipe import Recipe, Sizes
 from diffkg_pyg.train.results import FitState
-from diffkg_pyg.utils import to_device
+from diffkg_pyg.utils import first_line, iter_tensors, to_device
 
 __all__ = ['Checkpointer', 'CHECKPOINT_FORMAT']
 
@@ -130,12 +131,11 @@ class Checkpointer:
         except (RuntimeError, KeyError, TypeError, IndexError,
                 AttributeError) as error:
             # What a consistent file cannot raise: edited or truncated.
-            first = str(error).strip().splitlines()[0] \
-                if str(error).strip() else type(error).__name__
             raise ValueError(f'{path}: the checkpoint does not load '
-                             f'({type(error).__name__}: {first}); it is '
-                             f'damaged or of other code: train again, or '
-                             f'resume from another checkpoint') from None
+                             f'({type(error).__name__}: '
+                             f'{first_line(error)}); it is damaged or of '
+                             f'other code: train again, or resume from '
+                             f'another checkpoint') from None
 
     def _load(self, path: str, saved: Dict[str, Any]) -> FitState:
         if saved.get('format') == 'diffkg_pyg.Trainer/1':
@@ -211,13 +211,8 @@ class Checkpointer:
         optimisers' states (Adam keeps two per parameter), the recipe's
         state and the best epoch's copy."""
         def nbytes(obj) -> int:
-            if isinstance(obj, torch.Tensor):
-                return obj.numel() * obj.element_size()
-            if isinstance(obj, dict):
-                return sum(nbytes(v) for v in obj.values())
-            if isinstance(obj, (list, tuple)):
-                return sum(nbytes(v) for v in obj)
-            return 0
+            return sum(t.numel() * t.element_size()
+                       for _, t in iter_tensors(obj))
         parameters = nbytes(self.model.state_dict())
         return 4 * parameters + 2 * nbytes(self.recipe.state_dict())
 
@@ -278,9 +273,8 @@ def _check_optimizer_state(optimizer: torch.optim.Optimizer, state: Any,
             where = f'{path}: optimiser state {name} of parameter {key}'
             number = float(value) if not isinstance(value, torch.Tensor) \
                 or value.numel() == 1 else None
-            if name == 'step' and (number is None or not number >= 0 or
-                                   number != number or
-                                   number == float('inf')):
+            if name == 'step' and (number is None or not (
+                    math.isfinite(number) and number >= 0)):
                 raise ValueError(f'{where} is {value!r} (damaged)')
             if isinstance(value, torch.Tensor):
                 if value.is_floating_point() and \

@@ -19,7 +19,7 @@ from typing import (
 
 __all__ = ['HyperParameter', 'Range', 'Space', 'from_signature', 'resolve',
            'TRAIN_SETTINGS', 'check_settings', 'parse_bool',
-           'parse_int_list', 'read_config', 'split_config']
+           'parse_int_list', 'read_config', 'split_config', 'MAX_SEED']
 
 _TYPE_NAMES = {int: 'int', float: 'float', str: 'str', bool: 'bool',
                tuple: 'list of int'}
@@ -388,6 +388,9 @@ def resolve(parameters: Sequence[HyperParameter],
     return values
 
 
+#: The largest seed torch's generators take (int64).
+MAX_SEED = 2**63 - 1
+
 #: The training settings every model shares (:class:`Trainer` arguments),
 #: with the authors' names as aliases.
 TRAIN_SETTINGS: Tuple[HyperParameter, ...] = (
@@ -407,7 +410,7 @@ TRAIN_SETTINGS: Tuple[HyperParameter, ...] = (
     HyperParameter('eval_batch_size', int, 'users scored at once', 1024,
                    aliases=('tstBat', ), range='[1, inf)'),
     HyperParameter('seed', int, 'seed of initialisation and sampling', 0,
-                   range='[0, 9223372036854775808)'),
+                   range=f'[0, {MAX_SEED + 1})'),
     HyperParameter('max_batches', int,
                    'cap on the training batches per epoch (smoke runs)',
                    None, range='[1, inf)'),

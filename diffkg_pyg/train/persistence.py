@@ -20,7 +20,7 @@ from diffkg_pyg.train.checkpoint import (
 )
 from diffkg_pyg.train.recipe import Recipe, Sizes
 from diffkg_pyg.train.registry import get_recipe
-from diffkg_pyg.utils import to_csr, to_device
+from diffkg_pyg.utils import first_line, iter_tensors, to_csr, to_device
 
 __all__ = ['save_model', 'load_model', 'Recommender', 'check_saved_model',
            'check_model_state']
@@ -146,10 +146,9 @@ def load_model(path: str, map_location: Optional[torch.device] = None,
             AttributeError) as error:
         # What a consistent file cannot raise: the file was edited or
         # belongs to other code.
-        first = str(error).strip().splitlines()[0] if str(error).strip() \
-            else type(error).__name__
-        raise ValueError(f'{path}: the saved model does not load ({first}); '
-                         f'save it again with this version') from None
+        raise ValueError(f'{path}: the saved model does not load '
+                         f'({first_line(error)}); save it again with this '
+                         f'version') from None
 
 
 #: What a saved model holds.
@@ -180,26 +179,15 @@ def check_model_state(state_dict: Dict, recipe_state: Any, sizes: Sizes,
         raise ValueError(f'{where}: the parameters are not a state dict')
     bound = sizes.num_users + sizes.num_entities + 1
     for key, value in state_dict.items():
-        if key.endswith('_extra_state'):
-            check_state_tensors(value, bound, f'{where}: {key}')
-        elif isinstance(value, Tensor) and value.is_floating_point() and \
-                not bool(torch.isfinite(value).all()):
-            raise ValueError(f'{where}: the parameter {key} holds NaN or '
-                             f'infinite values')
+        # Indices are checked in the graph state only (buffers such as
+        # step counters are integers that index nothing):
+        check_state_tensors({key: value}, bound if key.endswith(
+            '_extra_state') else None, where)
     # A recipe's indices address nodes or its own edge lists (KGAT's pair
     # ids): at most the nodes, or the entries of its state.
-    check_state_tensors(recipe_state, max(bound, _numel(recipe_state)),
+    entries = sum(t.numel() for _, t in iter_tensors(recipe_state))
+    check_state_tensors(recipe_state, max(bound, entries),
                         f'{where}: recipe state')
-
-
-def _numel(state: Any) -> int:
-    if isinstance(state, Tensor):
-        return state.numel()
-    if isinstance(state, dict):
-        return sum(_numel(v) for v in state.values())
-    if isinstance(state, (list, tuple)):
-        return sum(_numel(v) for v in state)
-    return 0
 
 
 def _restore(path: str, saved: Dict, recipe_class: Type[Recipe],

@@ -15,15 +15,14 @@ from typing import Any, Iterator, Optional
 
 import torch
 
-from diffkg_pyg.utils import file_lock
+from diffkg_pyg.train.hyperparameters import MAX_SEED
+from diffkg_pyg.utils import file_lock, first_line
 
 __all__ = ['check_device', 'check_threads', 'finite_float', 'probe_file',
            'probe_folder', 'lock_folder', 'remove_orphans', 'max_threads',
-           'MAX_SEED', 'describe', 'expected_runtime_error',
+           'describe', 'expected_runtime_error',
            'check_run_flags', 'one_line_warnings']
 
-#: The largest seed torch's generators take (int64).
-MAX_SEED = 2**63 - 1
 
 
 def max_threads() -> int:
@@ -41,7 +40,7 @@ def check_device(text: str) -> torch.device:
         device = torch.device(text)
     except (RuntimeError, TypeError) as error:
         raise ValueError(f'--device {text}: not a torch device '
-                         f'({str(error).splitlines()[0]}); e.g. cpu, cuda, '
+                         f'({first_line(error)}); e.g. cpu, cuda, '
                          f'cuda:1') from None
     if device.type == 'cuda':
         if not torch.backends.cuda.is_built():
@@ -109,9 +108,10 @@ def probe_folder(path: str, flag: str, need_bytes: int = 0) -> None:
     _probe(path, flag, path)
     free = shutil.disk_usage(path).free
     if free < need_bytes:
-        raise OSError(28, f'{flag} {path}: {free / 2**20:.0f} MiB free, a '
-                      f'checkpoint needs about {need_bytes / 2**20:.0f} MiB '
-                      f'(No space left on device)')
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC),
+                      f'{flag} {path} ({free / 2**20:.0f} MiB free, a '
+                      f'checkpoint needs about {need_bytes / 2**20:.0f} '
+                      f'MiB)')
 
 
 def _probe(folder: str, flag: str, path: str) -> None:
@@ -184,8 +184,7 @@ def describe(error: BaseException) -> str:
     r"""One line for an expected failure: an :class:`OSError` with its
     path and reason (a full disk said so), a memory failure with what to
     do, anything else its message's first line."""
-    text = str(error).strip()
-    first = text.splitlines()[0] if text else type(error).__name__
+    text, first = str(error).strip(), first_line(error)
     if isinstance(error, OSError) and error.errno == errno.ENOSPC:
         where = error.filename or first
         return f'{where}: no space left on device; free some, or write ' \

@@ -25,8 +25,8 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class DivergenceError(NonFiniteLossError):
-    r"""A training loss grew by orders of magnitude over its first epoch's
-    (the divergence guard of :class:`~diffkg_pyg.train.Trainer`)."""
+    r"""A training loss grew by orders of magnitude in one epoch or over
+    the run (the divergence guard of :class:`~diffkg_pyg.train.Trainer`)."""
 
 
 @dataclass

@@ -329,7 +329,6 @@ class Trainer:
             start = time.perf_counter() - state.seconds
             self._fit_epochs(state, epochs, patience, start)
         if state.best_state is None:
-
             raise ValueError(f'nothing to test: the state has no epoch '
                              f'(epochs = {epochs}, epochs already run = '
                              f'{state.epoch})')

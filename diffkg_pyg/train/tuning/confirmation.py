@@ -15,7 +15,12 @@ from diffkg_pyg.train.hyperparameters import (
     split_config,
 )
 from diffkg_pyg.train.recipe import Recipe
-from diffkg_pyg.train.tuning.shared import fit_run, run_identity, run_shared
+from diffkg_pyg.train.tuning.shared import (
+    fit_run,
+    resolved_config,
+    run_identity,
+    run_shared,
+)
 from diffkg_pyg.train.tuning.study import CONFIG, METRIC
 from diffkg_pyg.utils import save_json
 
@@ -54,9 +59,7 @@ def confirm(study, data: HeteroData, recipe_class: Type[Recipe],
         settings, hyperparameters = split_config(config, 'the trial',
                                                  recipe_class)
         settings = resolve(TRAIN_SETTINGS, settings)
-        # What the runs train with (the trial's configuration resolved):
-        resolved = {'model': recipe_class.name, **settings,
-                    **recipe_class(**hyperparameters).hparams}
+        resolved = resolved_config(recipe_class, hyperparameters, settings)
         for run_seed in confirmation_seeds(seed, seeds):
             path = osp.join(output, 'confirm',
                             f'trial-{trial.number:05d}-seed-{run_seed}.json')

@@ -18,7 +18,12 @@ from diffkg_pyg.train.hyperparameters import (
     split_config,
 )
 from diffkg_pyg.train.recipe import Recipe
-from diffkg_pyg.train.tuning.shared import fit_run, run_identity, run_shared
+from diffkg_pyg.train.tuning.shared import (
+    fit_run,
+    resolved_config,
+    run_identity,
+    run_shared,
+)
 from diffkg_pyg.train.tuning.study import CONFIG, METRIC
 from diffkg_pyg.utils import atomic_write, save_json
 
@@ -150,8 +155,7 @@ def _final(result: TuneResult, data: HeteroData,
                                              result.config_path,
                                              recipe_class)
     settings = resolve(TRAIN_SETTINGS, settings)
-    resolved = {'model': recipe_class.name, **settings,
-                **recipe_class(**hyperparameters).hparams}
+    resolved = resolved_config(recipe_class, hyperparameters, settings)
     # Keyed by the trial: the final runs of an earlier winner stay apart
     # (and are never read back as this one's).
     result.final.extend(run_shared([

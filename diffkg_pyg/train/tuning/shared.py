@@ -21,7 +21,7 @@ from diffkg_pyg.train.trainer import Trainer
 from diffkg_pyg.utils import file_lock, save_json
 
 __all__ = ['fit_run', 'run_shared', 'run_identity', 'record_identity',
-           'config_digest']
+           'config_digest', 'resolved_config']
 
 Record = Dict[str, Any]
 
@@ -34,6 +34,15 @@ def config_digest(config: Dict[str, Any]) -> str:
               for k, v in config.items() if k != 'seed'}
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()
                           ).hexdigest()
+
+
+def resolved_config(recipe_class: Type[Recipe],
+                    hyperparameters: Dict[str, Any],
+                    settings: Dict[str, Any]) -> Dict[str, Any]:
+    r"""What a run trains with, flat: the model, every training setting and
+    every hyper-parameter (defaults filled in), as a record holds them."""
+    return {'model': recipe_class.name, **settings,
+            **recipe_class(**hyperparameters).hparams}
 
 
 def run_identity(study: str, trial: int, seed: int,
