@@ -2,7 +2,6 @@ r"""Helpers shared by the benchmarks: for the speed benchmarks
 (``benchmarks/speed_*.py``) the KGs and dataset graphs they run on, peak
 memory, and running one measured case in a fresh subprocess, so that its
 peak RSS is its own; for the accuracy tables, :func:`mean_std`."""
-import inspect
 import json
 import os
 import resource
@@ -12,9 +11,9 @@ import sys
 
 import torch
 
-from diffkg_pyg import DiffKG
 from diffkg_pyg.data import ITEM_USER, KG, USER_ITEM, load_dataset
 from diffkg_pyg.nn.kg_diffusion import denoiser_loss, sample_support
+from diffkg_pyg.nn.kg_noise import SAMPLED_COLUMNS
 from diffkg_pyg.version import package_commit
 
 HIDDEN, TIME_CHANNELS, DIM, BATCH = 1000, 10, 64, 1024
@@ -102,9 +101,8 @@ def subsample(data, fraction: float):
     return out
 
 
-#: DiffKG's default number of noise columns (see DiffKG's noise_columns).
-NOISE_COLUMNS = getattr(inspect.signature(DiffKG).parameters.get(
-    'noise_columns'), 'default', None)  # (None in code before it existed.)
+#: The noise columns DiffKG's steps use on a CPU (its noise_columns=0).
+NOISE_COLUMNS = SAMPLED_COLUMNS
 
 
 def sparse_steps(model, optimizers, diffusion, batches, ptr, col,

@@ -183,9 +183,9 @@ def measure(model, data, heads, t_value, args):
     generator = torch.Generator().manual_seed(args.seed + t_value)
     kinds = (['sparse'] if args.no_dense else ['dense', 'sparse'])
     columns = args.estimate_columns
-    if columns is None and model.noise_columns is not None and \
-            n > model.noise_columns:
-        columns = model.noise_columns
+    used = model.choose_noise_columns()
+    if columns is None and used is not None and n > used:
+        columns = used
     if columns is not None:
         kinds.append('estimate')
     losses = {kind: [] for kind in kinds}

@@ -238,6 +238,7 @@ def _unknown(unknown: List[str], model: str) -> ValueError:
 
 def _train(argv: List[str], command: str = 'train') -> int:
     from diffkg_pyg.train.registry import get_recipe
+    from diffkg_pyg.utils import retain_freed_memory
 
     first = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     first.add_argument('--model', default=None)
@@ -271,6 +272,8 @@ def _train(argv: List[str], command: str = 'train') -> int:
             raise ValueError(f'--{key.replace("_", "-")} must be >= 1 (got '
                              f'{value})')
     check_run_flags(args)
+    # On the CPU, steps reuse freed memory without page faults:
+    retain_freed_memory(args.device)
     if command == 'tune':
         return _tune(args, recipe_class, preset, model, given)
     return _run(args, recipe, settings)
@@ -458,9 +461,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     r"""Runs the command line; returns the exit status."""
     from diffkg_pyg.train import NonFiniteLossError, TrainingInterrupted
-    from diffkg_pyg.utils import retain_freed_memory
-
-    retain_freed_memory()  # Steps reuse freed memory without page faults.
     one_line_warnings(PROG)
 
     argv = sys.argv[1:] if argv is None else list(argv)

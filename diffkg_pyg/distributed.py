@@ -106,9 +106,17 @@ def shard(index: Tensor) -> Tuple[Tensor, float]:
 
 def all_reduce_sum(tensor: Tensor) -> Tensor:
     r"""Sums :obj:`tensor` over the ranks, in place (every rank receives the
-    same values)."""
+    same values). Under NCCL, which reduces CUDA tensors only, a CPU tensor
+    (e.g. the metric sums of a rank that had no user to evaluate) is
+    reduced through a copy on this rank's GPU."""
     if is_distributed():
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        if dist.get_backend() == 'nccl' and tensor.device.type != 'cuda':
+            moved = tensor.to(torch.device('cuda',
+                                           torch.cuda.current_device()))
+            dist.all_reduce(moved, op=dist.ReduceOp.SUM)
+            tensor.copy_(moved)
+        else:
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
 
 
@@ -120,8 +128,9 @@ def _all_gather_sizes(size: int, device: torch.device) -> List[int]:
 
 
 def _all_gather_rows(tensor: Tensor, sizes: List[int]) -> Tensor:
-    # all_gather needs one shape: pad every rank's rows to the largest.
-    padded = tensor.new_zeros((max(sizes), *tensor.shape[1:]))
+    # all_gather needs one shape: pad every rank's rows to the largest (at
+    # least one row: NCCL is not given empty buffers).
+    padded = tensor.new_zeros((max(max(sizes), 1), *tensor.shape[1:]))
     padded[:tensor.size(0)] = tensor
     parts = [torch.empty_like(padded) for _ in sizes]
     dist.all_gather(parts, padded)

@@ -8,7 +8,7 @@ import os
 import os.path as osp
 import shutil
 import sys
-from typing import Any, Callable, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -16,6 +16,7 @@ from torch_geometric.index import index2ptr, ptr2index
 
 __all__ = ['first_line', 'iter_tensors', 'to_csr', 'rows_of', 'gather_rows',
            'atomic_write', 'save_json', 'file_lock', 'peak_rss_mb',
+           'peak_gpu_mb',
            'retain_freed_memory', 'to_device']
 
 
@@ -163,7 +164,18 @@ def peak_rss_mb() -> Optional[float]:
     return peak / (2**20 if sys.platform == 'darwin' else 2**10)
 
 
-def retain_freed_memory() -> bool:
+def peak_gpu_mb(device: torch.device) -> Dict[str, float]:
+    r"""On a CUDA :obj:`device`, :obj:`{'peak_gpu_mb': ...}`: the most
+    memory torch's allocator held for tensors there, in MiB (since the
+    process started or the last :func:`torch.cuda.reset_peak_memory_stats`);
+    on other devices :obj:`{}`."""
+    device = torch.device(device)
+    if device.type != 'cuda':
+        return {}
+    return {'peak_gpu_mb': torch.cuda.max_memory_allocated(device) / 2**20}
+
+
+def retain_freed_memory(device: Optional[torch.device] = None) -> bool:
     r"""Makes the C allocator keep the memory the process frees for its
     next allocations instead of returning it to the operating system
     (glibc's :obj:`mallopt`: no :obj:`mmap` for large blocks, no trimming
@@ -176,8 +188,12 @@ def retain_freed_memory() -> bool:
     process's resident memory then stays near its peak instead of
     shrinking between steps. The command line calls it at start; call it
     in your own training process for the same effect (or preload jemalloc
-    or TCMalloc, as PyTorch's CPU performance guide advises). Returns
-    whether it applied (glibc only; elsewhere nothing changes)."""
+    or TCMalloc, as PyTorch's CPU performance guide advises). A run on
+    another :obj:`device` than the CPU changes nothing (its large arrays
+    live in the device's memory). Returns whether it applied (glibc only;
+    elsewhere nothing changes)."""
+    if device is not None and torch.device(device).type != 'cpu':
+        return False
     import ctypes
     try:
         mallopt = ctypes.CDLL(None).mallopt

@@ -72,6 +72,9 @@ def test_train_diffkg_output(kgat_folder, tmp_path, capsys):
     assert hyperparameters['use_compile'] is False
     assert result['settings']['max_batches'] == 1
     assert result['kg_edges_kept'] >= 0
+    # noise_columns 0 (the default) chose the CPU's estimator, recorded:
+    assert hyperparameters['noise_columns'] == 0
+    assert result['noise_columns_used'] == 16384
     assert set(result['phase_seconds']) == {'diffusion', 'rebuild',
                                             'recommendation', 'train',
                                             'eval'}

@@ -36,3 +36,17 @@ def test_freed_memory_is_reused_without_page_faults():
                          capture_output=True, text=True).stdout.split()
     assert out[0] == 'True'
     assert int(out[1]) < 2**16  # Without it: about 4 x 65,536.
+
+
+@pytest.mark.parametrize('device', ['cuda', 'cuda:1', 'mps'])
+def test_freed_memory_settings_are_left_alone_off_the_cpu(monkeypatch,
+                                                         device):
+    import ctypes
+
+    from diffkg_pyg.utils import retain_freed_memory
+
+    def refuse(*args):
+        raise AssertionError('mallopt was looked up')
+
+    monkeypatch.setattr(ctypes, 'CDLL', refuse)
+    assert retain_freed_memory(device) is False

@@ -376,7 +376,9 @@ def bipartite_adjacency(edge_index: Tensor, num_users: int, num_items: int,
     if add_self_loops:
         loop = torch.arange(num_nodes, device=edge_index.device)
         row, col = torch.cat([row, loop]), torch.cat([col, loop])
-    degree = torch.bincount(row, minlength=num_nodes).float()
+    # (A scatter, not bincount: no host sync on a GPU.)
+    degree = torch.zeros(num_nodes, device=row.device).scatter_add_(
+        0, row, torch.ones(row.numel(), device=row.device))
     norm = degree.pow(-0.5).masked_fill(degree == 0, 0.0)
     weight = norm[row] * norm[col]
     with warnings.catch_warnings():  # CSR tensors are labelled 'beta'.

@@ -251,25 +251,29 @@ class ImportanceStepSampler(torch.nn.Module):
         t = t.view(-1)
         order = torch.sort(t, stable=True).indices
         t_sorted = t[order]
-        new = torch.bincount(t, minlength=T)
+        # Counts by a scatter and writes through a spare last cell (the
+        # dropped entries' target), not bincount and boolean indices: no
+        # host sync on a GPU.
+        new = torch.zeros_like(self.count).scatter_add_(
+            0, t, torch.ones_like(t))
         start = torch.cumsum(new, 0) - new
         rank = torch.arange(t.numel(), device=t.device) - start[t_sorted]
         total = self.count + new
         kept = total.clamp(max=H)
         shift = total - kept  # Entries of the sequence that fall out.
-        out = torch.zeros_like(self.history)
+        out = self.history.new_zeros(T * H + 1)
         # Old entries j < count move to j - shift:
         j = torch.arange(H, device=t.device).expand(T, H)
         position = j - shift[:, None]
         keep = (j < self.count[:, None]) & (position >= 0)
         row = torch.arange(T, device=t.device)[:, None].expand(T, H)
-        out[row[keep], position[keep]] = self.history[keep]
+        out[torch.where(keep, row * H + position, T * H).view(-1)] = \
+            self.history.view(-1)
         # New entries go to count + rank - shift:
         position = self.count[t_sorted] + rank - shift[t_sorted]
-        keep = position >= 0
-        out[t_sorted[keep], position[keep]] = \
-            loss.detach().view(-1)[order][keep].to(out.dtype)
-        self.history.copy_(out)
+        out[torch.where(position >= 0, t_sorted * H + position, T * H)] = \
+            loss.detach().view(-1)[order].to(out.dtype)
+        self.history.copy_(out[:T * H].view(T, H))
         self.count.copy_(kept)
 
     def __repr__(self) -> str:

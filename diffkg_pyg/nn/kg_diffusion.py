@@ -117,7 +117,8 @@ def sample_support(kg_ptr: Tensor, kg_col: Tensor, heads: Tensor,
 
     row = torch.cat([edge_row, neg_row])
     perm = torch.argsort(row, stable=True)
-    count = degree + torch.bincount(neg_row, minlength=heads.numel())
+    # (A scatter, not bincount: no host sync on a GPU for the output size.)
+    count = degree.scatter_add(0, neg_row, torch.ones_like(neg_row))
     return Support(
         ptr=cumsum(count),
         index=torch.cat([edge_col, neg_col])[perm],

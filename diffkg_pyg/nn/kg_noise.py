@@ -12,10 +12,40 @@ from torch_geometric.utils import scatter
 
 from diffkg_pyg.utils import rows_of
 
-__all__ = ['full_noise', 'noise_sums']
+__all__ = ['full_noise', 'noise_sums', 'choose_noise_columns',
+           'SAMPLED_COLUMNS']
 
 #: Entries of a noise chunk (rows x columns) drawn at once.
 CHUNK_ENTRIES = 1 << 22
+
+#: The columns of the noise estimator where the exact noise is not chosen
+#: (see :func:`choose_noise_columns`).
+SAMPLED_COLUMNS = 16384
+
+
+def choose_noise_columns(num_entities: int, hidden_channels: int,
+                         device: torch.device) -> Optional[int]:
+    r"""DiffKG's :obj:`noise_columns=0`: the noise columns of the
+    denoiser's steps on :obj:`device`. The estimator exists because the
+    exact noise costs the dense first layer, :math:`B 	imes N 	imes H`
+    multiply-adds per step and an :math:`[N, H]` gradient: on a CPU that
+    dominates an epoch, so there it is :data:`SAMPLED_COLUMNS` (exact
+    anyway when :math:`N` is not larger). On a CUDA GPU it is :obj:`None`,
+    the exact noise, when the free memory holds four times the exact
+    path's extra arrays (the :math:`[N, H]` gradient, its accumulation and
+    update, and the noise chunks), else :data:`SAMPLED_COLUMNS`.
+
+    Args:
+        num_entities (int): :math:`N`.
+        hidden_channels (int): :math:`H`, the denoiser's hidden size.
+        device (torch.device): Where the steps run.
+    """
+    device = torch.device(device)
+    if device.type != 'cuda' or num_entities <= SAMPLED_COLUMNS:
+        return SAMPLED_COLUMNS
+    free, _ = torch.cuda.mem_get_info(device)
+    need = 4 * (3 * num_entities * hidden_channels + 2 * CHUNK_ENTRIES)
+    return None if free >= 4 * need else SAMPLED_COLUMNS
 
 
 def _noise_chunks(batch_size: int, num_entities: int, keep: float,
@@ -67,12 +97,16 @@ def noise_sums(weights: List[Tensor], ptr: Tensor, index: Tensor,
     for start, end, eps, keep_mask in _noise_chunks(
             batch_size, num_entities, keep, noise, mask, generator,
             index.device):
+        # The support entries in this chunk, read without a boolean index
+        # (whose size would need a host sync on a GPU): every entry reads
+        # a clamped cell and keeps it where it lies in the chunk.
         inside = (index >= start) & (index < end)
-        eps_support[inside] = eps[row[inside], index[inside] - start]
+        local = (index - start).clamp(0, end - start - 1)
+        eps_support = torch.where(inside, eps[row, local], eps_support)
         square += torch.linalg.vector_norm(eps, dim=-1).square()
         if keep_mask is not None:
-            mask_support[inside] = keep_mask[row[inside],
-                                             index[inside] - start].float()
+            mask_support = torch.where(inside, keep_mask[row, local].float(),
+                                       mask_support)
             eps.mul_(keep_mask)
         for total, weight in zip(sums, weights):
             total.addmm_(eps, weight[start:end], alpha=1.0 / keep)

@@ -115,23 +115,41 @@ def rng_state(generator: Optional[torch.Generator] = None) -> Dict:
                   has_gauss, cached],
         'python': _to_lists(random.getstate()),
     }
-    if torch.cuda.is_available():
+    # CUDA's generators only where this process uses CUDA (reading them
+    # would start CUDA, on every GPU, in a CPU run):
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
         state['cuda'] = torch.cuda.get_rng_state_all()
     if generator is not None:
         state['generator'] = generator.get_state()
+        state['generator_device'] = generator.device.type
     return state
 
 
 def set_rng_state(state: Dict,
                   generator: Optional[torch.Generator] = None) -> None:
-    r"""Restores what :func:`rng_state` returned."""
+    r"""Restores what :func:`rng_state` returned (a :class:`ValueError`
+    when :obj:`generator` is of another device type than the saved
+    one)."""
+    if generator is not None:
+        # A generator's state is of its device type (CUDA's and the CPU's
+        # differ in size): checked before any generator is touched.
+        saved = state.get('generator_device', generator.device.type)
+        if saved != generator.device.type:
+            raise ValueError(f'the checkpoint was written by a run on '
+                             f'{saved}, and this run is on '
+                             f'{generator.device.type}: resume it with '
+                             f'--device {saved} (its random state is of '
+                             f'that device)')
     torch.set_rng_state(state['torch'])
     name, keys, position, has_gauss, cached = state['numpy']
     np.random.set_state((name, keys.numpy().astype(np.uint32), position,
                          has_gauss, cached))
     random.setstate(_to_tuples(state['python']))
     if 'cuda' in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])
+        saved = state['cuda']
+        # A checkpoint of a machine with more GPUs sets those there are.
+        torch.cuda.set_rng_state_all(
+            saved[:torch.cuda.device_count()])
     if generator is not None:
         generator.set_state(state['generator'])
 

@@ -4,6 +4,7 @@ name, hyper-parameters and parameters, the dataset sizes, the train pairs
 and the recipe's state (:meth:`Recipe.state_dict
 <diffkg_pyg.train.Recipe.state_dict>`), all on the CPU, so that a model trained
 on a GPU loads on a machine without one, and no dataset file is needed."""
+import itertools
 from dataclasses import asdict
 from typing import Any, Dict, Optional, Tuple, Type
 
@@ -81,7 +82,15 @@ class Recommender:
         :class:`ValueError`)."""
         user_index = check_user_index(torch.as_tensor(user_index),
                                       self.sizes.num_users)
-        return self._scores(user_index)
+        return self._scores(user_index.to(self.device))
+
+    @property
+    def device(self) -> torch.device:
+        r"""Where the model is (and its scores are computed)."""
+        for tensor in itertools.chain(self.model.parameters(),
+                                      self.model.buffers()):
+            return tensor.device
+        return torch.device('cpu')
 
     @torch.no_grad()
     def recommend(self, user_index: Tensor, k: int = 20,

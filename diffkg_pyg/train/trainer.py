@@ -37,7 +37,7 @@ from diffkg_pyg.train.results import (
     code_record,
     dataset_record,
 )
-from diffkg_pyg.utils import peak_rss_mb
+from diffkg_pyg.utils import peak_gpu_mb, peak_rss_mb
 
 __all__ = ['Trainer']
 
@@ -472,8 +472,9 @@ class Trainer:
         (name, layout and content fingerprint:
         :func:`~diffkg_pyg.train.results.dataset_record`), the package's
         version and commit, the preset, every hyper-parameter and training
-        setting, then :meth:`FitResult.to_dict` and the process's peak
-        memory in MiB."""
+        setting, the device, then :meth:`FitResult.to_dict` and the
+        process's peak memory in MiB (and on CUDA the device's peak
+        allocated memory, :obj:`peak_gpu_mb`)."""
         settings = {**self.settings, **self._fit_settings,
                     'eval_batch_size': self.eval_batch_size}
         backend = (torch.distributed.get_backend() if self.world_size > 1
@@ -483,7 +484,8 @@ class Trainer:
                 'seed': self.settings['seed'], 'preset': self.recipe.preset,
                 'hyperparameters': self.recipe.hparams, 'settings': settings,
                 'world_size': self.world_size, 'backend': backend,
-                **result.to_dict(), 'peak_rss_mb': peak_rss_mb(),
+                'device': str(self.device), **result.to_dict(),
+                'peak_rss_mb': peak_rss_mb(), **peak_gpu_mb(self.device),
                 **({'peak_rss_mb_ranks': distributed.all_gather_objects(
                     peak_rss_mb())} if self.world_size > 1 else {})}
 

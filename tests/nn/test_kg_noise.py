@@ -2,7 +2,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from diffkg_pyg.nn.kg_noise import _chi_square, full_noise
+from diffkg_pyg.nn.kg_noise import (
+    CHUNK_ENTRIES,
+    SAMPLED_COLUMNS,
+    _chi_square,
+    choose_noise_columns,
+    full_noise,
+)
 
 
 def pre_activation(weight, x0_support, ptr, index, a, b, keep, eps, mask,
@@ -188,3 +194,33 @@ def test_sampled_noise_has_the_exact_expected_gradient(keep):
     outside = torch.ones(num_entities, dtype=torch.bool)
     outside[support] = False
     assert exact[outside].norm() > 0.1 * exact.norm()
+
+
+@pytest.mark.parametrize('device, num_entities, free_bytes, expected', [
+    ('cpu', 10**6, None, SAMPLED_COLUMNS),  # The CPU: the estimator.
+    ('cuda', 1000, 0, SAMPLED_COLUMNS),  # N <= the columns: exact anyway.
+    ('cuda', 10**5, 80 * 2**30, None),  # A GPU with room: exact.
+    ('cuda', 10**5, 2**30, SAMPLED_COLUMNS),  # Without room: estimated.
+])
+def test_choose_noise_columns_follows_the_device(monkeypatch, device,
+                                                 num_entities, free_bytes,
+                                                 expected):
+    asked = []
+
+    def mem_get_info(where):
+        asked.append(where)
+        return free_bytes, 2 * free_bytes
+
+    monkeypatch.setattr(torch.cuda, 'mem_get_info', mem_get_info)
+    assert choose_noise_columns(num_entities, 1000, torch.device(device)) \
+        == expected
+    # The free memory is read only where it decides.
+    assert len(asked) == (device == 'cuda' and num_entities > 16384)
+    # The threshold: four times the exact path's arrays.
+    need = 4 * (3 * num_entities * 1000 + 2 * CHUNK_ENTRIES)
+    if asked:
+        free_bytes = 4 * need
+        assert choose_noise_columns(num_entities, 1000, device) is None
+        free_bytes = 4 * need - 1
+        assert choose_noise_columns(num_entities, 1000, device) == \
+            SAMPLED_COLUMNS

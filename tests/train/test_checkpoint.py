@@ -93,6 +93,22 @@ def test_rng_state_round_trip():
     assert (first[1] == second[1]).all() and first[2] == second[2]
 
 
+
+def test_rng_state_of_another_device_is_one_clear_error():
+    generator = torch.Generator().manual_seed(5)
+    state = rng_state(generator)
+    assert state['generator_device'] == 'cpu'
+    # A CPU run does not start CUDA to read its generators:
+    assert 'cuda' not in state or torch.cuda.is_initialized()
+    state['generator_device'] = 'cuda'
+    before = torch.get_rng_state()
+    with pytest.raises(ValueError, match='written by a run on cuda, and '
+                       'this run is on cpu: resume it with --device cuda'):
+        set_rng_state(state, generator)
+    assert torch.equal(torch.get_rng_state(), before)  # Nothing was set.
+    del state['generator_device']  # Checkpoints of earlier versions.
+    set_rng_state(state, generator)
+
 def test_fingerprint_tells_datasets_apart():
     assert fingerprint(small_data()) == fingerprint(small_data())
     assert fingerprint(small_data()) != fingerprint(small_data(seed=1))

@@ -19,6 +19,7 @@ from diffkg_pyg.nn.kg_diffusion import (
     sample_support,
     segment_top_k,
 )
+from diffkg_pyg.nn.kg_noise import choose_noise_columns
 from diffkg_pyg.nn.models.diffkg_state import DiffKGState, EdgeSet
 
 __all__ = ['DiffKG', 'PRESETS']
@@ -158,7 +159,11 @@ class DiffKG(DiffKGState):
             noise on all :math:`N` entities; when :math:`N` is larger than
             this, the noise outside the support is estimated from this many
             columns per step, with the dense law's mean and covariance
-            (:obj:`-1`: always exact). (default: :obj:`16384`)
+            (:obj:`-1`: always exact; :obj:`0`: chosen from the device at
+            the first step, or by :meth:`choose_noise_columns`: exact on a
+            CUDA GPU with room for the exact path, 16,384 elsewhere, see
+            :func:`~diffkg_pyg.nn.kg_noise.choose_noise_columns`).
+            (default: :obj:`0`)
         noise_gradient (bool, optional): Give the denoiser's input table
             the gradient of the noise its columns outside the support
             carried, as the dense network's backward does (the sampled
@@ -200,7 +205,7 @@ class DiffKG(DiffKGState):
         rebuild_k: int = 1,
         keep_rate: float = 0.5,
         num_negatives: int = 1,
-        noise_columns: int = 16384,
+        noise_columns: int = 0,
         noise_gradient: bool = True,
         use_compile: bool = True,
     ) -> None:
@@ -233,8 +238,8 @@ class DiffKG(DiffKGState):
         for name, rate in (('kg_dropout', kg_dropout),
                            ('denoiser_dropout', denoiser_dropout)):
             _check(0.0 <= rate < 1.0, name, rate, 'in [0, 1)')
-        _check(noise_columns == -1 or noise_columns >= 1, 'noise_columns',
-               noise_columns, '-1 (exact) or >= 1')
+        _check(noise_columns >= -1, 'noise_columns', noise_columns,
+               '-1 (exact), 0 (chosen from the device) or >= 1')
         _check(diffusion_steps >= 1, 'diffusion_steps', diffusion_steps,
                '>= 1')
         _check(0 <= sampling_steps <= diffusion_steps, 'sampling_steps',
@@ -258,7 +263,10 @@ class DiffKG(DiffKGState):
         self.rebuild_k = rebuild_k
         self.keep_rate = keep_rate
         self.num_negatives = num_negatives
-        self.noise_columns = None if noise_columns == -1 else noise_columns
+        #: The noise columns of the denoiser's steps (:obj:`None`: exact;
+        #: :obj:`0`: not chosen yet, see :meth:`choose_noise_columns`).
+        self.noise_columns: Optional[int] = \
+            None if noise_columns == -1 else noise_columns
         self.noise_gradient = noise_gradient
 
         self.user_emb = Parameter(torch.empty(num_users, embedding_dim))
@@ -430,8 +438,22 @@ class DiffKG(DiffKGState):
         return denoiser_loss(self.denoiser, self.diffusion, support, t,
                              item_user_emb, self.entity_emb[heads].detach(),
                              self.ckgc_weight, generator=generator,
-                             num_columns=self.noise_columns,
+                             num_columns=self.choose_noise_columns(
+                                 heads.device),
                              noise_gradient=self.noise_gradient)
+
+    def choose_noise_columns(self, device: Optional[torch.device] = None
+                             ) -> Optional[int]:
+        r"""The noise columns of the denoiser's steps (:obj:`None`: exact):
+        :obj:`noise_columns` when it was given, else (:obj:`0`) chosen once
+        for :obj:`device` (default: the parameters') by
+        :func:`~diffkg_pyg.nn.kg_noise.choose_noise_columns` and kept (in
+        :meth:`state_dict` too, so that a resumed run keeps the choice)."""
+        if self.noise_columns == 0:
+            self.noise_columns = choose_noise_columns(
+                self.num_entities, self.denoiser.hidden_channels,
+                device or self.user_emb.device)
+        return self.noise_columns
 
     def rebuild_kg(self, edge_index: Tensor, edge_type: Tensor,
                    batch_size: int = 1024,

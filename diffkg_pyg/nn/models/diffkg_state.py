@@ -156,17 +156,31 @@ class DiffKGState(torch.nn.Module):
                          user, pos_item, neg_item, batch_size)
 
     def get_extra_state(self) -> Dict[str, Any]:
-        if self.sampled_kg is None:
-            return {}
-        return {'sampled_kg': list(self.sampled_kg),
-                'denoised_kg': list(self.denoised_kg)}
+        state: Dict[str, Any] = {}
+        if self.sampled_kg is not None:
+            state = {'sampled_kg': list(self.sampled_kg),
+                     'denoised_kg': list(self.denoised_kg)}
+        # The noise columns once chosen (DiffKG's noise_columns=0 chooses
+        # them from the device): a resumed run keeps the choice.
+        columns = getattr(self, 'noise_columns', 0)
+        if columns != 0:
+            state['noise_columns'] = -1 if columns is None else columns
+        return state
 
     def set_extra_state(self, state: Dict[str, Any]) -> None:
-        if state:
+        if 'sampled_kg' in state:
             device = self.user_emb.device
             self.sampled_kg, self.denoised_kg = (
                 tuple(t.to(device) for t in state[key])
                 for key in ('sampled_kg', 'denoised_kg'))
+        if 'noise_columns' in state:
+            columns = state['noise_columns']
+            if isinstance(columns, bool) or not isinstance(columns, int) \
+                    or columns == 0 or columns < -1:
+                raise ValueError(f'the saved noise_columns {columns!r} is '
+                                 f'not -1 or a positive count (the file '
+                                 f'was edited)')
+            self.noise_columns = None if columns == -1 else columns
 
     def _apply(self, fn, *args, **kwargs):
         # `.to(device)` and the like move the graph state too; derived

@@ -140,6 +140,7 @@ class LDiffRec(torch.nn.Module):
             raise ValueError(f"'latent_channels' {latent_channels} leaves "
                              f'the last cluster no latent dimension')
         self.latent_sizes: List[int] = latent
+        self.cluster_sizes: List[int] = sizes  # (Read once, not per step.)
         self.register_buffer('cluster', cluster)
         self.register_buffer('order', torch.argsort(cluster, stable=True))
         self.register_buffer('num_updates', torch.zeros((), dtype=torch.long))
@@ -181,7 +182,7 @@ class LDiffRec(torch.nn.Module):
         :obj:`[batch_size, latent_channels]` and the KL term."""
         x = F.dropout(x, self.encoder_dropout, self.training)
         parts = torch.split(x[:, self.order],
-                            torch.bincount(self.cluster).tolist(), dim=1)
+                            self.cluster_sizes, dim=1)
         mu, logvar = [], []
         for part, encoder, d in zip(parts, self.encoders, self.latent_sizes):
             hidden = torch.tanh(encoder(part))

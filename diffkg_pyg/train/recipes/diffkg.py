@@ -137,8 +137,10 @@ class DiffKGRecipe(Recipe):
                        "in the denoiser's support", range='[1, inf)'),
         HyperParameter('noise_columns', int, "columns carrying the "
                        "denoiser's input noise outside the support when N is "
-                       'larger (-1: all, exact)',
-                       range=Range('[1, inf)', also=(-1, ))),
+                       'larger (-1: all, exact; 0: chosen from the device, '
+                       'exact on a GPU with room, 16384 elsewhere; the '
+                       'choice is recorded as noise_columns_used)',
+                       range=Range('[1, inf)', also=(-1, 0))),
         HyperParameter('noise_gradient', bool, "give the denoiser's input "
                        'columns outside the support the gradient of the '
                        "noise they carried (the dense method's; off: the "
@@ -167,6 +169,7 @@ class DiffKGRecipe(Recipe):
         model.init_kg(data[KG].edge_index.to(context.device),
                       data[KG].edge_type.to(context.device),
                       generator=context.generator)
+        model.choose_noise_columns(context.device)
 
     def configure_optimizers(self, model: DiffKG, context: TrainContext
                              ) -> List[torch.optim.Optimizer]:
@@ -224,7 +227,9 @@ class DiffKGRecipe(Recipe):
             item_emb.t()
 
     def summary(self, model: DiffKG) -> Dict[str, Any]:
-        return {'kg_edges_kept': int(model.denoised_kg[0].size(1))}
+        columns = model.choose_noise_columns()
+        return {'kg_edges_kept': int(model.denoised_kg[0].size(1)),
+                'noise_columns_used': -1 if columns is None else columns}
 
     def setup_inference(self, model: DiffKG,
                         train_edge_index: Tensor) -> None:

@@ -244,6 +244,40 @@ def test_kg_state_is_in_the_state_dict_and_moves_with_the_model(data):
     assert other.sampled_kg[0].dtype == torch.long  # ids stay ids.
 
 
+def test_noise_columns_chosen_once_from_the_device_and_kept(data,
+                                                            monkeypatch):
+    import diffkg_pyg.nn.models.diffkg as module
+    model = make_model(data)
+    assert model.noise_columns == 0  # The default: not chosen yet.
+    model.init_kg(*kg_of(data), generator=torch.Generator().manual_seed(0))
+    heads = model.shuffled_kg_heads(torch.Generator().manual_seed(0))[:4]
+    model.denoising_loss(data[USER_ITEM].edge_index, heads)
+    assert model.noise_columns == 16384  # On the CPU, at the first step.
+    assert model.state_dict()['_extra_state']['noise_columns'] == 16384
+
+    # A choice of the exact noise (a GPU with room) travels with the state:
+    chosen = []
+    monkeypatch.setattr(module, 'choose_noise_columns',
+                        lambda *args: chosen.append(args) or None)
+    exact = make_model(data)
+    exact.init_kg(*kg_of(data))
+    assert exact.choose_noise_columns(torch.device('cpu')) is None
+    assert chosen == [(exact.num_entities, 16, torch.device('cpu'))]
+    assert exact.choose_noise_columns() is None and len(chosen) == 1
+    state = exact.state_dict()
+    assert state['_extra_state']['noise_columns'] == -1
+    monkeypatch.setattr(module, 'choose_noise_columns', lambda *args: 7)
+    resumed = make_model(data)
+    resumed.load_state_dict(state)
+    assert resumed.choose_noise_columns() is None  # Not chosen again.
+    assert make_model(data, noise_columns=-1).noise_columns is None
+    assert make_model(data, noise_columns=5).choose_noise_columns() == 5
+
+    state['_extra_state']['noise_columns'] = 0
+    with pytest.raises(ValueError, match='saved noise_columns 0 is not'):
+        make_model(data).load_state_dict(state)
+
+
 def test_derived_graphs_are_cached_per_tensor(data):
     model = make_model(data)
     train = data[USER_ITEM].edge_index
