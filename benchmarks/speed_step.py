@@ -22,6 +22,9 @@ exponentials and the two gradient products. Their sum, ``floor_s``, is
 what this machine's kernels need for that work alone; a step cannot be
 faster unless a kernel is.
 
+``--device cuda`` times the step on a GPU (each step to its last kernel)
+and records the device's peak memory, ``peak_gpu_mb``.
+
 ``--table FILE`` prints BENCHMARKS.md's table of one commit's ``--compare
 --floor`` records in a results file (the newest commit in it unless
 ``--commit`` names one) and exits.
@@ -44,7 +47,7 @@ from common import emit, peak_rss_gb
 from diffkg_pyg.data import load_dataset
 from diffkg_pyg.testing import reference_recommendation_loss
 from diffkg_pyg.train import Trainer, get_recipe
-from diffkg_pyg.utils import retain_freed_memory
+from diffkg_pyg.utils import peak_gpu_mb, retain_freed_memory
 from diffkg_pyg.version import package_commit
 
 
@@ -52,7 +55,8 @@ def build(args):
     data = load_dataset(args.data, log=False)
     recipe = get_recipe(args.model)()
     trainer = Trainer(recipe, data, seed=args.seed, log=lambda line: None,
-                      max_batches=args.warmup + args.steps)
+                      max_batches=args.warmup + args.steps,
+                      device=torch.device(args.device))
     if hasattr(recipe, 'train_recommendation'):
         trainer.model.rebuild(batch_size=trainer.context.batch_size,
                               generator=trainer.context.generator)
@@ -67,6 +71,7 @@ def timed_pass(trainer):
 
     def timed_step(*a, **k):
         step(*a, **k)
+        synchronize(context.device)  # A GPU's step ends when its kernels do.
         times.append(time.perf_counter())
 
     context.accounting.step = timed_step
@@ -80,6 +85,11 @@ def timed_pass(trainer):
     finally:
         context.accounting.step = step
     return [b - a for a, b in zip([start] + times[:-1], times)]
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
 
 
 def step_difference(trainer):
@@ -131,11 +141,12 @@ def floor(trainer, args):
     r"""The median seconds of the step's unavoidable kernels."""
     model, recipe = trainer.model, trainer.recipe
     adj, d, batch = recipe.adj, model.embedding_dim, trainer.context.batch_size
-    x = torch.randn(adj.size(0), 2 * d)
-    anchor = torch.randn(batch, d)
+    device = adj.device
+    x = torch.randn(adj.size(0), 2 * d, device=device)
+    anchor = torch.randn(batch, d, device=device)
 
     def infonce(num_nodes):
-        positive = torch.randn(num_nodes, d)
+        positive = torch.randn(num_nodes, d, device=device)
 
         def kernels():
             weight = (positive @ anchor.t()).exp_()  # [V, B], kept.
@@ -153,8 +164,10 @@ def floor(trainer, args):
         kernel()  # Warm-up.
         times = []
         for _ in range(args.steps):
+            synchronize(device)
             start = time.perf_counter()
             kernel()
+            synchronize(device)
             times.append(time.perf_counter() - start)
         record[name] = count * statistics.median(times)
     record['floor_s'] = sum(record.values())
@@ -207,6 +220,10 @@ def main():
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--device', default='cpu',
+                        help='torch device of the step (on CUDA every step '
+                        'is timed to its last kernel; peak_gpu_mb is '
+                        'recorded)')
     parser.add_argument('--profile', action='store_true')
     parser.add_argument('--compare', action='store_true',
                         help="DiffKG: the package's step beside the "
@@ -239,7 +256,7 @@ def main():
                      '--compare, --floor and --implementation reference '
                      'need --model diffkg')
     torch.set_num_threads(args.threads)
-    retain_freed_memory()  # As the command line does.
+    retain_freed_memory(args.device)  # As the command line does.
     trainer = build(args)
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
@@ -250,7 +267,8 @@ def main():
                                         row_limit=30), file=sys.stderr)
     base = {'benchmark': 'step', 'data': os.path.basename(
         os.path.normpath(args.data)), 'model': args.model,
-        'threads': args.threads, 'commit': package_commit()}
+        'threads': args.threads, 'device': args.device,
+        'commit': package_commit()}
     if args.compare:
         diff, scale = step_difference(trainer)
         times = compare(trainer, args)
@@ -260,7 +278,8 @@ def main():
                 reference_recommendation_loss, trainer.model)
         times = {args.implementation: timed_pass(trainer)[args.warmup:]}
     records = [{**base, 'implementation': name, 'steps': len(t),
-                'step_s': statistics.median(t), 'peak_rss_gb': peak_rss_gb()}
+                'step_s': statistics.median(t), 'peak_rss_gb': peak_rss_gb(),
+                **peak_gpu_mb(args.device)}
                for name, t in times.items()]
     if args.compare:
         records.append({**base, 'implementation': 'package/reference',

@@ -1,6 +1,24 @@
+import os
 import os.path as osp
 
 import pytest
+
+#: Where the tests marked ``cuda`` run: a CUDA device unless
+#: ``DIFFKG_TEST_DEVICE`` names another (``cpu`` dry-runs them).
+TEST_DEVICE = os.environ.get('DIFFKG_TEST_DEVICE', 'cuda')
+
+
+def pytest_collection_modifyitems(config, items):
+    if not TEST_DEVICE.startswith('cuda'):
+        return
+    import torch
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason='no CUDA GPU here (run them on one with '
+                            'benchmarks/gpu_check.sh)')
+    for item in items:
+        if 'cuda' in item.keywords:
+            item.add_marker(skip)
 
 SHARED_DATA = osp.abspath(
     osp.join(osp.dirname(__file__), '..', '..', 'shared', 'data'))
@@ -84,11 +102,13 @@ def write_kgat_folder(folder, num_users: int = 24, num_items: int = 30,
 def flat_state(state, prefix: str = ''):
     r"""A state dict with its nested entries (a model's extra state: lists
     and dicts of tensors) flattened to dotted keys, tensors cloned."""
+    import torch
     out = {}
     items = state.items() if isinstance(state, dict) else enumerate(state)
     for key, value in items:
         if isinstance(value, (dict, list, tuple)):
             out.update(flat_state(value, f'{prefix}{key}.'))
-        else:
-            out[f'{prefix}{key}'] = value.clone()
+        else:  # (Plain values, such as DiffKG's chosen noise columns, as
+            # tensors: states compare as tensors.)
+            out[f'{prefix}{key}'] = torch.as_tensor(value).clone()
     return out

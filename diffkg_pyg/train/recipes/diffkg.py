@@ -140,7 +140,7 @@ class DiffKGRecipe(Recipe):
                        'larger (-1: all, exact; 0: chosen from the device, '
                        'exact on a GPU with room, 16384 elsewhere; the '
                        'choice is recorded as noise_columns_used)',
-                       range=Range('[1, inf)', also=(-1, 0))),
+                       range='[-1, inf)'),
         HyperParameter('noise_gradient', bool, "give the denoiser's input "
                        'columns outside the support the gradient of the '
                        "noise they carried (the dense method's; off: the "
