@@ -17,7 +17,7 @@ def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason='no CUDA GPU here (run them on one with '
                             'benchmarks/gpu_check.sh)')
     for item in items:
-        if 'cuda' in item.keywords:
+        if item.get_closest_marker('cuda') is not None:
             item.add_marker(skip)
 
 SHARED_DATA = osp.abspath(

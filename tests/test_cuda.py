@@ -11,6 +11,7 @@ reduction of dense and sparse gradients."""
 import logging
 import os
 import os.path as osp
+import socket
 import subprocess
 import sys
 import textwrap
@@ -243,7 +244,10 @@ REDUCTION = textwrap.dedent('''
         dist.destroy_process_group()
 
     if __name__ == '__main__':
-        mp.spawn(run, args=(sys.argv[1], sys.argv[2]), nprocs=2)
+        # (Forked on the CPU: quicker; CUDA needs fresh processes.)
+        mp.start_processes(run, args=(sys.argv[1], sys.argv[2]), nprocs=2,
+                           start_method='fork' if sys.argv[1] == 'cpu'
+                           else 'spawn')
         print('reduced')
 ''')
 
@@ -253,7 +257,9 @@ def test_two_processes_reduce_dense_and_sparse_gradients(tmp_path):
         pytest.skip('NCCL between two processes needs two GPUs')
     script = tmp_path / 'reduce.py'
     script.write_text(REDUCTION)
-    port = str(29500 + os.getpid() % 1000)
+    with socket.socket() as sock:  # A free port.
+        sock.bind(('127.0.0.1', 0))
+        port = str(sock.getsockname()[1])
     process = subprocess.run(
         [sys.executable, str(script), DEVICE.type, port], cwd=ROOT,
         capture_output=True, text=True, timeout=300,
