@@ -186,12 +186,12 @@ def retain_freed_memory(device: Optional[torch.device] = None) -> bool:
     CPU, DiffKG's kept reference step on Alibaba-iFashion took 3.19 s
     without it and 2.49 s with it (BENCHMARKS.md, section 3). The
     process's resident memory then stays near its peak instead of
-    shrinking between steps. The command line calls it at start; call it
-    in your own training process for the same effect (or preload jemalloc
-    or TCMalloc, as PyTorch's CPU performance guide advises). A run on
-    another :obj:`device` than the CPU changes nothing (its large arrays
-    live in the device's memory). Returns whether it applied (glibc only;
-    elsewhere nothing changes)."""
+    shrinking between steps. The command line calls it for its runs (once
+    the device is known); call it in your own training process for the
+    same effect (or preload jemalloc or TCMalloc, as PyTorch's CPU
+    performance guide advises). A run on another :obj:`device` than the
+    CPU changes nothing (its large arrays live in the device's memory).
+    Returns whether it applied (glibc only; elsewhere nothing changes)."""
     if device is not None and torch.device(device).type != 'cpu':
         return False
     import ctypes

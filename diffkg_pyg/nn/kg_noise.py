@@ -27,7 +27,7 @@ def choose_noise_columns(num_entities: int, hidden_channels: int,
                          device: torch.device) -> Optional[int]:
     r"""DiffKG's :obj:`noise_columns=0`: the noise columns of the
     denoiser's steps on :obj:`device`. The estimator exists because the
-    exact noise costs the dense first layer, :math:`B 	imes N 	imes H`
+    exact noise costs the dense first layer, :math:`B \times N \times H`
     multiply-adds per step and an :math:`[N, H]` gradient: on a CPU that
     dominates an epoch, so there it is :data:`SAMPLED_COLUMNS` (exact
     anyway when :math:`N` is not larger). On a CUDA GPU it is :obj:`None`,

@@ -146,10 +146,9 @@ def set_rng_state(state: Dict,
                          has_gauss, cached))
     random.setstate(_to_tuples(state['python']))
     if 'cuda' in state and torch.cuda.is_available():
-        saved = state['cuda']
         # A checkpoint of a machine with more GPUs sets those there are.
         torch.cuda.set_rng_state_all(
-            saved[:torch.cuda.device_count()])
+            state['cuda'][:torch.cuda.device_count()])
     if generator is not None:
         generator.set_state(state['generator'])
 
