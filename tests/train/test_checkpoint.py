@@ -225,9 +225,19 @@ def test_resume_rejects_other_settings(tmp_path, change, match):
 
 
 def test_resume_ignores_use_compile(tmp_path):
+    # use_compile is not compared: a checkpoint of an eager run resumes
+    # compiled, with the checkpoint's state and the new run's flag.
     make_trainer('diffkg', checkpoint_dir=str(tmp_path)).fit(1)
+    path = str(tmp_path / 'last.pt')
     trainer = make_trainer('diffkg', model=dict(use_compile=True))
-    trainer.checkpointer.load(str(tmp_path / 'last.pt'))
+    state = trainer.checkpointer.load(path)
+    assert state.epoch == 1
+    saved = load_checkpoint(path)
+    assert saved['hyperparameters']['use_compile'] is False
+    assert trainer.recipe.hparams['use_compile'] is True
+    for key, value in trainer.model.state_dict().items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, saved['model'][key]), key
 
 
 @pytest.mark.parametrize('name', ['diffkg', 'lightgcn'])

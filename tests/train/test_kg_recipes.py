@@ -22,8 +22,14 @@ def fit(name, **hparams):
     recipe = get_recipe(name)(**{**tiny(name), **hparams})
     trainer = Trainer(recipe, full_data(), ks=(20, ), log=lambda line: None,
                       **settings)
+    before = {k: v.clone() for k, v in trainer.model.named_parameters()}
     result = trainer.fit(epochs=2, patience=5)
-    assert math.isfinite(result.valid['recall@20'])
+    assert 0.0 <= result.valid['recall@20'] <= 1.0
+    assert all(math.isfinite(r['loss']) for r in result.history)
+    # The steps moved the embeddings (the best epoch's are restored):
+    moved = [k for k, v in trainer.model.named_parameters()
+             if not torch.equal(v, before[k])]
+    assert any('emb' in k for k in moved), moved
     return trainer, result
 
 
@@ -73,8 +79,11 @@ def test_kgat_starts_from_a_pretrained_mf(tmp_path):
 
 
 def test_kgin_paper_forms_train():
-    fit('kgin', intent_attention='intents', user_residual=False,
-        independence_on='intents', independence='mi')
+    _, paper = fit('kgin', intent_attention='intents', user_residual=False,
+                   independence_on='intents', independence='mi')
+    _, default = fit('kgin')
+    # The forms change the computation from the first step on:
+    assert paper.history[0]['loss'] != default.history[0]['loss']
 
 
 @pytest.mark.parametrize('name', ['kgin', 'kgat', 'kgcl'])
