@@ -99,7 +99,7 @@ step diffkg-1epoch 180 "$PY" -m diffkg_pyg train "$DATA" --model diffkg --epochs
 step lightgcn-1epoch 60 "$PY" -m diffkg_pyg train "$DATA" --model lightgcn --epochs 1 --patience 1 \
     --device "$DEVICE" --output "$OUTDIR/lightgcn-1epoch.json" "${CAP[@]}"
 step speed-step 60 "$PY" benchmarks/speed_step.py --data "$DATA" --model diffkg --device "$DEVICE" \
-    --steps "$([ "$SMOKE" = 1 ] && echo 2 || echo 10)" --warmup 2 --floor --output "$OUTDIR/speed-step.jsonl"
+    --steps "$([ "$SMOKE" = 1 ] && echo 2 || echo 10)" --warmup 2 --compare --floor --output "$OUTDIR/speed-step.jsonl"
 GPUS=$("$PY" -c "import torch; print(torch.cuda.device_count())")
 if { [ "$DEVICE" = cuda ] && [ "$GPUS" -ge 2 ]; } || [ "$DEVICE" = cpu ]; then
     # (On the CPU the same run over gloo: the dry run of this step.)

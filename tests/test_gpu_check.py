@@ -45,8 +45,13 @@ def test_gpu_check_dry_run_on_the_cpu(tmp_path):
         'model'] == 'lightgcn'
     step = [json.loads(line) for line in
             (out / 'speed-step.jsonl').read_text().splitlines()]
-    assert [r['implementation'] for r in step] == ['package', 'floor']
+    assert [r['implementation'] for r in step] == [
+        'package', 'reference', 'package/reference', 'floor']
     assert step[0]['device'] == 'cpu' and step[0]['step_s'] > 0
+    # The step against the kept reference: one float, the largest
+    # gradient difference, and the speed-up.
+    assert isinstance(step[2]['max_abs_diff'], float)
+    assert step[2]['max_abs_diff'] < 1e-5 and step[2]['ratio'] > 0
     assert json.loads((out / 'nccl.json').read_text())['world_size'] == 2
 
 

@@ -25,7 +25,10 @@ from diffkg_pyg.train.tuning import (  # noqa: E402
     without_test,
     write_config,
 )
-from diffkg_pyg.train.tuning.study import open_study  # noqa: E402
+from diffkg_pyg.train.tuning.study import (  # noqa: E402
+    _study_names,
+    open_study,
+)
 from tests.conftest import write, write_kgat_folder  # noqa: E402
 from tests.train.test_trainer import small_data  # noqa: E402
 
@@ -624,3 +627,31 @@ def test_a_run_whose_process_died_is_taken_over(tmp_path):
     open(runs[0][0] + '.lock', 'w').close()  # Left by a killed process.
     assert run_shared(runs, poll=30) == [{'run': 0}] and trained == [0]
     assert not os.path.exists(runs[0][0] + '.lock')
+
+
+@pytest.mark.parametrize('text, retried', [
+    ('UNIQUE constraint failed: alembic_version.version_num', True),
+    ('table studies already exists', True),
+    ('database is locked', True),
+    ('file is not a database', False),
+])
+def test_reading_study_names_retries_only_the_creation_race(
+        monkeypatch, text, retried):
+    import optuna
+    from sqlalchemy.exc import IntegrityError
+    calls = []
+
+    def names(storage):
+        calls.append(storage)
+        if len(calls) == 1:  # The other process is creating the schema.
+            raise IntegrityError('INSERT', {}, Exception(text))
+        return ['a-study']
+
+    monkeypatch.setattr(optuna, 'get_all_study_names', names)
+    monkeypatch.setattr(time, 'sleep', lambda seconds: None)
+    if retried:
+        assert _study_names('sqlite:///x.db') == ['a-study']
+        assert len(calls) == 2
+    else:
+        with pytest.raises(ValueError, match='not a readable Optuna study'):
+            _study_names('sqlite:///x.db')

@@ -135,7 +135,10 @@ def _study_names(storage: str) -> List[str]:
             return optuna.get_all_study_names(storage)
         except (SQLAlchemyError, ValueError, RuntimeError) as error:
             text = str(error)
-            racing = 'already exists' in text or 'locked' in text
+            # (Tables created twice, a locked file, or the schema's
+            # version row written by two processes at once.)
+            racing = any(sign in text for sign in (
+                'already exists', 'locked', 'UNIQUE constraint failed'))
             if attempt == 9 or not racing:
                 raise ValueError(
                     f'{storage}: not a readable Optuna study database '
