@@ -41,9 +41,19 @@ cd "$ROOT"
 sees_device() {  # Whether $1's torch imports and sees $DEVICE.
     "$1" -c "import sys, torch; sys.exit(0 if '$DEVICE' == 'cpu' or torch.cuda.is_available() else 1)" 2>/dev/null
 }
+if [ "$SMOKE" = 0 ] && [ ! -d "$DATA" ]; then
+    echo "gpu_check.sh: no dataset at $DATA (pass --data)" >&2
+    exit 2
+fi
+if [ "$DEVICE" = cuda ] && ! command -v nvidia-smi >/dev/null; then
+    echo "gpu_check.sh: no NVIDIA GPU here (nvidia-smi not found); --device cpu --smoke is the dry run" >&2
+    exit 2
+fi
 if [ -z "$PY" ]; then
     if sees_device python3; then
         PY=python3
+    elif [ -x .venv-gpu/bin/python ] && sees_device .venv-gpu/bin/python; then
+        PY="$ROOT/.venv-gpu/bin/python"  # Installed by an earlier run.
     else
         echo "gpu_check.sh: python3's torch does not see $DEVICE; installing torch==2.13.0 into .venv-gpu"
         python3 -m venv .venv-gpu && .venv-gpu/bin/pip install -q torch==2.13.0 torch-geometric numpy scipy tqdm pytest \
@@ -60,7 +70,6 @@ if [ "$SMOKE" = 1 ]; then
     CAP=(--max-batches 2)
     DIFFKG_CAP=(--denoiser-hidden-channels 16 --no-use-compile)
 else
-    [ -d "$DATA" ] || { echo "gpu_check.sh: no dataset at $DATA (pass --data)" >&2; exit 2; }
     MARK=cuda
     CAP=()
     DIFFKG_CAP=()

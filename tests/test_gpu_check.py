@@ -4,6 +4,7 @@ torchrun over gloo) runs, so that the script cannot rot before a GPU runs
 it."""
 import json
 import os.path as osp
+import shutil
 import subprocess
 import sys
 
@@ -58,6 +59,9 @@ def test_gpu_check_dry_run_on_the_cpu(tmp_path):
 @pytest.mark.parametrize('args, message', [
     (['--data', '/nonexistent'], 'no dataset at /nonexistent'),
     (['--frobnicate'], 'unknown argument --frobnicate'),
+    pytest.param(['--device', 'cuda', '--data', ROOT], 'no NVIDIA GPU here',
+                 marks=pytest.mark.skipif(shutil.which('nvidia-smi') is not
+                                          None, reason='a GPU machine')),
 ])
 def test_gpu_check_refuses_bad_arguments(tmp_path, args, message):
     process = gpu_check('--device', 'cpu', '--out', str(tmp_path / 'o'),
