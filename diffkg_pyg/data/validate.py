@@ -153,11 +153,12 @@ def _check_kg(data: HeteroData, num_entities: int, require_kg: bool) -> None:
         raise ValueError(f'{_where(KG, "num_relations")} is 0 with '
                          f'{pairs.size(1)} KG pairs; fix: set it to the '
                          f'number of relation types (inverses included)')
+    triplets = None
     if 'triplets' in store:
-        check_index(store.triplets, _where(KG, 'triplets'),
-                     [('entity', num_entities),
-                      ('relation', max(num_relations // 2, 1)),
-                      ('entity', num_entities)])
+        triplets = check_index(store.triplets, _where(KG, 'triplets'),
+                               [('entity', num_entities),
+                                ('relation', max(num_relations // 2, 1)),
+                                ('entity', num_entities)])
     key = _keys(pairs, num_entities)
     unsorted = key[1:] < key[:-1]
     if bool(unsorted.any()):
@@ -178,6 +179,18 @@ def _check_kg(data: HeteroData, num_entities: int, require_kg: bool) -> None:
             f'{int(pairs[0, i])}): the KG must hold the inverse of every '
             f'relation; fix: build it from triplets with '
             f'diffkg_pyg.data.build_knowledge_graph, which adds them')
+    if triplets is None:
+        return
+    # Every triplet's pair is a KG edge (the edges come from them):
+    absent = ~torch.isin(_keys(triplets[[0, 2]], num_entities), key)
+    if bool(absent.any()):
+        i = _first(absent)
+        h, r, t = (int(v) for v in triplets[:, i])
+        raise ValueError(
+            f'{_where(KG, "triplets")}[:, {i}] = ({h}, {r}, {t}): its pair '
+            f'({h}, {t}) is not in {_where(KG, "edge_index")}, so the '
+            f'triplets and the edges are of two graphs; fix: build both '
+            f'from the triplets with diffkg_pyg.data.build_knowledge_graph')
 
 
 def validate(data: HeteroData, splits: Sequence[str] = SPLITS,
@@ -197,7 +210,8 @@ def validate(data: HeteroData, splits: Sequence[str] = SPLITS,
     features ``x`` (where present) floating, one row per item; the knowledge
     graph (where present, or always with :obj:`require_kg`): int64 entity pairs
     in range, sorted by head then tail, the reverse of every pair present, one
-    relation per pair in :obj:`[0, num_relations)`.
+    relation per pair in :obj:`[0, num_relations)`, and its ``triplets``
+    (where present) in range with every triplet's pair among the edges.
 
     Users evaluated on validation or test without a train pair are not an error
     (some published splits have them, e.g. Last-FM's approximate train): a

@@ -49,8 +49,9 @@ def test_kg_triplets_from_the_store_or_the_forward_pairs():
     set_knowledge_graph(data[KG], kg)
     assert torch.equal(kg_triplets(data), kg.triplets)
     assert data[KG].num_triplets == 3 and data[KG].num_relations == 4
-    del data[KG].triplets  # A hand-made graph: one relation per pair.
-    assert kg_triplets(data).t().tolist() == [[0, 0, 2], [1, 0, 0]]
+    del data[KG].triplets  # A hand-made graph: one relation per pair,
+    with pytest.warns(UserWarning, match="has no 'triplets'"):  # said.
+        assert kg_triplets(data).t().tolist() == [[0, 0, 2], [1, 0, 0]]
     set_knowledge_graph(data[KG], None, num_relations=4)
     assert kg_triplets(data).shape == (3, 0)
     assert data[KG].num_relations == 4

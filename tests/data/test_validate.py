@@ -90,6 +90,11 @@ MUTATIONS = {
         lambda d, k: d[KG].triplets[1].__setitem__(
             k % d[KG].triplets.size(1), int(d[KG].num_relations) // 2),
         'is not a relation id'),
+    'triplet of a pair without an edge': (
+        lambda d, k: d[KG].triplets[2].__setitem__(
+            k % d[KG].triplets.size(1),
+            d[KG].triplets[0, k % d[KG].triplets.size(1)]),
+        'the triplets and the edges are of two graphs'),
     'two-row triplets': (
         lambda d, k: _set(d[KG], 'triplets', d[KG].triplets[:2]),
         'must have shape [3, num_edges]'),
