@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
+from torch_geometric.utils import degree as node_degree
 from torch_geometric.utils import to_torch_csr_tensor
 
 from diffkg_pyg.data.io import DataFormatError, InteractionFile, TripletFile
@@ -385,9 +386,8 @@ def bipartite_adjacency(edge_index: Tensor, num_users: int, num_items: int,
     if add_self_loops:
         loop = torch.arange(num_nodes, device=edge_index.device)
         row, col = torch.cat([row, loop]), torch.cat([col, loop])
-    # (A scatter, not bincount: no host sync on a GPU.)
-    degree = torch.zeros(num_nodes, device=row.device).scatter_add_(
-        0, row, torch.ones(row.numel(), device=row.device))
+    # (PyG's scatter count, not bincount: no host sync on a GPU.)
+    degree = node_degree(row, num_nodes)
     norm = degree.pow(-0.5).masked_fill(degree == 0, 0.0)
     weight = norm[row] * norm[col]
     with warnings.catch_warnings():  # CSR tensors are labelled 'beta'.

@@ -3,6 +3,7 @@ from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
+from torch_geometric.utils import degree
 
 __all__ = ['GaussianDiffusion', 'ImportanceStepSampler', 'SCHEDULES']
 
@@ -251,11 +252,10 @@ class ImportanceStepSampler(torch.nn.Module):
         t = t.view(-1)
         order = torch.sort(t, stable=True).indices
         t_sorted = t[order]
-        # Counts by a scatter and writes through a spare last cell (the
-        # dropped entries' target), not bincount and boolean indices: no
-        # host sync on a GPU.
-        new = torch.zeros_like(self.count).scatter_add_(
-            0, t, torch.ones_like(t))
+        # Counts by PyG's scatter count and writes through a spare last
+        # cell (the dropped entries' target), not bincount and boolean
+        # indices: no host sync on a GPU.
+        new = degree(t, T, dtype=self.count.dtype)
         start = torch.cumsum(new, 0) - new
         rank = torch.arange(t.numel(), device=t.device) - start[t_sorted]
         total = self.count + new

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.utils import cumsum, scatter
+from torch_geometric.utils import degree as node_degree
 
 from diffkg_pyg.nn.denoiser import SparseDenoiser
 from diffkg_pyg.nn.diffusion import GaussianDiffusion
@@ -117,8 +118,8 @@ def sample_support(kg_ptr: Tensor, kg_col: Tensor, heads: Tensor,
 
     row = torch.cat([edge_row, neg_row])
     perm = torch.argsort(row, stable=True)
-    # (A scatter, not bincount: no host sync on a GPU for the output size.)
-    count = degree.scatter_add(0, neg_row, torch.ones_like(neg_row))
+    # (PyG's scatter count, not bincount: no host sync on a GPU.)
+    count = degree + node_degree(neg_row, heads.numel(), dtype=torch.long)
     return Support(
         ptr=cumsum(count),
         index=torch.cat([edge_col, neg_col])[perm],
