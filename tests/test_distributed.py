@@ -15,7 +15,7 @@ import torch.multiprocessing as mp
 from diffkg_pyg import distributed
 from diffkg_pyg.data import ITEM_USER, USER_ITEM, synthetic_dataset
 from diffkg_pyg.evaluation import RankingEvaluator
-from diffkg_pyg.train import Trainer, get_recipe
+from diffkg_pyg.train import Trainer, TrainingInterrupted, get_recipe
 from tests.conftest import flat_state
 
 SMALL = {'diffkg': dict(embedding_dim=8, denoiser_hidden_channels=16,
@@ -217,6 +217,27 @@ def _bad_batch(rank):
                 batch_size=33)
     except ValueError as error:
         return str(error)
+    return None
+
+
+def _late_signal(rank):
+    # Rank 0's signal lands just after the processes agreed on epoch 1's
+    # flag (between the reduction and the check): it must wait for epoch
+    # 2's agreement, or rank 0 stops alone and rank 1 trains on into a
+    # closed connection (a CI run failed so).
+    trainer = make_trainer('lightgcn', interrupt_checkpoint=False)
+    agreed = trainer.checkpointer.on_epoch_end
+
+    def on_epoch_end(state, *args, **kwargs):
+        if rank == 0 and state.epoch == 1:
+            trainer._interrupted = True
+        return agreed(state, *args, **kwargs)
+
+    trainer.checkpointer.on_epoch_end = on_epoch_end
+    try:
+        trainer.fit(5, patience=5)
+    except TrainingInterrupted as interrupt:
+        return str(interrupt)
     return None
 
 
@@ -464,6 +485,12 @@ def test_torchrun_command_line(tmp_path):
                'them)')
     ours = done.stderr.count('diffkg-pyg: ')
     assert 1 <= ours == done.stderr.count(message)
+
+
+def test_a_signal_after_the_agreement_stops_every_rank_together(tmp_path):
+    stopped = run_processes(tmp_path, _late_signal)
+    assert stopped == ['interrupted after epoch 2 (no checkpoint written)'
+                       ] * 2
 
 
 def test_the_rebuilt_kg_is_rank_0s_on_every_rank(tmp_path):

@@ -441,14 +441,16 @@ class Trainer:
             self._on_validation(epoch, valid)
 
     def _on_epoch_end(self, state: FitState, epochs: int) -> None:
-        if self.world_size > 1:  # A Ctrl-C on any process stops them all.
-            flag = torch.tensor([float(self._interrupted)],
-                                device=self.device)
-            self._interrupted = bool(distributed.all_reduce_sum(flag) > 0)
+        # The flag is read once: a signal that lands after the processes
+        # have agreed waits for the next epoch's agreement, so every
+        # process stops after the same epoch (a Ctrl-C on any stops all).
+        interrupted = self._interrupted
+        if self.world_size > 1:
+            flag = torch.tensor([float(interrupted)], device=self.device)
+            interrupted = bool(distributed.all_reduce_sum(flag) > 0)
         path = self.checkpointer.on_epoch_end(
-            state, epochs, self._interrupted,
-            fallback=self.interrupt_checkpoint)
-        if self._interrupted:
+            state, epochs, interrupted, fallback=self.interrupt_checkpoint)
+        if interrupted:
             if path is None:
                 raise TrainingInterrupted(
                     f'interrupted after epoch {state.epoch} (no checkpoint '
