@@ -12,8 +12,9 @@ r"""The ``diffkg-pyg`` command line.
                     [--space FILE.toml] [--final-seeds K] [--output DIR]
                     [--storage URL] [the flags of train: fixed values]
 
-``DATA`` is a dataset folder (KGAT or DiffKG authors' layout), the name of a
-built-in dataset, or ``synthetic`` (the default). The flags of a model come
+``DATA`` is a dataset folder (KGAT, DiffKG authors', DiffRec, RecBole atomic
+files or CSV), the name of a built-in dataset, or ``synthetic`` (the
+default). The flags of a model come
 from its recipe's declaration of hyper-parameters (with the authors' names
 as aliases); a value is taken from the command line, else the config file,
 else the preset, else the default. ``tune`` takes the flags of ``train``;
@@ -26,9 +27,11 @@ import sys
 from typing import Any, Dict, List, Optional
 
 from diffkg_pyg.train.flags import (
+    add_data_flags,
     add_flags,
     format_table,
     given_values,
+    load_data,
     parameter_table,
 )
 from diffkg_pyg.train.hyperparameters import (
@@ -57,42 +60,6 @@ class _Parser(argparse.ArgumentParser):
     # bad input (argparse would print the whole usage first).
     def error(self, message: str):
         raise ValueError(message)
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        '--data-root', default='data',
-        help='folder of named datasets (default: %(default)s)')
-    parser.add_argument(
-        '--val-ratio', type=finite_float, default=0.1,
-        help="fraction of every user's train items held out for "
-        'validation (default: %(default)s)')
-    parser.add_argument('--split-seed', type=int, default=0,
-                        help='seed of the validation hold-out '
-                        '(default: %(default)s)')
-    parser.add_argument('--cache-dir', default=None,
-                        help='where processed graphs are cached')
-    parser.add_argument('--kg-ablation', default=None,
-                        metavar='remove|shuffle:F|drop:F',
-                        help='KG-utility analysis: train on the knowledge '
-                        'graph with every triplet removed, a fraction F of '
-                        'tails shuffled, or a fraction F dropped (items keep '
-                        'their ids; recorded in the results)')
-    parser.add_argument('--kg-ablation-seed', type=int, default=0,
-                        help='seed of the ablation (default: %(default)s)')
-    parser.add_argument('--debug', action='store_true',
-                        help='show Python tracebacks on errors')
-
-
-def _load(args: argparse.Namespace, log: bool = True):
-    r"""The dataset of the command line, ablated as asked."""
-    from diffkg_pyg.data import ablate_kg, load_dataset
-
-    data = load_dataset(args.data, args.data_root, args.val_ratio,
-                        args.split_seed, args.cache_dir, log=log)
-    if args.kg_ablation:
-        data = ablate_kg(data, args.kg_ablation, args.kg_ablation_seed)
-    return data
 
 
 def build_train_parser(recipe, command: str = 'train'
@@ -137,7 +104,7 @@ def build_train_parser(recipe, command: str = 'train'
         _tune_arguments(run)
     else:
         _run_arguments(run)
-    _common(run)
+    add_data_flags(run)
     group = parser.add_argument_group(
         f'{recipe.name} hyper-parameters (see `{PROG} models '
         f'{recipe.name}`)')
@@ -313,7 +280,7 @@ def _tune(args: argparse.Namespace, recipe_class, preset: Optional[str],
         torch.set_num_threads(args.threads)
     dataset = osp.basename(osp.normpath(str(args.data)))
     output = args.output or f'tune-{recipe_class.name}-{dataset}'
-    data = _load(args)
+    data = load_data(args)
     try:
         _run_tune(args, tuning, data, recipe_class, output, dataset, preset,
                   model, settings, spaces)
@@ -359,7 +326,7 @@ def _run(args: argparse.Namespace, recipe, settings: Dict[str, Any]) -> int:
         rank = get_rank()
         if rank != 0:
             torch.distributed.barrier()
-        data = _load(args, log=rank == 0)
+        data = load_data(args, log=rank == 0)
         if rank == 0 and is_distributed():
             torch.distributed.barrier()
         trainer = Trainer.from_settings(
@@ -419,7 +386,7 @@ def _models(args: argparse.Namespace) -> int:
 def _stats(args: argparse.Namespace) -> int:
     from diffkg_pyg.data import format_statistics, statistics
 
-    data = _load(args, log=False)
+    data = load_data(args, log=False)
     stats = statistics(data)
     if args.json:
         print(json.dumps(stats))
@@ -454,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help='dataset folder or built-in name')
     stats.add_argument('--json', action='store_true',
                        help='print one JSON object')
-    _common(stats)
+    add_data_flags(stats)
     return parser
 
 

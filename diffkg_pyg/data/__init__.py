@@ -8,7 +8,6 @@ from diffkg_pyg.data.datasets import (
     KGRecDataset,
     LastFM,
     detect_format,
-    load_dataset,
     read_diffrec_folder,
     read_folder,
 )
@@ -38,8 +37,14 @@ from diffkg_pyg.data.io import (
     read_pair_array,
     read_triplet_file,
 )
+from diffkg_pyg.data.load import load_dataset
 from diffkg_pyg.data.split import validation_mask
 from diffkg_pyg.data.synthetic import synthetic_dataset
+from diffkg_pyg.data.tabular import (
+    TABULAR_LAYOUTS,
+    detect_tabular,
+    read_tabular_folder,
+)
 from diffkg_pyg.data.validate import SPLITS, validate
 
 __all__ = [
@@ -71,6 +76,9 @@ __all__ = [
     'read_folder',
     'read_diffrec_folder',
     'DIFFREC_FILES',
+    'read_tabular_folder',
+    'detect_tabular',
+    'TABULAR_LAYOUTS',
     'KGRecDataset',
     'LastFM',
     'MIND',

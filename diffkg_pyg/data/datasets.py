@@ -31,7 +31,6 @@ from diffkg_pyg.data.io import (
     read_pair_array,
     read_triplet_file,
 )
-from diffkg_pyg.data.validate import validate
 from diffkg_pyg.utils import atomic_write, file_lock
 
 __all__ = [
@@ -46,7 +45,6 @@ __all__ = [
     'MIND',
     'AlibabaIFashion',
     'DATASETS',
-    'load_dataset',
 ]
 
 KGAT_FILES = ['train.txt', 'test.txt', 'kg_final.txt']
@@ -420,78 +418,3 @@ DATASETS: Dict[str, type] = {
     'alibaba-ifashion': AlibabaIFashion,
     'alibaba': AlibabaIFashion,
 }
-
-
-def load_dataset(
-    name_or_path: Optional[str] = None,
-    data_root: str = 'data',
-    val_ratio: float = 0.1,
-    split_seed: int = 0,
-    processed_dir: Optional[str] = None,
-    log: bool = True,
-) -> HeteroData:
-    r"""Loads a dataset graph by folder or by name.
-
-    The graph records where it came from: :obj:`data.name` (the folder's
-    name, or :obj:`'synthetic'`) and :obj:`data.layout` (:obj:`'kgat'`,
-    :obj:`'authors'`, :obj:`'diffrec'` or :obj:`'synthetic'`), which
-    result files record.
-
-    Args:
-        name_or_path (str, optional): A folder in either layout (see
-            :func:`detect_format`; a folder named like a built-in dataset is
-            read by that dataset's class) or in DiffRec's (with
-            ``train_list.npy``: see :func:`read_diffrec_folder`; its own
-            validation split is used, :obj:`val_ratio` and
-            :obj:`split_seed` are not), the name of a built-in dataset
-            (``'last-fm'``, ``'mind'``, ``'alibaba-ifashion'``; read from or
-            downloaded to :obj:`data_root/<name>`), or ``'synthetic'`` /
-            :obj:`None` for the embedded default
-            (:func:`~diffkg_pyg.data.synthetic_dataset`).
-
-        data_root (str, optional): Where named datasets live.
-            (default: :obj:`'data'`)
-        val_ratio (float, optional): Validation hold-out per user.
-            (default: :obj:`0.1`)
-        split_seed (int, optional): Seed of the validation hold-out (and of
-            the synthetic generator). (default: :obj:`0`)
-        processed_dir (str, optional): Cache folder (see
-            :class:`KGRecDataset`).
-        log (bool, optional): Print progress and statistics.
-            (default: :obj:`True`)
-    """
-    from diffkg_pyg.data.synthetic import synthetic_dataset
-
-    if name_or_path is None or name_or_path == 'synthetic':
-        data = synthetic_dataset(val_ratio=val_ratio, seed=split_seed)
-        data.layout = 'synthetic'
-        if log:
-            print(format_statistics(statistics(data), 'synthetic'))
-        return validate(data, name='synthetic')
-    kwargs = dict(val_ratio=val_ratio, split_seed=split_seed,
-                  processed_dir=processed_dir, log=log)
-    if osp.isfile(osp.join(str(name_or_path), DIFFREC_FILES[0])):
-        data = read_diffrec_folder(name_or_path)
-        data.layout = 'diffrec'
-        if log:
-            print(format_statistics(statistics(data), data.name))
-        return validate(data, name=str(name_or_path))
-    dataset = None
-    if osp.isfile(name_or_path):
-        raise DataFormatError(str(name_or_path), None, 'is a file; DATA is a '
-                              'dataset folder (train.txt, test.txt, '
-                              'kg_final.txt, ...) or a built-in name')
-    if osp.isdir(name_or_path):
-        name = osp.basename(osp.abspath(name_or_path)).lower()
-        dataset = DATASETS.get(name, KGRecDataset)(name_or_path, **kwargs)
-    elif name_or_path.lower() in DATASETS:
-        dataset = DATASETS[name_or_path.lower()](
-            osp.join(data_root, name_or_path.lower()), **kwargs)
-    if dataset is not None:
-        data = dataset[0]
-        # The layout of the raw files (the data's name is the folder's):
-        data.layout = detect_format(dataset.raw_dir, dataset.train_file)
-        return validate(data, name=str(name_or_path))
-    raise MissingFileError(
-        name_or_path, f'It is neither a dataset folder nor a built-in '
-        f'dataset ({", ".join(["synthetic"] + sorted(DATASETS))}).')

@@ -227,10 +227,12 @@ def check_id_range(ids: np.ndarray, kind: str, path: str,
 def build_hetero_data(
     train: InteractionFile,
     test: InteractionFile,
-    kg: TripletFile,
+    kg: Optional[TripletFile],
     val_ratio: float = 0.1,
     seed: int = 0,
     name: Optional[str] = None,
+    valid: Optional[InteractionFile] = None,
+    num_entities: int = 0,
 ) -> HeteroData:
     r"""Builds the :class:`~torch_geometric.data.HeteroData` graph of a
     dataset (layout in the module docstring) from its raw files.
@@ -238,27 +240,35 @@ def build_hetero_data(
     Args:
         train (InteractionFile): The train interactions.
         test (InteractionFile): The test interactions.
-        kg (TripletFile): The knowledge-graph triplets.
+        kg (TripletFile, optional): The knowledge-graph triplets
+            (:obj:`None` or none at all: an empty knowledge graph).
         val_ratio (float, optional): The fraction of every user's train
             interactions held out for validation (see
             :func:`~diffkg_pyg.data.validation_mask`). (default: :obj:`0.1`)
         seed (int, optional): Seed of the validation hold-out.
             (default: :obj:`0`)
         name (str, optional): The dataset's name, stored as ``data.name``.
+        valid (InteractionFile, optional): The dataset's own validation
+            interactions; given, nothing is held out of :obj:`train`
+            (:obj:`val_ratio` and :obj:`seed` are not used).
+        num_entities (int, optional): The entity count is at least this
+            (a reader that maps ids knows it). (default: :obj:`0`)
 
     Raises:
         DataFormatError: If an item id lies beyond the knowledge graph's
             entity range.
     """
-    for part in (train, test):
+    parts = (train, test) if valid is None else (train, valid, test)
+    for part in parts:
         check_id_range(part.user, 'user', part.path, part.locate)
         check_id_range(part.item, 'item', part.path, part.locate)
-    check_id_range(np.concatenate([kg.head, kg.tail]), 'entity', kg.path,
-                   lambda k: int(kg.line[k % kg.line.size]))
-    num_users = max(int(train.user.max(initial=-1)),
-                    int(test.user.max(initial=-1))) + 1
-    num_items = max(int(train.item.max(initial=-1)),
-                    int(test.item.max(initial=-1))) + 1
+    if kg is not None and kg.head.size == 0:
+        kg = None
+    if kg is not None:
+        check_id_range(np.concatenate([kg.head, kg.tail]), 'entity',
+                       kg.path, lambda k: int(kg.line[k % kg.line.size]))
+    num_users = max(int(p.user.max(initial=-1)) for p in parts) + 1
+    num_items = max(int(p.item.max(initial=-1)) for p in parts) + 1
     unseen = ~np.isin(test.item, train.item)
     if unseen.any():
         # Kept (the authors' count, max over train and test), but said:
@@ -271,26 +281,36 @@ def build_hetero_data(
             f'{int(test.item[k])}, line {test.locate(k)}); they count as '
             f'items (num_items = {num_items}) but no model has seen them '
             f'trained', UserWarning, stacklevel=2)
-    for part in (train, test):
+    for part in parts:
         if part.shape is not None:
             num_users = max(num_users, part.shape[0])
             num_items = max(num_items, part.shape[1])
 
-    knowledge_graph = build_knowledge_graph(kg.head, kg.relation, kg.tail)
-    for part in (train, test):
-        _check_items(part, knowledge_graph.num_entities, kg.path)
+    knowledge_graph = None
+    entities = max(num_entities, num_items)
+    if kg is not None:
+        knowledge_graph = build_knowledge_graph(kg.head, kg.relation,
+                                                kg.tail, num_entities)
+        entities = knowledge_graph.num_entities
+        for part in parts:
+            _check_items(part, entities, kg.path)
 
     train_pairs = _unique_pairs(train.user, train.item, num_items)
     test_pairs = _unique_pairs(test.user, test.item, num_items)
-    is_val = validation_mask(train_pairs[0], val_ratio, seed)
+    if valid is None:
+        is_val = validation_mask(train_pairs[0], val_ratio, seed)
+        val_pairs = train_pairs[:, is_val]
+        train_pairs = train_pairs[:, ~is_val]
+    else:
+        val_pairs = _unique_pairs(valid.user, valid.item, num_items)
 
     data = HeteroData()
     data['user'].num_nodes = num_users
     data['item'].num_nodes = num_items
-    data['entity'].num_nodes = knowledge_graph.num_entities
+    data['entity'].num_nodes = entities
     store = data[USER_ITEM]
-    store.edge_index = torch.from_numpy(train_pairs[:, ~is_val])
-    store.val_edge_index = torch.from_numpy(train_pairs[:, is_val])
+    store.edge_index = torch.from_numpy(train_pairs)
+    store.val_edge_index = torch.from_numpy(val_pairs)
     store.test_edge_index = torch.from_numpy(test_pairs)
     data[ITEM_USER].edge_index = store.edge_index.flip(0)
     set_knowledge_graph(data[KG], knowledge_graph)

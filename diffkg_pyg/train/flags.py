@@ -6,9 +6,10 @@ import argparse
 from typing import Any, Dict, List, Sequence
 
 from diffkg_pyg.train.hyperparameters import HyperParameter, parse_bool
+from diffkg_pyg.train.preflight import finite_float
 
 __all__ = ['add_flags', 'given_values', 'format_table', 'format_space',
-           'parameter_table']
+           'parameter_table', 'add_data_flags', 'load_data']
 
 
 def add_flags(group, parameter: HyperParameter, prefix: str) -> None:
@@ -105,3 +106,51 @@ def parameter_table(parameters: Sequence[HyperParameter],
                      ' '.join(f'--{a}' for a in p.aliases),
                      '' if space is None else format_space(space), p.help])
     return format_table(rows)
+
+
+def add_data_flags(parser: argparse.ArgumentParser) -> None:
+    r"""The flags that choose, read and split a command's dataset (and
+    ``--debug``)."""
+    parser.add_argument(
+        '--data-root', default='data',
+        help='folder of named datasets (default: %(default)s)')
+    parser.add_argument(
+        '--val-ratio', type=finite_float, default=0.1,
+        help="fraction of every user's train items held out for "
+        'validation (default: %(default)s)')
+    parser.add_argument('--split-seed', type=int, default=0,
+                        help='seed of the test split and validation hold-out '
+                        '(default: %(default)s)')
+    parser.add_argument('--layout', choices=('recbole', 'csv'),
+                        default=None,
+                        help="read DATA as RecBole's atomic files or CSV/TSV "
+                        'tables with string ids (detected in a folder of '
+                        'no other layout)')
+    parser.add_argument('--test-ratio', type=finite_float, default=0.2,
+                        help="fraction of every user's items split off for "
+                        'testing from a single RecBole/CSV interaction file '
+                        '(default: %(default)s)')
+    parser.add_argument('--cache-dir', default=None,
+                        help='where processed graphs are cached')
+    parser.add_argument('--kg-ablation', default=None,
+                        metavar='remove|shuffle:F|drop:F',
+                        help='KG-utility analysis: train on the knowledge '
+                        'graph with every triplet removed, a fraction F of '
+                        'tails shuffled, or a fraction F dropped (items keep '
+                        'their ids; recorded in the results)')
+    parser.add_argument('--kg-ablation-seed', type=int, default=0,
+                        help='seed of the ablation (default: %(default)s)')
+    parser.add_argument('--debug', action='store_true',
+                        help='show Python tracebacks on errors')
+
+
+def load_data(args: argparse.Namespace, log: bool = True):
+    r"""The dataset of the command line, ablated as asked."""
+    from diffkg_pyg.data import ablate_kg, load_dataset
+
+    data = load_dataset(args.data, args.data_root, args.val_ratio,
+                        args.split_seed, args.cache_dir, log=log,
+                        layout=args.layout, test_ratio=args.test_ratio)
+    if args.kg_ablation:
+        data = ablate_kg(data, args.kg_ablation, args.kg_ablation_seed)
+    return data

@@ -76,11 +76,15 @@ def dataset_record(data: HeteroData, fingerprint: str) -> Dict[str, Any]:
     :obj:`'synthetic'`, as :func:`~diffkg_pyg.data.load_dataset` sets it;
     :obj:`None` for a graph built otherwise) and the SHA-256 fingerprint of
     its content (sizes, train, validation and test pairs, knowledge graph:
-    :func:`~diffkg_pyg.train.checkpoint.fingerprint`), and the KG ablation
+    :func:`~diffkg_pyg.train.checkpoint.fingerprint`), how a folder of
+    RecBole or CSV files was split (:obj:`data.split`, where read by
+    :func:`~diffkg_pyg.data.read_tabular_folder`), and the KG ablation
     where there is one (:func:`~diffkg_pyg.data.ablate_kg`)."""
     out = {'name': getattr(data, 'name', None),
            'layout': getattr(data, 'layout', None),
            'fingerprint': fingerprint}
+    if getattr(data, 'split', None) is not None:
+        out['split'] = data.split
     if getattr(data, 'kg_ablation', None) is not None:
         out['kg_ablation'] = data.kg_ablation
         out['kg_ablation_seed'] = data.kg_ablation_seed

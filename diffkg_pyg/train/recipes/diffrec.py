@@ -250,8 +250,9 @@ def require_chronology(name: str, data) -> None:
     train interactions (``edge_time``), which T-DiffRec's weights need."""
     if 'edge_time' not in data[USER_ITEM]:
         raise ValueError(f'{name} needs the chronological order of the '
-                         f'train interactions, which only datasets in '
-                         f"DiffRec's layout (train_list.npy) have")
+                         f'train interactions, which datasets in '
+                         f"DiffRec's layout (train_list.npy) have, and "
+                         f'RecBole or CSV files with a timestamp column')
 
 
 class TDiffRecRecipe(DiffRecRecipe):
