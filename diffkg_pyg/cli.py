@@ -11,6 +11,9 @@ r"""The ``diffkg-pyg`` command line.
     diffkg-pyg tune [DATA] [--model NAME] --trials N [--timeout S]
                     [--space FILE.toml] [--final-seeds K] [--output DIR]
                     [--storage URL] [the flags of train: fixed values]
+    diffkg-pyg recommend MODEL [--users FILE|all] [--k 20]
+                         [--output topk.tsv] [--embeddings emb.npz]
+    diffkg-pyg evaluate MODEL DATA [--topk 10 20 40] [--output F.json]
 
 ``DATA`` is a dataset folder (KGAT, DiffKG authors', DiffRec, RecBole atomic
 files or CSV), the name of a built-in dataset, or ``synthetic`` (the
@@ -19,13 +22,20 @@ from its recipe's declaration of hyper-parameters (with the authors' names
 as aliases); a value is taken from the command line, else the config file,
 else the preset, else the default. ``tune`` takes the flags of ``train``;
 a hyper-parameter given a value there is fixed, the others with a search
-space are searched (see :func:`diffkg_pyg.train.tuning.tune`).
+space are searched (see :func:`diffkg_pyg.train.tuning.tune`). ``MODEL``
+is a file written by ``train --save-model`` (see
+:mod:`diffkg_pyg.commands`).
 """
 import argparse
 import json
 import sys
 from typing import Any, Dict, List, Optional
 
+from diffkg_pyg.commands import (
+    RESULT_COMMANDS,
+    add_result_commands,
+    run_result_command,
+)
 from diffkg_pyg.train.flags import (
     add_data_flags,
     add_flags,
@@ -52,7 +62,7 @@ from diffkg_pyg.train.preflight import (
 __all__ = ['main']
 
 PROG = 'diffkg-pyg'
-COMMANDS = ('train', 'tune', 'models', 'stats')
+COMMANDS = ('train', 'tune', 'models', 'stats') + RESULT_COMMANDS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -422,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument('--json', action='store_true',
                        help='print one JSON object')
     add_data_flags(stats)
+    add_result_commands(commands)
     return parser
 
 
@@ -434,6 +445,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if argv and argv[0] in COMMANDS[2:] + ('-h', '--help'):
             args = build_parser().parse_args(argv)
+            if args.command in RESULT_COMMANDS:
+                return run_result_command(args)
             return _stats(args) if args.command == 'stats' else _models(args)
         if argv and argv[0] == 'tune':
             return _train(argv[1:], 'tune')

@@ -62,9 +62,9 @@ class MFRecipe(Recipe):
             context.step(context.optimizers, loss, bpr=bpr)
         return {}
 
-    def scores(self, model):
-        item = model.item_emb.weight
-        return lambda users: model.user_emb(users.to(item.device)) @ item.t()
+    def embeddings(self, model):
+        # A dot-product model: the scores are the inner products.
+        return model.user_emb.weight, model.item_emb.weight
 
 
 def main() -> None:

@@ -43,6 +43,7 @@ from diffkg_pyg.data.synthetic import synthetic_dataset
 from diffkg_pyg.data.tabular import (
     TABULAR_LAYOUTS,
     detect_tabular,
+    raw_ids,
     read_tabular_folder,
 )
 from diffkg_pyg.data.validate import SPLITS, validate
@@ -77,6 +78,7 @@ __all__ = [
     'read_diffrec_folder',
     'DIFFREC_FILES',
     'read_tabular_folder',
+    'raw_ids',
     'detect_tabular',
     'TABULAR_LAYOUTS',
     'KGRecDataset',

@@ -57,7 +57,8 @@ from diffkg_pyg.data.io import (
 )
 from diffkg_pyg.data.split import validation_mask
 
-__all__ = ['TABULAR_LAYOUTS', 'detect_tabular', 'read_tabular_folder']
+__all__ = ['TABULAR_LAYOUTS', 'detect_tabular', 'read_tabular_folder',
+           'raw_ids']
 
 #: The layouts this module reads.
 TABULAR_LAYOUTS = ('recbole', 'csv')
@@ -436,3 +437,13 @@ def read_tabular_folder(folder: str, layout: Optional[str] = None,
                               name=osp.basename(osp.abspath(folder)))
     data.layout = layout
     return data
+
+
+def raw_ids(data: HeteroData) -> Optional[Dict[str, List[str]]]:
+    r"""The dataset's own user and item ids (:obj:`data['user'].raw_id` and
+    :obj:`data['item'].raw_id`, as :func:`read_tabular_folder` keeps them),
+    or :obj:`None` for a graph whose ids are its indices."""
+    if 'raw_id' not in data['user'] or 'raw_id' not in data['item']:
+        return None
+    return {kind: [str(i) for i in data[kind].raw_id]
+            for kind in ('user', 'item')}

@@ -12,6 +12,12 @@ from diffkg_pyg.train.hyperparameters import (
     Space,
     from_signature,
 )
+from diffkg_pyg.train.outputs import (
+    evaluate_saved,
+    read_users,
+    write_embeddings,
+    write_top_k,
+)
 from diffkg_pyg.train.persistence import Recommender, load_model, save_model
 from diffkg_pyg.train.recipe import Recipe, Sizes
 from diffkg_pyg.train.registry import MODELS, get_recipe, register
@@ -48,6 +54,10 @@ __all__ = [
     'save_model',
     'load_model',
     'Recommender',
+    'read_users',
+    'write_top_k',
+    'write_embeddings',
+    'evaluate_saved',
     'MODELS',
     'get_recipe',
     'register',

@@ -6,7 +6,7 @@ and the recipe's state (:meth:`Recipe.state_dict
 on a GPU loads on a machine without one, and no dataset file is needed."""
 import itertools
 from dataclasses import asdict
-from typing import Any, Dict, Optional, Tuple, Type
+from typing import Any, Dict, List, Optional, Tuple, Type
 
 import torch
 from torch import Tensor
@@ -24,17 +24,23 @@ from diffkg_pyg.train.registry import get_recipe
 from diffkg_pyg.utils import first_line, iter_tensors, to_csr, to_device
 
 __all__ = ['save_model', 'load_model', 'Recommender', 'check_saved_model',
-           'check_model_state']
+           'check_model_state', 'check_raw_ids']
 
 MODEL_FORMAT = 'diffkg_pyg.model/2'
 
 
 def save_model(path: str, recipe: Recipe, model: torch.nn.Module,
-               sizes: Sizes, train_edge_index: Tensor) -> None:
+               sizes: Sizes, train_edge_index: Tensor,
+               raw_ids: Optional[Dict[str, List[str]]] = None,
+               dataset: Optional[Dict[str, Any]] = None) -> None:
     r"""Saves :obj:`model` (trained with :obj:`recipe` on a dataset of
     :obj:`sizes` with the train pairs :obj:`train_edge_index`) for
     :func:`load_model`. Parameters under the recipe's
     :obj:`inference_skip` prefixes (e.g. DiffKG's denoiser) are left out.
+    :obj:`raw_ids` (the dataset's own user and item ids,
+    :func:`~diffkg_pyg.data.raw_ids`) let the model be asked and answer in
+    them; :obj:`dataset` (the result's dataset record) lets
+    :obj:`diffkg-pyg evaluate` tell whether it is given the same data.
     """
     state = {k: to_device(v, torch.device('cpu'))
              for k, v in model.state_dict().items()
@@ -43,6 +49,7 @@ def save_model(path: str, recipe: Recipe, model: torch.nn.Module,
     # A file that would not load is not written:
     check_index(train_edge_index, f'{path}: train_edge_index',
                 [('user', sizes.num_users), ('item', sizes.num_items)])
+    check_raw_ids(raw_ids, sizes, path)
     save_atomic({
         'format': MODEL_FORMAT,
         'model_name': recipe.name,
@@ -51,6 +58,8 @@ def save_model(path: str, recipe: Recipe, model: torch.nn.Module,
         'state_dict': state,
         'train_edge_index': train_edge_index.cpu(),
         'recipe': to_device(recipe.state_dict(), torch.device('cpu')),
+        'raw_ids': raw_ids,
+        'dataset': dataset,
     }, path)
 
 
@@ -64,12 +73,22 @@ class Recommender:
         sizes (Sizes): The dataset sizes.
         train_edge_index (torch.Tensor): The train pairs (never
             recommended back by default).
+        raw_ids (dict, optional): The dataset's own ids, lists of strings
+            under :obj:`'user'` and :obj:`'item'` (:obj:`None`: the ids are
+            the indices). (default: :obj:`None`)
+        dataset (dict, optional): The record of the dataset it was trained
+            on (name, layout, fingerprint, split). (default: :obj:`None`)
     """
     def __init__(self, recipe: Recipe, model: torch.nn.Module, sizes: Sizes,
-                 train_edge_index: Tensor) -> None:
+                 train_edge_index: Tensor,
+                 raw_ids: Optional[Dict[str, List[str]]] = None,
+                 dataset: Optional[Dict[str, Any]] = None) -> None:
         self.recipe = recipe
         self.model = model.eval()
         self.sizes = sizes
+        self.train_edge_index = train_edge_index
+        self.raw_ids = raw_ids
+        self.dataset = dataset
         self.train_ptr, self.train_col = to_csr(train_edge_index,
                                                 sizes.num_users)
         with torch.no_grad():
@@ -83,6 +102,35 @@ class Recommender:
         user_index = check_user_index(torch.as_tensor(user_index),
                                       self.sizes.num_users)
         return self._scores(user_index.to(self.device))
+
+    @torch.no_grad()
+    def embeddings(self) -> Optional[Tuple[Tensor, Tensor]]:
+        r"""The final user and item embeddings :obj:`[num_users, dim]` and
+        :obj:`[num_items, dim]` of a dot-product model (the scores are
+        their inner products), :obj:`None` for a model that scores
+        otherwise (DiffRec's family)."""
+        return self.recipe.embeddings(self.model)
+
+    def ids(self, kind: str, index: Tensor) -> List[str]:
+        r"""The dataset's own ids of the :obj:`kind` (:obj:`'user'` or
+        :obj:`'item'`) indices :obj:`index` (the indices as text where the
+        dataset had none)."""
+        index = index.tolist()
+        if self.raw_ids is None:
+            return [str(i) for i in index]
+        table = self.raw_ids[kind]
+        return [table[i] for i in index]
+
+    def index_of(self, kind: str, ids: List[str]) -> List[Optional[int]]:
+        r"""The indices of the dataset's own :obj:`kind` ids :obj:`ids`
+        (:obj:`None` for an id the model does not know)."""
+        count = (self.sizes.num_users if kind == 'user' else
+                 self.sizes.num_items)
+        if self.raw_ids is None:
+            return [int(i) if i.isdigit() and int(i) < count else None
+                    for i in ids]
+        table = {raw: i for i, raw in enumerate(self.raw_ids[kind])}
+        return [table.get(i) for i in ids]
 
     @property
     def device(self) -> torch.device:
@@ -160,6 +208,25 @@ def load_model(path: str, map_location: Optional[torch.device] = None,
                          f'version') from None
 
 
+def check_raw_ids(raw_ids: Any, sizes: Sizes, where: str) -> None:
+    r"""Raw ids (:obj:`None`, or a list of distinct strings per user and
+    item, one per node) as :func:`save_model` takes them."""
+    if raw_ids is None:
+        return
+    if not isinstance(raw_ids, dict) or set(raw_ids) != {'user', 'item'}:
+        raise ValueError(f"{where}: raw_ids must map 'user' and 'item' to "
+                         f"lists of ids")
+    for kind, count in (('user', sizes.num_users),
+                        ('item', sizes.num_items)):
+        ids = raw_ids[kind]
+        if not isinstance(ids, list) or len(ids) != count or \
+                not all(isinstance(i, str) for i in ids):
+            raise ValueError(f'{where}: raw_ids[{kind!r}] must be a list of '
+                             f'{count} strings')
+        if len(set(ids)) != count:
+            raise ValueError(f'{where}: raw_ids[{kind!r}] repeats an id')
+
+
 #: What a saved model holds.
 _MODEL_KEYS = ('model_name', 'hyperparameters', 'sizes', 'state_dict',
                'train_edge_index', 'recipe')
@@ -176,6 +243,9 @@ def check_saved_model(saved: Dict, where: str) -> Sizes:
     check_index(saved['train_edge_index'], f'{where}: train_edge_index',
                 [('user', sizes.num_users), ('item', sizes.num_items)])
     check_model_state(saved['state_dict'], saved['recipe'], sizes, where)
+    check_raw_ids(saved.get('raw_ids'), sizes, where)
+    if not isinstance(saved.get('dataset') or {}, dict):
+        raise ValueError(f'{where}: the dataset record is not a dict')
     return sizes
 
 
@@ -218,4 +288,5 @@ def _restore(path: str, saved: Dict, recipe_class: Type[Recipe],
     model = model.to(device).eval()
     train_edge_index = saved['train_edge_index']
     recipe.setup_inference(model, train_edge_index.to(device))
-    return Recommender(recipe, model, sizes, train_edge_index)
+    return Recommender(recipe, model, sizes, train_edge_index,
+                       saved.get('raw_ids'), saved.get('dataset'))

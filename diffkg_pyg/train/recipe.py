@@ -177,12 +177,30 @@ class Recipe:
         terms; return anything else to log (counts, seconds of phases)."""
         raise NotImplementedError
 
+    def embeddings(self, model: torch.nn.Module
+                   ) -> Optional[Tuple[Tensor, Tensor]]:
+        r"""For a dot-product model, called in evaluation mode without
+        gradients: the final user and item embeddings, :obj:`[num_users,
+        dim]` and :obj:`[num_items, dim]`, whose inner products are the
+        scores (what :meth:`scores` ranks by default, and what
+        :obj:`diffkg-pyg recommend --embeddings` exports); :obj:`None` for
+        a model that scores otherwise (which then overrides
+        :meth:`scores`)."""
+        return None
+
     def scores(self, model: torch.nn.Module) -> Callable[[Tensor], Tensor]:
         r"""Called in evaluation mode, without gradients, once per
         evaluation: returns the function mapping user indices
         :obj:`[batch_size]` to the scores of all items
-        :obj:`[batch_size, num_items]`."""
-        raise NotImplementedError
+        :obj:`[batch_size, num_items]` (by default the inner products of
+        :meth:`embeddings`)."""
+        out = self.embeddings(model)
+        if out is None:
+            raise NotImplementedError(f'{type(self).__name__} defines '
+                                      f'neither embeddings() nor scores()')
+        user_emb, item_emb = out
+        return lambda users: user_emb[users.to(user_emb.device)] @ \
+            item_emb.t()
 
     def state_dict(self) -> Dict[str, Any]:
         r"""State besides the model's parameters that scoring depends on

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from diffkg_pyg import distributed
 from diffkg_pyg.data.graph import USER_ITEM
+from diffkg_pyg.data.tabular import raw_ids
 from diffkg_pyg.data.validate import validate
 from diffkg_pyg.evaluation import RankingEvaluator, activity_buckets
 from diffkg_pyg.train.checkpoint import fingerprint
@@ -207,6 +208,7 @@ class Trainer:
         self.sizes = Sizes.from_data(data)
         self.fingerprint = fingerprint(data)
         self.dataset = dataset_record(data, self.fingerprint)
+        self.raw_ids = raw_ids(data)
 
         store = data[USER_ITEM]
         if store.val_edge_index.size(1) == 0:
@@ -495,4 +497,4 @@ class Trainer:
         r"""Saves the current (after :meth:`fit`: the best) model for
         inference; see :func:`~diffkg_pyg.train.load_model`."""
         save_model(path, self.recipe, self.model, self.sizes,
-                   self.context.train_edge_index)
+                   self.context.train_edge_index, self.raw_ids, self.dataset)

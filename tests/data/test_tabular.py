@@ -169,18 +169,48 @@ def test_every_model_trains_to_the_same_numbers(name, tmp_path, capsys):
     # those needing time on RecBole and CSV files with timestamps.
     folders = write_folders(tmp_path, timed=name in CHRONOLOGICAL)
     config = _config(name, tmp_path / 'tiny.toml')
-    records = {}
+    records, lists = {}, {}
     for layout, folder in folders.items():
-        out = tmp_path / f'{layout}.json'
+        out, saved = tmp_path / f'{layout}.json', tmp_path / f'{layout}.pt'
         assert main(['train', str(folder), '--model', name, '--epochs', '1',
-                     '--config', config, '--output', str(out)]) == 0
+                     '--config', config, '--output', str(out),
+                     '--save-model', str(saved)]) == 0
         records[layout] = json.loads(out.read_text())
+        # The saved model, asked again: the run's test metrics exactly.
+        again = tmp_path / f'{layout}-evaluate.json'
+        assert main(['evaluate', str(saved), str(folder),
+                     '--output', str(again)]) == 0
+        evaluated = json.loads(again.read_text())
+        assert evaluated['test'] == records[layout]['test'], layout
+        assert evaluated['same_dataset'] is True
+        topk = tmp_path / f'{layout}-topk.tsv'
+        assert main(['recommend', str(saved), '--k', '5',
+                     '--output', str(topk)]) == 0
+        lists[layout] = [row.split('\t') for row in
+                         topk.read_text().splitlines()]
     capsys.readouterr()
     first = records[next(iter(folders))]
     for layout, record in records.items():
         assert record['test'] == first['test'], layout
         assert record['valid'] == first['valid'], layout
         assert record['dataset']['layout'] == layout
+    # recommend writes each layout's own ids, the same lists in each.
+    decoded = {}
+    for layout, rows in lists.items():
+        assert rows[0] == ['user', 'rank', 'item', 'score']
+        csv = layout == 'csv'
+        decoded[layout] = []
+        for u, rank, i, score in rows[1:]:
+            number = (int(u), int(i)) if layout == 'kgat' else \
+                (int(u[-2:]), int(i[-2:]))
+            if layout != 'kgat':  # The tokens, as the files spell them.
+                assert (u, i) == (user(number[0]), item(number[1], csv))
+            decoded[layout].append((*number, int(rank), float(score)))
+    first = decoded[next(iter(folders))]
+    for layout, rows in decoded.items():
+        assert [r[:3] for r in rows] == [r[:3] for r in first], layout
+        assert [r[3] for r in rows] == pytest.approx(
+            [r[3] for r in first], rel=1e-5, abs=1e-6)
 
 
 def test_timestamps_order_every_users_train_pairs(tmp_path):

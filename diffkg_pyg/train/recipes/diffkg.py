@@ -1,6 +1,6 @@
 r"""The training recipe of :class:`~diffkg_pyg.DiffKG`."""
 import time
-from typing import Any, Callable, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import torch
 from torch import Tensor
@@ -220,11 +220,9 @@ class DiffKGRecipe(Recipe):
                 'rebuild_seconds': rebuild_end - diffusion_end,
                 'recommendation_seconds': time.perf_counter() - rebuild_end}
 
-    def scores(self, model: DiffKG) -> Callable[[Tensor], Tensor]:
+    def embeddings(self, model: DiffKG) -> Tuple[Tensor, Tensor]:
         kg = model.eval_kg(model.sampled_kg, model.denoised_kg)
-        user_emb, item_emb = model.get_embedding(self.adj, *kg)
-        return lambda users: user_emb[users.to(user_emb.device)] @ \
-            item_emb.t()
+        return model.get_embedding(self.adj, *kg)
 
     def summary(self, model: DiffKG) -> Dict[str, Any]:
         columns = model.choose_noise_columns()

@@ -1,5 +1,5 @@
 r"""The training recipe of :class:`~diffkg_pyg.nn.models.KGAT`."""
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import torch
 from torch import Tensor
@@ -248,11 +248,9 @@ class KGATRecipe(Recipe):
                                           self.pairs, self.pair)
         return {}
 
-    def scores(self, model: KGAT) -> Callable[[Tensor], Tensor]:
+    def embeddings(self, model: KGAT) -> Tuple[Tensor, Tensor]:
         out = model(self.pairs, self.weight)
-        user_out = out[model.num_entities:]
-        item_out = out[:self.num_items]
-        return lambda users: user_out[users.to(out.device)] @ item_out.t()
+        return out[model.num_entities:], out[:self.num_items]
 
     def state_dict(self) -> Dict[str, Any]:
         return {name: getattr(self, name) for name in

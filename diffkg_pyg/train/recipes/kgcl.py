@@ -1,5 +1,5 @@
 r"""The training recipe of :class:`~diffkg_pyg.nn.models.KGCL`."""
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Dict, Tuple
 
 import torch
 from torch import Tensor
@@ -279,10 +279,8 @@ class KGCLRecipe(Recipe):
                          ssl=ssl.detach())
         return {}
 
-    def scores(self, model: KGCL) -> Callable[[Tensor], Tensor]:
-        user_out, item_out = model(self.adj, *self.slots)
-        return lambda users: user_out[users.to(user_out.device)] @ \
-            item_out.t()
+    def embeddings(self, model: KGCL) -> Tuple[Tensor, Tensor]:
+        return model(self.adj, *self.slots)
 
     def state_dict(self) -> Dict[str, Any]:
         return {'triplets': self.triplets, 'slots': self.slots}

@@ -1,5 +1,5 @@
 r"""The training recipe of :class:`~diffkg_pyg.nn.models.KGIN`."""
-from typing import Any, Callable, Dict
+from typing import Any, Dict, Tuple
 
 import torch
 from torch import Tensor
@@ -132,12 +132,10 @@ class KGINRecipe(Recipe):
                          independence=independence)
         return {}
 
-    def scores(self, model: KGIN) -> Callable[[Tensor], Tensor]:
+    def embeddings(self, model: KGIN) -> Tuple[Tensor, Tensor]:
         user_out, entity_out = model(self.train_edge_index, self.kg[:2],
                                      self.kg[2])
-        item_out = entity_out[:self.num_items]
-        return lambda users: user_out[users.to(user_out.device)] @ \
-            item_out.t()
+        return user_out, entity_out[:self.num_items]
 
     def state_dict(self) -> Dict[str, Any]:
         return {'kg': self.kg}

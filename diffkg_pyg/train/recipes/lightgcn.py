@@ -1,6 +1,6 @@
 r"""The training recipe of PyG's
 :class:`~torch_geometric.nn.models.LightGCN`, the baseline."""
-from typing import Any, Callable, Dict
+from typing import Any, Dict, Tuple
 
 import torch
 from torch import Tensor
@@ -69,7 +69,6 @@ class LightGCNRecipe(Recipe):
             context.step(context.optimizers, loss)
         return {}
 
-    def scores(self, model: LightGCN) -> Callable[[Tensor], Tensor]:
+    def embeddings(self, model: LightGCN) -> Tuple[Tensor, Tensor]:
         out = model.get_embedding(self.adj)
-        user_emb, item_emb = out[:self.num_users], out[self.num_users:]
-        return lambda users: user_emb[users.to(out.device)] @ item_emb.t()
+        return out[:self.num_users], out[self.num_users:]

@@ -1,5 +1,5 @@
 r"""The training recipe of :class:`~diffkg_pyg.nn.models.MF`."""
-from typing import Any, Callable, Dict
+from typing import Any, Dict, Tuple
 
 from torch import Tensor
 
@@ -44,6 +44,5 @@ class MFRecipe(Recipe):
             context.step(context.optimizers, loss, bpr=bpr)
         return {}
 
-    def scores(self, model: MF) -> Callable[[Tensor], Tensor]:
-        item = model.item_emb
-        return lambda users: model.user_emb[users.to(item.device)] @ item.t()
+    def embeddings(self, model: MF) -> Tuple[Tensor, Tensor]:
+        return model.user_emb, model.item_emb

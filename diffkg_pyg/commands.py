@@ -1,0 +1,145 @@
+r"""The commands of ``diffkg-pyg`` that read what a run left behind, a saved
+model (``train --save-model``)::
+
+    diffkg-pyg recommend MODEL [--users FILE|all] [--k 20]
+                         [--output topk.tsv] [--embeddings emb.npz]
+    diffkg-pyg evaluate MODEL DATA [the data flags of train]
+                        [--topk 10 20 40] [--output result.json]
+
+Both answer in the dataset's own ids (the tokens of RecBole or CSV files)
+where the model was trained on such a dataset (see
+:mod:`diffkg_pyg.train.outputs`)."""
+import argparse
+import sys
+from typing import Any
+
+from diffkg_pyg.train.flags import add_data_flags, format_table, load_data
+from diffkg_pyg.train.preflight import check_device, probe_file
+
+__all__ = ['add_result_commands', 'run_result_command', 'RESULT_COMMANDS']
+
+#: The commands of this module.
+RESULT_COMMANDS = ('recommend', 'evaluate')
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+_positive.__name__ = 'positive integer'
+
+
+def _common(parser: argparse.ArgumentParser, debug: bool = True) -> None:
+    parser.add_argument('model', metavar='MODEL',
+                        help='a model saved by `train --save-model`')
+    parser.add_argument('--batch-size', type=_positive, default=1024,
+                        help='users scored at once (default: 1024)')
+    parser.add_argument('--device', default='cpu',
+                        help='where to score (default: cpu)')
+    if debug:  # (add_data_flags adds it otherwise)
+        parser.add_argument('--debug', action='store_true',
+                            help='show Python tracebacks on errors')
+
+
+def add_result_commands(commands: Any) -> None:
+    r"""Adds ``recommend`` and ``evaluate`` to the sub-parsers
+    :obj:`commands`."""
+    recommend = commands.add_parser(
+        'recommend', help='write the top-K items of users from a saved '
+        'model, in the dataset\'s own ids')
+    _common(recommend)
+    recommend.add_argument(
+        '--users', default='all', metavar='FILE|all',
+        help="a file with one user id per line, or 'all' (default: all)")
+    recommend.add_argument('--k', type=_positive, default=20,
+                           help='items per user (default: 20)')
+    recommend.add_argument(
+        '--output', '-o', metavar='FILE',
+        help='the top-K lists: a TSV of user, rank, item, score')
+    recommend.add_argument(
+        '--embeddings', metavar='FILE.npz',
+        help='also write the user and item embeddings (dot-product models)')
+    recommend.add_argument('--keep-seen', action='store_true',
+                           help="recommend a user's train items too")
+    evaluate = commands.add_parser(
+        'evaluate', help="a saved model's metrics on a dataset's test pairs")
+    _common(evaluate, debug=False)
+    evaluate.add_argument('data', metavar='DATA',
+                          help='dataset folder or built-in name')
+    evaluate.add_argument('--topk', type=_positive, nargs='+',
+                          default=[10, 20, 40], metavar='K',
+                          help='metric cut-offs (default: 10 20 40)')
+    evaluate.add_argument('--output', '-o', metavar='FILE',
+                          help='write the metrics as JSON')
+    add_data_flags(evaluate)
+
+
+def run_result_command(args: argparse.Namespace) -> int:
+    r"""Runs the ``recommend`` or ``evaluate`` command :obj:`args`."""
+    from diffkg_pyg.train import load_model
+
+    device = check_device(args.device)
+    outputs = [args.output] + ([args.embeddings] if
+                               args.command == 'recommend' else [])
+    if not any(outputs) and args.command == 'recommend':
+        raise ValueError('recommend: give --output FILE (the top-K lists) '
+                         'or --embeddings FILE.npz')
+    for flag, path in zip(('--output', '--embeddings'), outputs):
+        if path:
+            probe_file(path, flag)
+    recommender = load_model(args.model, device)
+    if args.command == 'recommend':
+        return _recommend(args, recommender)
+    return _evaluate(args, recommender)
+
+
+def _recommend(args: argparse.Namespace, recommender) -> int:
+    from diffkg_pyg.train.outputs import (
+        users_of,
+        write_embeddings,
+        write_top_k,
+    )
+    if args.embeddings:
+        write_embeddings(args.embeddings, recommender)
+        print(f'{args.embeddings}: the embeddings of '
+              f'{recommender.sizes.num_users} users and '
+              f'{recommender.sizes.num_items} items')
+    if args.output:
+        users = users_of(recommender, args.users)
+        k = min(args.k, recommender.sizes.num_items)
+        rows = write_top_k(args.output, recommender, users, k,
+                           not args.keep_seen, args.batch_size)
+        print(f'{args.output}: {rows} recommendations for {users.numel()} '
+              f'users (top {k})')
+    return 0
+
+
+def _evaluate(args: argparse.Namespace, recommender) -> int:
+    from diffkg_pyg.train.checkpoint import fingerprint
+    from diffkg_pyg.train.outputs import evaluate_saved
+    from diffkg_pyg.train.results import dataset_record
+    from diffkg_pyg.utils import save_json
+
+    data = load_data(args, log=False)
+    out = evaluate_saved(recommender, data, args.topk, args.batch_size)
+    if out['same_dataset'] is False:
+        sys.stderr.write(f'note: {args.data} is not the dataset '
+                         f'{args.model} was trained on (another '
+                         f'fingerprint: other files, split or flags), so '
+                         f'its numbers are not those of that run\n')
+    names = sorted(out['test'] or out['valid'],
+                   key=lambda m: (m.split('@')[0], int(m.split('@')[1])))
+    rows = [['split'] + names]
+    for split in ('valid', 'test'):
+        if out[split]:
+            rows.append([split] + [f'{out[split][m]:.4f}' for m in names])
+    print(format_table(rows))
+    if args.output:
+        save_json(args.output, {
+            'model': recommender.recipe.name, 'model_file': args.model,
+            'dataset': dataset_record(data, fingerprint(data)),
+            'trained_on': recommender.dataset, **out})
+    return 0
