@@ -1,14 +1,17 @@
-r"""The commands of ``diffkg-pyg`` that read what a run left behind, a saved
-model (``train --save-model``)::
+r"""The commands of ``diffkg-pyg`` that read what runs left behind, a saved
+model (``train --save-model``) or result files (``train --output``)::
 
     diffkg-pyg recommend MODEL [--users FILE|all] [--k 20]
                          [--output topk.tsv] [--embeddings emb.npz]
     diffkg-pyg evaluate MODEL DATA [the data flags of train]
                         [--topk 10 20 40] [--output result.json]
+    diffkg-pyg compare RESULT... [--baseline MODEL] [--metrics ...]
+                       [--split test|valid] [--plot curves.png]
 
-Both answer in the dataset's own ids (the tokens of RecBole or CSV files)
-where the model was trained on such a dataset (see
-:mod:`diffkg_pyg.train.outputs`)."""
+``recommend`` and ``evaluate`` answer in the dataset's own ids (the tokens
+of RecBole or CSV files) where the model was trained on such a dataset
+(see :mod:`diffkg_pyg.train.outputs`); ``compare`` is
+:mod:`diffkg_pyg.train.compare`."""
 import argparse
 import sys
 from typing import Any
@@ -19,7 +22,7 @@ from diffkg_pyg.train.preflight import check_device, probe_file
 __all__ = ['add_result_commands', 'run_result_command', 'RESULT_COMMANDS']
 
 #: The commands of this module.
-RESULT_COMMANDS = ('recommend', 'evaluate')
+RESULT_COMMANDS = ('recommend', 'evaluate', 'compare')
 
 
 def _positive(text: str) -> int:
@@ -75,12 +78,34 @@ def add_result_commands(commands: Any) -> None:
     evaluate.add_argument('--output', '-o', metavar='FILE',
                           help='write the metrics as JSON')
     add_data_flags(evaluate)
+    compare = commands.add_parser(
+        'compare', help='result files grouped by model: mean ± std, paired '
+        'tests against a baseline')
+    compare.add_argument('results', metavar='RESULT', nargs='+',
+                         help='result JSONs (train --output), or folders of '
+                         'them')
+    compare.add_argument('--baseline', metavar='MODEL',
+                         help='the group tested against (default: the best '
+                         'mean of the first metric)')
+    compare.add_argument('--metrics', nargs='+', metavar='METRIC',
+                         help='default: recall@20 and ndcg@20, those the '
+                         'runs have')
+    compare.add_argument('--split', choices=('test', 'valid'),
+                         default='test', help='default: test')
+    compare.add_argument('--plot', metavar='FILE.png',
+                         help='draw the validation learning curves')
+    compare.add_argument('--output', '-o', metavar='FILE',
+                         help='write the comparison as JSON')
+    compare.add_argument('--debug', action='store_true',
+                         help='show Python tracebacks on errors')
 
 
 def run_result_command(args: argparse.Namespace) -> int:
     r"""Runs the ``recommend`` or ``evaluate`` command :obj:`args`."""
     from diffkg_pyg.train import load_model
 
+    if args.command == 'compare':
+        return _compare(args)
     device = check_device(args.device)
     outputs = [args.output] + ([args.embeddings] if
                                args.command == 'recommend' else [])
@@ -142,4 +167,36 @@ def _evaluate(args: argparse.Namespace, recommender) -> int:
             'model': recommender.recipe.name, 'model_file': args.model,
             'dataset': dataset_record(data, fingerprint(data)),
             'trained_on': recommender.dataset, **out})
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from diffkg_pyg.train.compare import (
+        compare_runs,
+        format_comparison,
+        group_runs,
+        plot_curves,
+        read_results,
+    )
+    from diffkg_pyg.utils import save_json
+
+    for flag, path in (('--plot', args.plot), ('--output', args.output)):
+        if path:
+            probe_file(path, flag)
+    groups = group_runs(read_results(args.results))
+    present = {m for g in groups for r in g.runs.values()
+               for m in r.get(args.split) or {}}
+    metrics = args.metrics or [m for m in ('recall@20', 'ndcg@20')
+                               if m in present]
+    missing = [m for m in metrics if m not in present]
+    if missing or not metrics:
+        raise ValueError(f'--metrics: no run has '
+                         f'{", ".join(missing) or "recall@20 or ndcg@20"} '
+                         f'(in its {args.split} metrics)')
+    out = compare_runs(groups, metrics, args.baseline, args.split)
+    print(format_comparison(out))
+    if args.plot:
+        plot_curves(groups, args.plot, metrics[0])
+    if args.output:
+        save_json(args.output, out)
     return 0
