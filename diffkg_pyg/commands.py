@@ -75,6 +75,9 @@ def add_result_commands(commands: Any) -> None:
     evaluate.add_argument('--topk', type=_positive, nargs='+',
                           default=[10, 20, 40], metavar='K',
                           help='metric cut-offs (default: 10 20 40)')
+    evaluate.add_argument('--metrics', nargs='+', default=['recall', 'ndcg'],
+                          metavar='METRIC', help='default: recall ndcg '
+                          '(see train --help)')
     evaluate.add_argument('--output', '-o', metavar='FILE',
                           help='write the metrics as JSON')
     add_data_flags(evaluate)
@@ -149,7 +152,8 @@ def _evaluate(args: argparse.Namespace, recommender) -> int:
     from diffkg_pyg.utils import save_json
 
     data = load_data(args, log=False)
-    out = evaluate_saved(recommender, data, args.topk, args.batch_size)
+    out = evaluate_saved(recommender, data, args.topk, args.batch_size,
+                         args.metrics)
     if out['same_dataset'] is False:
         sys.stderr.write(f'note: {args.data} is not the dataset '
                          f'{args.model} was trained on (another '

@@ -1,19 +1,35 @@
-r"""Full-ranking evaluation of recommenders: Recall@K and NDCG@K over all
-items, with the items a user already has masked out."""
+r"""Full-ranking evaluation of recommenders: Recall@K and NDCG@K (and, where
+asked, Precision, Hit, MRR, MAP, item coverage and average popularity) over
+all items, with the items a user already has masked out."""
 from typing import Callable, Dict, Optional, Sequence
 
 import torch
 from torch import Tensor
 from torch_geometric.metrics import (
+    LinkPredAveragePopularity,
+    LinkPredCoverage,
+    LinkPredHitRatio,
+    LinkPredMAP,
     LinkPredMetricCollection,
+    LinkPredMRR,
     LinkPredNDCG,
+    LinkPredPrecision,
     LinkPredRecall,
 )
 
 from diffkg_pyg.distributed import all_reduce_sum, shard
 from diffkg_pyg.utils import gather_rows, to_csr
 
-__all__ = ['RankingEvaluator', 'ACTIVITY_BUCKETS', 'activity_buckets']
+__all__ = ['RankingEvaluator', 'protocol_evaluators', 'METRICS',
+           'ACTIVITY_BUCKETS', 'activity_buckets']
+
+#: The metrics :class:`RankingEvaluator` computes, by name: means over the
+#: users with held-out items, then the two of the lists themselves.
+METRICS = ('recall', 'ndcg', 'precision', 'hit', 'mrr', 'map', 'coverage',
+           'popularity')
+_USER_METRICS = {'recall': LinkPredRecall, 'ndcg': LinkPredNDCG,
+                 'precision': LinkPredPrecision, 'hit': LinkPredHitRatio,
+                 'mrr': LinkPredMRR, 'map': LinkPredMAP}
 
 #: User-activity buckets: (label, fewest, most) train interactions, the
 #: coldest first.
@@ -52,13 +68,35 @@ class RankingEvaluator:
         {\sum_{r=1}^{\min(|T_u|, K)} 1 / \log_2(r + 1)},
 
     both averaged over the users with :math:`|T_u| > 0` (a cut-off larger
-    than the number of items ranks them all).
+    than the number of items ranks them all). Where asked (:obj:`metrics`),
+    also, with :math:`h_r = \mathbb{1}[\mathrm{top}_K(u)_r \in T_u]`,
 
-    The counting is done by :class:`torch_geometric.metrics.LinkPredRecall`
-    and :class:`~torch_geometric.metrics.LinkPredNDCG`, which compute exactly
-    these definitions (the ideal DCG over :math:`\min(|T_u|, K)` positions;
-    checked against a brute-force implementation in the tests); this class
-    adds the masking and the batching over users.
+    .. math::
+        \mathrm{Precision@}K(u) &= \frac{1}{K} \sum_{r=1}^{K} h_r, \qquad
+        \mathrm{Hit@}K(u) = \max_{r \le K} h_r, \qquad
+        \mathrm{MRR@}K(u) = \max_{r \le K} \frac{h_r}{r}
+
+        \mathrm{MAP@}K(u) &= \frac{1}{\min(|T_u|, K)} \sum_{r=1}^{K} h_r
+        \frac{1}{r} \sum_{j=1}^{r} h_j,
+
+    averaged likewise, and of the lists of those users: the item coverage
+    (the fraction of all items in at least one :math:`\mathrm{top}_K(u)`) and
+    the average popularity (the mean over users of the mean number of train
+    interactions of the items of :math:`\mathrm{top}_K(u)`; the train pairs
+    are the first of :obj:`exclude_edge_index`).
+
+    The counting is done by PyG's metrics
+    (:class:`~torch_geometric.metrics.LinkPredRecall`,
+    :class:`~torch_geometric.metrics.LinkPredNDCG`,
+    :class:`~torch_geometric.metrics.LinkPredPrecision`,
+    :class:`~torch_geometric.metrics.LinkPredHitRatio`,
+    :class:`~torch_geometric.metrics.LinkPredMRR`,
+    :class:`~torch_geometric.metrics.LinkPredMAP`,
+    :class:`~torch_geometric.metrics.LinkPredCoverage`,
+    :class:`~torch_geometric.metrics.LinkPredAveragePopularity`), which
+    compute exactly these definitions (checked against a literal per-user
+    implementation in the tests); this class adds the masking and the
+    batching over users.
 
     Args:
         target_edge_index (torch.Tensor): The held-out user-item pairs,
@@ -72,6 +110,8 @@ class RankingEvaluator:
             (default: :obj:`(10, 20, 40)`)
         batch_size (int, optional): Users scored at once.
             (default: :obj:`1024`)
+        metrics (list of str, optional): Which of :data:`METRICS`, each at
+            every cut-off. (default: :obj:`('recall', 'ndcg')`)
     """
     def __init__(
         self,
@@ -81,9 +121,15 @@ class RankingEvaluator:
         num_items: int,
         ks: Sequence[int] = (10, 20, 40),
         batch_size: int = 1024,
+        metrics: Sequence[str] = ('recall', 'ndcg'),
     ) -> None:
         if len(ks) == 0 or min(ks) < 1:
             raise ValueError(f"'ks' must be positive cut-offs (got {ks})")
+        unknown = [m for m in metrics if m not in METRICS]
+        if unknown or not metrics:
+            raise ValueError(f"'metrics' must be some of {', '.join(METRICS)}"
+                             f' (got {", ".join(metrics) or "none"})')
+        self.metrics = list(dict.fromkeys(metrics))
         if batch_size < 1:
             raise ValueError(f"'batch_size' must be >= 1 (got {batch_size})")
         if isinstance(exclude_edge_index, Tensor):
@@ -97,6 +143,8 @@ class RankingEvaluator:
         self.exclude_ptr, self.exclude_col = to_csr(
             torch.cat(list(exclude_edge_index), dim=1), num_users)
         self.users = torch.unique(target_edge_index[0])
+        self.popularity = torch.bincount(
+            exclude_edge_index[0][1].cpu(), minlength=num_items).float()
 
     @torch.no_grad()
     def __call__(self, score_users: Callable[[Tensor], Tensor],
@@ -119,9 +167,9 @@ class RankingEvaluator:
             A dictionary mapping :obj:`'recall@K'` and :obj:`'ndcg@K'` to
             floats.
         """
+        names = [f'{m}@{k}' for m in self.metrics for k in self.ks]
         metrics = LinkPredMetricCollection(
-            [LinkPredRecall(k) for k in self.ks] +
-            [LinkPredNDCG(k) for k in self.ks])
+            [self._metric(m, k) for m in self.metrics for k in self.ks])
         all_users = self.users
         if users is not None:
             all_users = all_users[torch.isin(all_users, users.to(
@@ -148,15 +196,30 @@ class RankingEvaluator:
         # processes when sharded), divided as LinkPredMetric.compute()
         # divides (read directly: with torchmetrics installed, compute()
         # would sum over the processes itself, and without, not at all).
-        accum = torch.stack([m.accum.float() for m in metrics.values()])
-        total = torch.stack([m.total for m in metrics.values()])
+        # Coverage: the items of any list (over the processes too).
+        parts = [m.mask.float() if isinstance(m, LinkPredCoverage) else
+                 torch.stack([m.accum.float(), m.total.float()])
+                 for m in metrics.values()]
+        flat = torch.cat(parts)
         if sharded:
-            all_reduce_sum(accum)
-            all_reduce_sum(total)
-        out = torch.where(total > 0, accum / total.clamp(min=1), 0.0)
-        return {(f'recall@{metric.k}' if isinstance(metric, LinkPredRecall)
-                 else f'ndcg@{metric.k}'): float(value)
-                for metric, value in zip(metrics.values(), out)}
+            all_reduce_sum(flat)
+        out, start = {}, 0
+        for name, part in zip(names, parts):
+            value = flat[start:start + part.numel()]
+            start += part.numel()
+            if name.startswith('coverage@'):
+                out[name] = float((value > 0).float().mean())
+            else:  # (In float32, as LinkPredMetric.compute() divides.)
+                accum, total = value
+                out[name] = float(accum / total) if total > 0 else 0.0
+        return out
+
+    def _metric(self, name: str, k: int):
+        if name == 'coverage':
+            return LinkPredCoverage(k, self.num_items)
+        if name == 'popularity':
+            return LinkPredAveragePopularity(k, self.popularity)
+        return _USER_METRICS[name](k)
 
     def count(self, users: Tensor) -> int:
         r"""How many of :obj:`users` have held-out items."""
@@ -166,3 +229,23 @@ class RankingEvaluator:
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(num_users={self.users.numel()}, '
                 f'num_items={self.num_items}, ks={self.ks})')
+
+
+def protocol_evaluators(train_edge_index: Tensor, val_edge_index: Tensor,
+                        test_edge_index: Tensor, num_users: int,
+                        num_items: int, ks: Sequence[int] = (10, 20, 40),
+                        batch_size: int = 1024,
+                        metrics: Sequence[str] = ('recall', 'ndcg')
+                        ) -> Dict[str, RankingEvaluator]:
+    r"""The evaluators of the package's protocol, :obj:`'valid'` (the
+    validation pairs, the train pairs masked) and :obj:`'test'` (the test
+    pairs, the train and validation pairs masked); the arguments as
+    :class:`RankingEvaluator`'s."""
+    return {
+        'valid': RankingEvaluator(val_edge_index, [train_edge_index],
+                                  num_users, num_items, ks, batch_size,
+                                  metrics),
+        'test': RankingEvaluator(test_edge_index,
+                                 [train_edge_index, val_edge_index],
+                                 num_users, num_items, ks, batch_size,
+                                 metrics)}

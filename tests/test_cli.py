@@ -215,3 +215,20 @@ def test_bad_config_files(tmp_path, capsys, text, message):
     assert main(['train', '--config', config]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count('\n') == 1, err
+
+
+def test_metrics_and_cut_offs_are_chosen_and_recorded(tmp_path, capsys):
+    from tests.conftest import write_kgat_folder
+    folder = write_kgat_folder(tmp_path / 'd')
+    out = tmp_path / 'r.json'
+    assert main(['train', str(folder), '--model', 'mf', '--epochs', '1',
+                 '--metrics', 'map', 'coverage', '--topk', '5',
+                 '--output', str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record['evaluation'] == {'mode': 'full', 'ks': [5, 20],
+                                    'metrics': ['recall', 'ndcg', 'map',
+                                                'coverage']}
+    assert list(record['test']) == [f'{m}@{k}' for m in
+                                    ('recall', 'ndcg', 'map', 'coverage')
+                                    for k in (5, 20)]
+    assert 0 < record['test']['coverage@5'] <= 1

@@ -8,15 +8,19 @@ from diffkg_pyg.evaluation import RankingEvaluator
 from diffkg_pyg.utils import gather_rows, to_csr
 
 
-def brute_force(scores, target, exclude, ks):
-    r"""Per-user reference implementation of Recall@K and NDCG@K."""
+def brute_force(scores, target, exclude, ks, metrics=('recall', 'ndcg')):
+    r"""Per-user reference implementation of every metric of
+    :data:`~diffkg_pyg.evaluation.METRICS` (the popularity of an item: its
+    count in :obj:`exclude`, the train pairs here)."""
     scores = scores.numpy().astype(np.float64)
     targets, excluded = {}, {}
     for u, i in target.t().tolist():
         targets.setdefault(u, set()).add(i)
     for u, i in exclude.t().tolist():
         excluded.setdefault(u, set()).add(i)
-    out = {f'{m}@{k}': [] for m in ('recall', 'ndcg') for k in ks}
+    popularity = np.bincount(exclude[1].numpy(), minlength=scores.shape[1])
+    out = {f'{m}@{k}': [] for m in metrics for k in ks}
+    listed = {k: set() for k in ks}
     for u, relevant in targets.items():
         row = scores[u].copy()
         for i in excluded.get(u, ()):
@@ -27,14 +31,33 @@ def brute_force(scores, target, exclude, ks):
             dcg = sum(h / math.log2(r + 2) for r, h in enumerate(hits))
             idcg = sum(1 / math.log2(r + 2)
                        for r in range(min(len(relevant), k)))
-            out[f'recall@{k}'].append(sum(hits) / len(relevant))
-            out[f'ndcg@{k}'].append(dcg / idcg)
+            first = next((r for r, h in enumerate(hits, 1) if h), None)
+            precision_at = [sum(hits[:r]) / r for r in range(1, k + 1)]
+            literal = {
+                'recall': sum(hits) / len(relevant), 'ndcg': dcg / idcg,
+                'precision': sum(hits) / k, 'hit': float(any(hits)),
+                'mrr': 0.0 if first is None else 1 / first,
+                'map': sum(p for p, h in zip(precision_at, hits) if h) /
+                min(len(relevant), k),
+                'popularity': float(np.mean(popularity[ranking[:k]]))}
+            listed[k] |= set(ranking[:k].tolist())
+            for m in metrics:
+                if m != 'coverage':
+                    out[f'{m}@{k}'].append(literal[m])
+    for k in ks:
+        if 'coverage' in metrics:
+            out[f'coverage@{k}'] = [len(listed[k]) / scores.shape[1]]
     return {key: float(np.mean(value)) for key, value in out.items()}
+
+
+ALL = ('recall', 'ndcg', 'precision', 'hit', 'mrr', 'map', 'coverage',
+       'popularity')
 
 
 @pytest.mark.parametrize('seed', [0, 1, 2])
 @pytest.mark.parametrize('batch_size', [1, 7, 1024])
-def test_evaluator_matches_brute_force(seed, batch_size):
+@pytest.mark.parametrize('metrics', [('recall', 'ndcg'), ALL])
+def test_evaluator_matches_brute_force(seed, batch_size, metrics):
     gen = torch.Generator().manual_seed(seed)
     num_users, num_items = 40, 60
     target = torch.stack([torch.randint(num_users, (150, ), generator=gen),
@@ -50,12 +73,13 @@ def test_evaluator_matches_brute_force(seed, batch_size):
     scores = torch.randn(num_users, num_items, generator=gen)
     ks = (5, 10, 20)
     evaluator = RankingEvaluator(target, [exclude], num_users, num_items, ks,
-                                 batch_size)
+                                 batch_size, metrics)
     out = evaluator(lambda users: scores[users])
-    expected = brute_force(scores, target, exclude, ks)
+    expected = brute_force(scores, target, exclude, ks, metrics)
     assert out.keys() == expected.keys()
     for key in expected:
-        assert out[key] == pytest.approx(expected[key], abs=1e-6), key
+        assert out[key] == pytest.approx(expected[key], rel=1e-6,
+                                         abs=1e-6), key
 
 
 def test_evaluator_hand_computed():
@@ -91,6 +115,8 @@ def test_evaluator_ignores_users_without_targets():
 @pytest.mark.parametrize('kwargs,match', [
     (dict(ks=(0, )), 'positive cut-offs'),
     (dict(ks=(5, ), batch_size=0), "'batch_size' must be >= 1"),
+    (dict(metrics=('recall', 'auc')), "'metrics' must be some of recall"),
+    (dict(metrics=()), 'got none'),
 ])
 def test_evaluator_bad_arguments(kwargs, match):
     edge_index = torch.tensor([[0], [1]])

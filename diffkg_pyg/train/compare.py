@@ -130,7 +130,8 @@ def _protocol(record: Dict[str, Any]) -> Dict[str, Any]:
     dataset = record['dataset']
     return {'dataset fingerprint': dataset.get('fingerprint'),
             'split': dataset.get('split'),
-            'evaluation': record.get('evaluation', 'full ranking')}
+            'evaluation': (record.get('evaluation') or {}).get('mode',
+                                                               'full')}
 
 
 def _mean_std(values: List[float]) -> Dict[str, Optional[float]]:

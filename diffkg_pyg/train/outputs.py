@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from diffkg_pyg.data.graph import USER_ITEM
 from diffkg_pyg.data.io import DataFormatError, _read_bytes
 from diffkg_pyg.data.tabular import raw_ids
-from diffkg_pyg.evaluation import RankingEvaluator
+from diffkg_pyg.evaluation import protocol_evaluators
 from diffkg_pyg.train.checkpoint import fingerprint
 from diffkg_pyg.train.persistence import Recommender
 from diffkg_pyg.utils import atomic_write
@@ -151,7 +151,9 @@ def _in_model_ids(edge_index: Tensor, maps: Sequence[Optional[Tensor]]
 
 def evaluate_saved(recommender: Recommender, data: HeteroData,
                    ks: Sequence[int] = (10, 20, 40),
-                   batch_size: int = 1024) -> Dict[str, Any]:
+                   batch_size: int = 1024,
+                   metrics: Sequence[str] = ('recall', 'ndcg')
+                   ) -> Dict[str, Any]:
     r"""The metrics of a saved model on the validation and test pairs of
     :obj:`data`, ranked as training ranks them (validation with the train
     pairs masked, test with the train and validation pairs masked), so
@@ -178,13 +180,11 @@ def evaluate_saved(recommender: Recommender, data: HeteroData,
                       stacklevel=2)
     train, val, test = pairs[''], pairs['val_'], pairs['test_']
     sizes = recommender.sizes
-    scores = recommender.scores
-    out: Dict[str, Any] = {}
-    for split, target, exclude in (('valid', val, [train]),
-                                   ('test', test, [train, val])):
-        evaluator = RankingEvaluator(target, exclude, sizes.num_users,
-                                     sizes.num_items, ks, batch_size)
-        out[split] = evaluator(scores) if target.size(1) else {}
+    evaluators = protocol_evaluators(train, val, test, sizes.num_users,
+                                     sizes.num_items, ks, batch_size, metrics)
+    out: Dict[str, Any] = {
+        split: evaluators[split](recommender.scores) if pairs.size(1) else {}
+        for split, pairs in (('valid', val), ('test', test))}
     trained_on = (recommender.dataset or {}).get('fingerprint')
     out['same_dataset'] = (None if trained_on is None else
                            trained_on == fingerprint(data))

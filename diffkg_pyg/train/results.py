@@ -1,7 +1,7 @@
 r"""What a fit returns and keeps: its result, its resumable state, and the
 two ways it stops early."""
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from torch_geometric.data import HeteroData
 
@@ -9,7 +9,7 @@ from diffkg_pyg.version import __version__, package_commit
 
 __all__ = ['FitResult', 'FitState', 'TrainingInterrupted',
            'NonFiniteLossError', 'DivergenceError', 'dataset_record',
-           'code_record']
+           'code_record', 'check_divergence']
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -95,3 +95,30 @@ def code_record() -> Dict[str, Any]:
     r"""The package version and, in a git checkout, its commit (with
     ``+dirty`` when the package differs from it)."""
     return {'version': __version__, 'commit': package_commit()}
+
+def check_divergence(history: List[Dict[str, Any]], record: Dict[str, Any],
+                     epoch: int, totals: Sequence[str],
+                     factor: Optional[float]) -> None:
+    r"""The divergence guard of :class:`~diffkg_pyg.train.Trainer`: raises
+    :class:`DivergenceError` where a total loss of :obj:`totals` in the
+    epoch's :obj:`record` is over :obj:`factor` times the previous epoch's
+    or :obj:`factor` squared times the first epoch's (of :obj:`history`,
+    so a resumed run compares with the same references; :obj:`None`: no
+    guard)."""
+    if factor is None or not history:
+        return
+    for name in totals:
+        for ago, allowed, what in ((history[-1], factor,
+                                    'the previous epoch'),
+                                   (history[0], factor ** 2,
+                                    'the first epoch')):
+            if name not in record or name not in ago:
+                continue
+            if abs(record[name]) > allowed * max(abs(ago[name]), 1e-3):
+                raise DivergenceError(
+                    f'the training loss {name!r} diverged in epoch '
+                    f'{epoch}: {record[name]:.4g}, over {allowed:g} '
+                    f"times {what}'s {ago[name]:.4g}; training stopped "
+                    f'(checkpoints of earlier epochs are kept; try a '
+                    f'lower learning rate, or turn the guard off with '
+                    f'--no-divergence-guard)')

@@ -18,7 +18,11 @@ from diffkg_pyg import distributed
 from diffkg_pyg.data.graph import USER_ITEM
 from diffkg_pyg.data.tabular import raw_ids
 from diffkg_pyg.data.validate import validate
-from diffkg_pyg.evaluation import RankingEvaluator, activity_buckets
+from diffkg_pyg.evaluation import (
+    RankingEvaluator,
+    activity_buckets,
+    protocol_evaluators,
+)
 from diffkg_pyg.train.checkpoint import fingerprint
 from diffkg_pyg.train.checkpointer import Checkpointer
 from diffkg_pyg.train.context import TrainContext
@@ -31,10 +35,10 @@ from diffkg_pyg.train.preflight import (
 )
 from diffkg_pyg.train.recipe import Recipe, Sizes
 from diffkg_pyg.train.results import (
-    DivergenceError,
     FitResult,
     FitState,
     TrainingInterrupted,
+    check_divergence,
     code_record,
     dataset_record,
 )
@@ -120,8 +124,12 @@ class Trainer:
             after the epoch cap); early stopping and the best epoch are
             decided at validated epochs, patience still counts epochs.
             (default: :obj:`1`)
-        ks (list of int, optional): Metric cut-offs.
-            (default: :obj:`(10, 20, 40)`)
+        ks (list of int, optional): Metric cut-offs (with the one of
+            :obj:`metric`). (default: :obj:`(10, 20, 40)`)
+        metrics (list of str, optional): The metrics of validation and
+            test (with the one of :obj:`metric`, Recall and NDCG; names of
+            :data:`~diffkg_pyg.evaluation.METRICS`).
+            (default: :obj:`('recall', 'ndcg')`)
         eval_batch_size (int, optional): Users scored at once.
             (default: :obj:`1024`)
         device (torch.device, optional): Where to train. (default: CPU)
@@ -161,6 +169,7 @@ class Trainer:
         max_batches: Optional[int] = None,
         eval_every: int = 1,
         ks: Sequence[int] = (10, 20, 40),
+        metrics: Sequence[str] = ('recall', 'ndcg'),
         eval_batch_size: int = 1024,
         device: Optional[torch.device] = None,
         checkpoint_dir: Optional[str] = None,
@@ -214,21 +223,24 @@ class Trainer:
         if store.val_edge_index.size(1) == 0:
             raise ValueError('the dataset has no validation interactions: '
                              'early stopping needs val_ratio > 0')
-        num_users, num_items = self.sizes.num_users, self.sizes.num_items
-        train, val = store.edge_index, store.val_edge_index
-        self.valid_evaluator = RankingEvaluator(val, [train], num_users,
-                                                num_items, ks,
-                                                eval_batch_size)
-        self.test_evaluator = RankingEvaluator(store.test_edge_index,
-                                               [train, val], num_users,
-                                               num_items, ks,
-                                               eval_batch_size)
+        train = store.edge_index
+        name, k = metric.split('@')  # Early stopping reads it.
+        self.evaluation = {'mode': 'full', 'ks': sorted({*ks, int(k)}),
+                           'metrics': list(dict.fromkeys(
+                               [name, 'recall', 'ndcg', *metrics]))}
+        evaluators = protocol_evaluators(
+            train, store.val_edge_index, store.test_edge_index,
+            self.sizes.num_users, self.sizes.num_items,
+            self.evaluation['ks'], eval_batch_size,
+            self.evaluation['metrics'])
+        self.valid_evaluator = evaluators['valid']
+        self.test_evaluator = evaluators['test']
 
         #: What the recipe sees of the run.
         self.context = TrainContext(
             self.device, torch.Generator(self.device).manual_seed(seed),
-            train.to(self.device), num_items, seed, lr, weight_decay,
-            batch_size, max_batches, self.world_size,
+            train.to(self.device), self.sizes.num_items, seed, lr,
+            weight_decay, batch_size, max_batches, self.world_size,
             show_progress=self.rank == 0)
         recipe.prepare(data, self.context)
         torch.manual_seed(seed)
@@ -375,35 +387,13 @@ class Trainer:
                 signal.signal(signum, handler)
             self._interrupted = False
 
-    def _check_divergence(self, state: FitState, record: Dict[str, Any],
-                          epoch: int) -> None:
-        # Each total against the previous epoch's (a jump of orders of
-        # magnitude) and the first epoch's (a steady climb), both from the
-        # history, so a resumed run compares with the same references.
-        if self.divergence_factor is None or not state.history:
-            return
-        factor = self.divergence_factor
-        for name in self.context.accounting.totals:
-            for ago, allowed, what in ((state.history[-1], factor,
-                                        'the previous epoch'),
-                                       (state.history[0], factor ** 2,
-                                        'the first epoch')):
-                if name not in record or name not in ago:
-                    continue
-                if abs(record[name]) > allowed * max(abs(ago[name]), 1e-3):
-                    raise DivergenceError(
-                        f'the training loss {name!r} diverged in epoch '
-                        f'{epoch}: {record[name]:.4g}, over {allowed:g} '
-                        f"times {what}'s {ago[name]:.4g}; training stopped "
-                        f'(checkpoints of earlier epochs are kept; try a '
-                        f'lower learning rate, or turn the guard off with '
-                        f'--no-divergence-guard)')
-
     def _run_epoch(self, state: FitState, epoch: int, patience: int,
                    start: float, validate: bool = True) -> None:
         epoch_start = time.perf_counter()
         record = {'epoch': epoch, **self.train_epoch(epoch)}
-        self._check_divergence(state, record, epoch)
+        check_divergence(state.history, record, epoch,
+                         self.context.accounting.totals,
+                         self.divergence_factor)
         record['train_seconds'] = time.perf_counter() - epoch_start
         if not validate:
             state.history.append(record)
@@ -488,7 +478,8 @@ class Trainer:
                 'seed': self.settings['seed'], 'preset': self.recipe.preset,
                 'hyperparameters': self.recipe.hparams, 'settings': settings,
                 'world_size': self.world_size, 'backend': backend,
-                'device': str(self.device), **result.to_dict(),
+                'device': str(self.device), 'evaluation': self.evaluation,
+                **result.to_dict(),
                 'peak_rss_mb': peak_rss_mb(), **peak_gpu_mb(self.device),
                 **({'peak_rss_mb_ranks': distributed.all_gather_objects(
                     peak_rss_mb())} if self.world_size > 1 else {})}
