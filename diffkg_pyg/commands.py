@@ -146,9 +146,7 @@ def _recommend(args: argparse.Namespace, recommender) -> int:
 
 
 def _evaluate(args: argparse.Namespace, recommender) -> int:
-    from diffkg_pyg.train.checkpoint import fingerprint
     from diffkg_pyg.train.outputs import evaluate_saved
-    from diffkg_pyg.train.results import dataset_record
     from diffkg_pyg.utils import save_json
 
     data = load_data(args, log=False)
@@ -169,7 +167,6 @@ def _evaluate(args: argparse.Namespace, recommender) -> int:
     if args.output:
         save_json(args.output, {
             'model': recommender.recipe.name, 'model_file': args.model,
-            'dataset': dataset_record(data, fingerprint(data)),
             'trained_on': recommender.dataset, **out})
     return 0
 

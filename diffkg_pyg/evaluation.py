@@ -143,8 +143,9 @@ class RankingEvaluator:
         self.exclude_ptr, self.exclude_col = to_csr(
             torch.cat(list(exclude_edge_index), dim=1), num_users)
         self.users = torch.unique(target_edge_index[0])
-        self.popularity = torch.bincount(
-            exclude_edge_index[0][1].cpu(), minlength=num_items).float()
+        self.popularity = torch.bincount(  # Only where it is asked for.
+            exclude_edge_index[0][1].cpu(), minlength=num_items).float() \
+            if 'popularity' in self.metrics else None
 
     @torch.no_grad()
     def __call__(self, score_users: Callable[[Tensor], Tensor],

@@ -20,6 +20,7 @@ from diffkg_pyg.data.tabular import raw_ids
 from diffkg_pyg.evaluation import protocol_evaluators
 from diffkg_pyg.train.checkpoint import fingerprint
 from diffkg_pyg.train.persistence import Recommender
+from diffkg_pyg.train.results import dataset_record
 from diffkg_pyg.utils import atomic_write
 
 __all__ = ['read_users', 'users_of', 'write_top_k', 'write_embeddings',
@@ -164,6 +165,7 @@ def evaluate_saved(recommender: Recommender, data: HeteroData,
 
     Returns:
         A record: :obj:`'valid'` and :obj:`'test'` metrics,
+        :obj:`'dataset'` (:obj:`data`'s record, as a result's),
         :obj:`'same_dataset'` (whether :obj:`data`'s fingerprint is the
         one the model was trained on; :obj:`None` when the model has no
         record of it) and :obj:`'pairs_left_out'`.
@@ -185,9 +187,10 @@ def evaluate_saved(recommender: Recommender, data: HeteroData,
     out: Dict[str, Any] = {
         split: evaluators[split](recommender.scores) if pairs.size(1) else {}
         for split, pairs in (('valid', val), ('test', test))}
+    out['dataset'] = dataset_record(data, fingerprint(data))
     trained_on = (recommender.dataset or {}).get('fingerprint')
     out['same_dataset'] = (None if trained_on is None else
-                           trained_on == fingerprint(data))
+                           trained_on == out['dataset']['fingerprint'])
     out['pairs_left_out'] = left_out
     return out
 
