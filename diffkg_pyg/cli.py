@@ -114,7 +114,7 @@ def build_train_parser(recipe, command: str = 'train'
         _tune_arguments(run)
     else:
         _run_arguments(run)
-    add_data_flags(run)
+    add_data_flags(parser, run)
     group = parser.add_argument_group(
         f'{recipe.name} hyper-parameters (see `{PROG} models '
         f'{recipe.name}`)')
@@ -405,13 +405,20 @@ def _models(args: argparse.Namespace) -> int:
 
 def _stats(args: argparse.Namespace) -> int:
     from diffkg_pyg.data import format_statistics, statistics
+    from diffkg_pyg.data.prepare import format_preparation
 
     data = load_data(args, log=False)
-    stats = statistics(data)
+    stats, record = statistics(data), getattr(data, 'preparation', None)
+    before = None
+    if record is not None:  # The effect: the folder as read, beside.
+        before = statistics(load_data(args, log=False, prepare=False))
     if args.json:
-        print(json.dumps(stats))
+        print(json.dumps(stats if record is None else {
+            'as_read': before, 'prepared': stats, 'preparation': record}))
     else:
-        print(format_statistics(stats, str(args.data)))
+        print(format_statistics(stats, str(args.data), before))
+        if record is not None:
+            print(format_preparation(record))
     return 0
 
 

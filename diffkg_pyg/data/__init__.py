@@ -38,6 +38,7 @@ from diffkg_pyg.data.io import (
     read_triplet_file,
 )
 from diffkg_pyg.data.load import load_dataset
+from diffkg_pyg.data.prepare import TEST_SPLITS, Preparation
 from diffkg_pyg.data.split import validation_mask
 from diffkg_pyg.data.synthetic import synthetic_dataset
 from diffkg_pyg.data.tabular import (
@@ -78,6 +79,8 @@ __all__ = [
     'read_diffrec_folder',
     'DIFFREC_FILES',
     'read_tabular_folder',
+    'Preparation',
+    'TEST_SPLITS',
     'raw_ids',
     'detect_tabular',
     'TABULAR_LAYOUTS',

@@ -450,11 +450,18 @@ _LABELS = {
 }
 
 
-def format_statistics(stats: Dict[str, int], title: str = 'dataset') -> str:
-    r"""Formats :func:`statistics` as a Markdown table."""
+def format_statistics(stats: Dict[str, int], title: str = 'dataset',
+                      before: Optional[Dict[str, int]] = None) -> str:
+    r"""Formats :func:`statistics` as a Markdown table (beside the
+    statistics :obj:`before` a preparation, where given)."""
     width = max(len(label) for label in _LABELS.values())
-    lines = [f'| {title:<{width}} | {"count":>11} |',
-             f'|{"-" * (width + 2)}|{"-" * 12}:|']
+    columns = ['count'] if before is None else ['as read', 'prepared']
+    lines = [f'| {title:<{width}} |' + ''.join(f' {c:>11} |'
+                                                for c in columns),
+             f'|{"-" * (width + 2)}|' + f'{"-" * 12}:|' * len(columns)]
     for key, label in _LABELS.items():
-        lines.append(f'| {label:<{width}} | {stats[key]:>11,} |')
+        values = [stats[key]] if before is None else [before[key],
+                                                      stats[key]]
+        lines.append(f'| {label:<{width}} |' + ''.join(
+            f' {v:>11,} |' for v in values))
     return '\n'.join(lines)

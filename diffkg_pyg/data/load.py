@@ -2,6 +2,7 @@ r"""Loading a dataset graph by folder or by name, whatever its layout."""
 import os.path as osp
 from typing import Optional
 
+import numpy as np
 from torch_geometric.data import HeteroData
 
 from diffkg_pyg.data.datasets import (
@@ -12,11 +13,15 @@ from diffkg_pyg.data.datasets import (
     KGRecDataset,
     detect_format,
     read_diffrec_folder,
+    read_folder,
 )
 from diffkg_pyg.data.graph import format_statistics, statistics
 from diffkg_pyg.data.io import DataFormatError, MissingFileError
+from diffkg_pyg.data.prepare import Preparation
 from diffkg_pyg.data.tabular import (
     TABULAR_LAYOUTS,
+    Table,
+    build_tabular_data,
     detect_tabular,
     read_tabular_folder,
 )
@@ -34,6 +39,7 @@ def load_dataset(
     log: bool = True,
     layout: Optional[str] = None,
     test_ratio: float = 0.2,
+    preparation: Optional[Preparation] = None,
 ) -> HeteroData:
     r"""Loads a dataset graph by folder or by name.
 
@@ -72,10 +78,22 @@ def load_dataset(
             also detected in a folder of none of the other layouts.
         test_ratio (float, optional): The seeded per-user test split of
             such a folder's single interaction file. (default: :obj:`0.2`)
+        preparation (Preparation, optional): Filters and a split of the
+            interactions (:mod:`~diffkg_pyg.data.prepare`), for the
+            RecBole, CSV, KGAT and authors' layouts; the folder's files are
+            then read as tables, and ids renumbered over what remains, the
+            original ids kept (:obj:`data['item'].raw_id`, ...). Its
+            :obj:`test_ratio` replaces :obj:`test_ratio`.
     """
     from diffkg_pyg.data.synthetic import synthetic_dataset
 
+    if preparation is not None and preparation.is_default:
+        test_ratio, preparation = preparation.test_ratio, None
     if name_or_path is None or name_or_path == 'synthetic':
+        if preparation is not None:
+            raise ValueError('the embedded synthetic dataset has its own '
+                             'split; filters and splits apply to dataset '
+                             'folders')
         data = synthetic_dataset(val_ratio=val_ratio, seed=split_seed)
         data.layout = 'synthetic'
         if log:
@@ -92,13 +110,17 @@ def load_dataset(
         layout = detect_tabular(folder)
     if layout is not None:
         data = read_tabular_folder(folder, layout, val_ratio, split_seed,
-                                   test_ratio)
+                                   test_ratio, preparation)
         if log:
             print(format_statistics(statistics(data), data.name))
         return validate(data, name=folder)
     kwargs = dict(val_ratio=val_ratio, split_seed=split_seed,
                   processed_dir=processed_dir, log=log)
     if osp.isfile(osp.join(str(name_or_path), DIFFREC_FILES[0])):
+        if preparation is not None:
+            raise ValueError(f"{name_or_path}: filters and splits apply to "
+                             f"the RecBole, CSV, KGAT and authors' layouts, "
+                             f"not to DiffRec's (its split is fixed)")
         data = read_diffrec_folder(name_or_path)
         data.layout = 'diffrec'
         if log:
@@ -115,6 +137,11 @@ def load_dataset(
     elif name_or_path.lower() in DATASETS:
         dataset = DATASETS[name_or_path.lower()](
             osp.join(data_root, name_or_path.lower()), **kwargs)
+    if dataset is not None and preparation is not None:
+        data = _prepared_folder(dataset, preparation, val_ratio, split_seed)
+        if log:
+            print(format_statistics(statistics(data), data.name))
+        return validate(data, name=str(name_or_path))
     if dataset is not None:
         data = dataset[0]
         # The layout of the raw files (the data's name is the folder's):
@@ -123,3 +150,24 @@ def load_dataset(
     raise MissingFileError(
         name_or_path, f'It is neither a dataset folder nor a built-in '
         f'dataset ({", ".join(["synthetic"] + sorted(DATASETS))}).')
+
+
+def _prepared_folder(dataset: KGRecDataset, preparation: Preparation,
+                     val_ratio: float, split_seed: int) -> HeteroData:
+    r"""A KGAT or authors' folder read as tables and prepared (its ids
+    become tokens, so what remains is renumbered and the ids kept)."""
+    train, test, kg = read_folder(dataset.raw_dir, dataset.train_file)
+
+    def table(part, columns) -> Table:
+        line = part.line if part.line is not None else \
+            np.arange(1, getattr(part, columns[0]).size + 1)
+        return Table(part.path, {c: getattr(part, c).astype(str)
+                                 for c in columns}, line)
+
+    data = build_tabular_data(
+        [table(p, ('user', 'item')) for p in (train, test)],
+        table(kg, ('head', 'relation', 'tail')) if kg.head.size else None,
+        None, val_ratio, split_seed, preparation=preparation,
+        name=dataset.name)
+    data.layout = detect_format(dataset.raw_dir, dataset.train_file)
+    return data

@@ -55,7 +55,13 @@ from diffkg_pyg.data.io import (
     TripletFile,
     _read_bytes,
 )
-from diffkg_pyg.data.split import validation_mask
+from diffkg_pyg.data.prepare import (
+    Interactions,
+    Preparation,
+    drop_entities,
+    entity_core_mask,
+    prepare_interactions,
+)
 
 __all__ = ['TABULAR_LAYOUTS', 'detect_tabular', 'read_tabular_folder',
            'raw_ids']
@@ -246,11 +252,6 @@ def _entity_ids(item_vocab: np.ndarray, kg: Table,
     return ids, names + others.tolist()
 
 
-def _select(part: InteractionFile, index: np.ndarray) -> InteractionFile:
-    return InteractionFile(part.path, part.user[index], part.item[index],
-                           part.line[index])
-
-
 def _order_by_time(data: HeteroData, train: InteractionFile,
                    time: np.ndarray, num_items: int) -> None:
     r"""Orders every user's train pairs by time (ties by line) and sets
@@ -279,6 +280,7 @@ def build_tabular_data(
     split_seed: int = 0,
     test_ratio: float = 0.2,
     name: Optional[str] = None,
+    preparation: Optional[Preparation] = None,
 ) -> HeteroData:
     r"""Builds the dataset graph from tables read by :func:`read_table`.
 
@@ -294,53 +296,81 @@ def build_tabular_data(
             validation hold-out.
         test_ratio (float, optional): The test split of a single table.
         name (str, optional): The dataset's name.
+        preparation (Preparation, optional): Filters and split
+            (:mod:`~diffkg_pyg.data.prepare`); :obj:`None` for the
+            defaults (with :obj:`test_ratio`).
     """
+    prep = preparation or Preparation(test_ratio=test_ratio)
     users, user_ids = token_order(np.concatenate(
         [p.columns['user'] for p in parts]))
     items, item_ids = token_order(np.concatenate(
         [p.columns['item'] for p in parts]))
-    bounds = np.cumsum([0] + [p.line.size for p in parts])
-    files, rows = [], []  # Duplicates keep their first row.
-    for p, a, b in zip(parts, bounds[:-1], bounds[1:]):
-        part = InteractionFile(p.path, user_ids[a:b], item_ids[a:b], p.line)
-        _, first = np.unique(part.user * items.size + part.item,
-                             return_index=True)
-        first = np.sort(first)
-        files.append(_select(part, first))
-        rows.append(a + first)
-    split = {'test': 'given'}
-    if len(files) == 1:
-        if not 0.0 < test_ratio < 1.0:
-            raise ValueError(f"'test_ratio' must lie in (0, 1) (got "
-                             f"{test_ratio})")
-        is_test = validation_mask(files[0].user, test_ratio,
-                                  np.random.SeedSequence([split_seed, 1]))
-        files = [_select(files[0], ~is_test), _select(files[0], is_test)]
-        rows = [rows[0][~is_test]]
-        split = {'test': 'ratio', 'test_ratio': test_ratio,
-                 'seed': split_seed}
+    optional = {column: np.concatenate([p.columns[column] for p in parts])
+                for column in ('rating', 'timestamp')
+                if all(column in p.columns for p in parts)}
+    inter = Interactions(
+        user_ids, item_ids, np.repeat(np.arange(len(parts)),
+                                      [p.line.size for p in parts]),
+        np.concatenate([p.line for p in parts]), [p.path for p in parts],
+        optional.get('rating'), optional.get('timestamp'))
+    prepared = prepare_interactions(inter, prep, val_ratio, split_seed)
+    # Users and items that remain, renumbered in token order:
+    kept = np.concatenate([prepared.train, prepared.test] + (
+        [] if prepared.valid is None else [prepared.valid]))
+    user_kept, item_kept = np.unique(user_ids[kept]), np.unique(
+        item_ids[kept])
+    users, items = users[user_kept], items[item_kept]
+    new_user = np.zeros(user_ids.max() + 1, dtype=np.int64)
+    new_user[user_kept] = np.arange(user_kept.size)
+    new_item = np.zeros(item_ids.max() + 1, dtype=np.int64)
+    new_item[item_kept] = np.arange(item_kept.size)
+
+    def interactions(rows: np.ndarray) -> InteractionFile:
+        files = sorted(set(inter.part[rows].tolist())) or [0]
+        return InteractionFile(', '.join(inter.paths[f] for f in files),
+                               new_user[user_ids[rows]],
+                               new_item[item_ids[rows]], inter.line[rows])
+
     triplets, entities, relations = None, items.tolist(), np.array([])
     if kg is not None:
         ids, entities = _entity_ids(items, kg, link)
-        relations, relation_ids = token_order(kg.columns['relation'])
         half = kg.line.size
-        triplets = TripletFile(kg.path, ids[:half], relation_ids,
-                               ids[half:], kg.line)
-    train, test = files[0], files[-1]
+        keep = np.ones(half, dtype=bool)
+        if prep.entity_core:
+            keep = entity_core_mask(ids[:half], ids[half:], items.size,
+                                    prep.entity_core)
+            ids, entities = drop_entities(ids, keep, entities, items.size)
+            prepared.record['removed']['entity_core_triplets'] = int(
+                (~keep).sum())
+        relations, relation_ids = token_order(kg.columns['relation'][keep])
+        triplets = TripletFile(kg.path, ids[:half][keep], relation_ids,
+                               ids[half:][keep], kg.line[keep])
+    train = interactions(prepared.train)
     data = build_hetero_data(
-        train, test, triplets, val_ratio, split_seed, name,
-        valid=files[1] if len(files) == 3 else None,
-        num_entities=len(entities))
+        train, interactions(prepared.test), triplets, val_ratio,
+        split_seed, name, num_entities=len(entities),
+        valid=None if prepared.valid is None else
+        interactions(prepared.valid))
     data['user'].raw_id = users.tolist()
     data['item'].raw_id = items.tolist()
     data['entity'].raw_id = entities
     data[KG].relation_raw_id = relations.tolist()
-    split['validation'] = 'given' if len(files) == 3 else 'ratio'
-    if all('timestamp' in p.columns for p in parts):
-        time = np.concatenate([p.columns['timestamp'] for p in parts])
-        _order_by_time(data, train, time[rows[0]], items.size)
+    record = prepared.record
+    split = {'test': 'given' if record['split'] == 'own' else
+             record['split']}
+    if record['split'] != 'own':
+        split.update(test_ratio=prep.test_ratio, seed=split_seed)
+    split['validation'] = ('given' if prepared.valid is not None and
+                           record['split'] == 'own' else 'ratio'
+                           if prepared.valid is None else record['split'])
+    if 'order' in record:
+        split['order'] = record['order']
+    if 'timestamp' in optional:
+        _order_by_time(data, train, inter.time[prepared.train], items.size)
         split['train_order'] = 'timestamp'
     data.split = split
+    if not prep.is_default:
+        data.preparation = record
     return data
 
 
@@ -399,7 +429,9 @@ def detect_tabular(folder: str) -> Optional[str]:
 
 def read_tabular_folder(folder: str, layout: Optional[str] = None,
                         val_ratio: float = 0.1, split_seed: int = 0,
-                        test_ratio: float = 0.2) -> HeteroData:
+                        test_ratio: float = 0.2,
+                        preparation: Optional[Preparation] = None,
+                        ) -> HeteroData:
     r"""Reads a dataset folder of RecBole atomic files or CSV/TSV tables
     (see the module docstring) into the package's graph layout, its
     tokens kept; :obj:`data.layout` and :obj:`data.split` record what was
@@ -414,6 +446,8 @@ def read_tabular_folder(folder: str, layout: Optional[str] = None,
         split_seed (int, optional): Seed of the splits. (default: :obj:`0`)
         test_ratio (float, optional): Test split per user of a single
             interaction file. (default: :obj:`0.2`)
+        preparation (Preparation, optional): Filters and split
+            (:mod:`~diffkg_pyg.data.prepare`).
     """
     layout = layout or detect_tabular(folder)
     finder = {'recbole': _recbole_files, 'csv': _csv_files}.get(layout)
@@ -434,7 +468,8 @@ def read_tabular_folder(folder: str, layout: Optional[str] = None,
         if 'link' in files and kg is not None else None
     data = build_tabular_data(parts, kg, link, val_ratio, split_seed,
                               test_ratio,
-                              name=osp.basename(osp.abspath(folder)))
+                              name=osp.basename(osp.abspath(folder)),
+                              preparation=preparation)
     data.layout = layout
     return data
 

@@ -2,6 +2,7 @@ r"""Checkpoint files: atomic writes, random-number-generator states and
 dataset fingerprints, so that a resumed run continues exactly where the
 interrupted one stopped."""
 import hashlib
+import json
 import os.path as osp
 import pickle
 import random
@@ -182,4 +183,9 @@ def fingerprint(data: HeteroData) -> str:
         tensors.append(data['item'].x)
     for tensor in tensors:
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    if getattr(data, 'preparation', None) is not None:
+        # Filters and splits (absent for the defaults, whose fingerprints
+        # are as before): how the data came to be.
+        digest.update(json.dumps([data.preparation, data.split],
+                                 sort_keys=True).encode())
     return digest.hexdigest()

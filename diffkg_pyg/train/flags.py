@@ -5,11 +5,13 @@ spellings and aliases), the values given through them, and the tables of
 import argparse
 from typing import Any, Dict, List, Sequence
 
+from diffkg_pyg.data.prepare import TEST_SPLITS
 from diffkg_pyg.train.hyperparameters import HyperParameter, parse_bool
-from diffkg_pyg.train.preflight import finite_float
+from diffkg_pyg.train.preflight import count, finite_float
 
 __all__ = ['add_flags', 'given_values', 'format_table', 'format_space',
-           'parameter_table', 'add_data_flags', 'load_data']
+           'parameter_table', 'add_data_flags', 'preparation_of',
+           'load_data']
 
 
 def add_flags(group, parameter: HyperParameter, prefix: str) -> None:
@@ -108,49 +110,88 @@ def parameter_table(parameters: Sequence[HyperParameter],
     return format_table(rows)
 
 
-def add_data_flags(parser: argparse.ArgumentParser) -> None:
+def add_data_flags(parser: argparse.ArgumentParser, group=None) -> None:
     r"""The flags that choose, read and split a command's dataset (and
-    ``--debug``)."""
-    parser.add_argument(
+    ``--debug``; in :obj:`group` where given), and the preparation's
+    flags (in a group of their own)."""
+    out = parser if group is None else group
+    out.add_argument(
         '--data-root', default='data',
         help='folder of named datasets (default: %(default)s)')
-    parser.add_argument(
+    out.add_argument(
         '--val-ratio', type=finite_float, default=0.1,
         help="fraction of every user's train items held out for "
         'validation (default: %(default)s)')
-    parser.add_argument('--split-seed', type=int, default=0,
+    out.add_argument('--split-seed', type=int, default=0,
                         help='seed of the test split and validation hold-out '
                         '(default: %(default)s)')
-    parser.add_argument('--layout', choices=('recbole', 'csv'),
+    out.add_argument('--layout', choices=('recbole', 'csv'),
                         default=None,
                         help="read DATA as RecBole's atomic files or CSV/TSV "
                         'tables with string ids (detected in a folder of '
                         'no other layout)')
-    parser.add_argument('--test-ratio', type=finite_float, default=0.2,
-                        help="fraction of every user's items split off for "
-                        'testing from a single RecBole/CSV interaction file '
-                        '(default: %(default)s)')
-    parser.add_argument('--cache-dir', default=None,
+    prepare = parser.add_argument_group(
+        'preparation (RecBole, CSV, KGAT and authors\' folders; recorded in '
+        'the results)')
+    prepare.add_argument(
+        '--split', choices=TEST_SPLITS, default=None,
+        help="the test split: the dataset's own (default where it has "
+        'one), a seeded per-user ratio (default otherwise), the latest '
+        "--test-ratio of each user's or of all interactions by timestamp, "
+        "or each user's latest interaction")
+    prepare.add_argument('--test-ratio', type=finite_float, default=0.2,
+                         help='test fraction of the ratio and temporal '
+                         'splits (default: %(default)s)')
+    prepare.add_argument('--min-rating', type=finite_float, default=None,
+                         help='drop interactions rated under this')
+    prepare.add_argument('--user-core', type=count, default=0, metavar='K',
+                         help='k-core: drop users with fewer interactions, '
+                         'repeatedly with --item-core (default: none)')
+    prepare.add_argument('--item-core', type=count, default=0, metavar='K',
+                         help='k-core: drop items with fewer interactions '
+                         '(default: none)')
+    prepare.add_argument('--entity-core', type=count, default=0, metavar='K',
+                         help='drop KG entities (other than items) in fewer '
+                         'triplets, repeatedly (default: none)')
+    prepare.add_argument('--dedup', choices=('first', 'last'),
+                         default='first',
+                         help='a pair listed twice in a file keeps its first '
+                         'or its latest row (default: %(default)s)')
+    out.add_argument('--cache-dir', default=None,
                         help='where processed graphs are cached')
-    parser.add_argument('--kg-ablation', default=None,
+    out.add_argument('--kg-ablation', default=None,
                         metavar='remove|shuffle:F|drop:F',
                         help='KG-utility analysis: train on the knowledge '
                         'graph with every triplet removed, a fraction F of '
                         'tails shuffled, or a fraction F dropped (items keep '
                         'their ids; recorded in the results)')
-    parser.add_argument('--kg-ablation-seed', type=int, default=0,
+    out.add_argument('--kg-ablation-seed', type=int, default=0,
                         help='seed of the ablation (default: %(default)s)')
-    parser.add_argument('--debug', action='store_true',
+    out.add_argument('--debug', action='store_true',
                         help='show Python tracebacks on errors')
 
 
-def load_data(args: argparse.Namespace, log: bool = True):
-    r"""The dataset of the command line, ablated as asked."""
+def preparation_of(args: argparse.Namespace):
+    r"""The :class:`~diffkg_pyg.data.Preparation` of the command line."""
+    from diffkg_pyg.data import Preparation
+
+    return Preparation(args.split, args.test_ratio, args.min_rating,
+                       args.user_core, args.item_core, args.entity_core,
+                       args.dedup)
+
+
+def load_data(args: argparse.Namespace, log: bool = True,
+              prepare: bool = True):
+    r"""The dataset of the command line, prepared (unless not
+    :obj:`prepare`) and ablated as asked."""
     from diffkg_pyg.data import ablate_kg, load_dataset
 
     data = load_dataset(args.data, args.data_root, args.val_ratio,
                         args.split_seed, args.cache_dir, log=log,
-                        layout=args.layout, test_ratio=args.test_ratio)
+                        layout=args.layout,
+                        test_ratio=args.test_ratio,
+                        preparation=preparation_of(args) if prepare
+                        else None)
     if args.kg_ablation:
         data = ablate_kg(data, args.kg_ablation, args.kg_ablation_seed)
     return data

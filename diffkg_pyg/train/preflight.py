@@ -87,6 +87,17 @@ def finite_float(text: str) -> float:
 finite_float.__name__ = 'finite number'
 
 
+def count(text: str) -> int:
+    r"""An :mod:`argparse` type: a non-negative integer."""
+    value = int(text)
+    if value < 0:
+        raise ValueError(f'negative: {text!r}')
+    return value
+
+
+count.__name__ = 'non-negative integer'
+
+
 def probe_file(path: str, flag: str) -> None:
     r"""Checks before a run that :obj:`path` can be written at its end: not
     a folder, its folder creatable and writable (a file is created there

@@ -78,13 +78,17 @@ def dataset_record(data: HeteroData, fingerprint: str) -> Dict[str, Any]:
     its content (sizes, train, validation and test pairs, knowledge graph:
     :func:`~diffkg_pyg.train.checkpoint.fingerprint`), how a folder of
     RecBole or CSV files was split (:obj:`data.split`, where read by
-    :func:`~diffkg_pyg.data.read_tabular_folder`), and the KG ablation
-    where there is one (:func:`~diffkg_pyg.data.ablate_kg`)."""
+    :func:`~diffkg_pyg.data.read_tabular_folder`), the filters and split
+    asked for and what they removed (:obj:`data.preparation`, see
+    :mod:`~diffkg_pyg.data.prepare`), and the KG ablation where there is
+    one (:func:`~diffkg_pyg.data.ablate_kg`)."""
     out = {'name': getattr(data, 'name', None),
            'layout': getattr(data, 'layout', None),
            'fingerprint': fingerprint}
     if getattr(data, 'split', None) is not None:
         out['split'] = data.split
+    if getattr(data, 'preparation', None) is not None:
+        out['preparation'] = data.preparation
     if getattr(data, 'kg_ablation', None) is not None:
         out['kg_ablation'] = data.kg_ablation
         out['kg_ablation_seed'] = data.kg_ablation_seed
