@@ -38,6 +38,7 @@ from diffkg_pyg.commands import (
 )
 from diffkg_pyg.train.flags import (
     add_data_flags,
+    add_evaluation_flags,
     add_flags,
     format_table,
     given_values,
@@ -174,17 +175,9 @@ def _tune_arguments(run) -> None:
 
 
 def _run_arguments(run) -> None:
-    from diffkg_pyg.evaluation import METRICS
     run.add_argument('--output', default=None,
                      help='write the results as one JSON object here')
-    run.add_argument('--metrics', nargs='+', choices=METRICS,
-                     default=['recall', 'ndcg'], metavar='METRIC',
-                     help='validation and test metrics, of '
-                     f'{", ".join(METRICS)} (recall and ndcg are always '
-                     'computed)')
-    run.add_argument('--topk', nargs='+', type=int, default=[10, 20, 40],
-                     metavar='K', help='metric cut-offs (default: 10 20 40; '
-                     '20 is always computed: early stopping reads it)')
+    add_evaluation_flags(run)
     run.add_argument('--checkpoint-dir', default=None,
                      help='write last.pt and best.pt here')
     run.add_argument('--checkpoint-every', type=int, default=1,
@@ -352,7 +345,8 @@ def _run(args: argparse.Namespace, recipe, settings: Dict[str, Any]) -> int:
             recipe, data, settings, device=device,
             checkpoint_dir=args.checkpoint_dir,
             checkpoint_every=args.checkpoint_every, ks=args.topk,
-            metrics=args.metrics,
+            metrics=args.metrics, eval_negatives=args.eval_negatives,
+            eval_sampler=args.eval_sampler,
             **({'divergence_factor': None} if args.no_divergence_guard
                else {}))
         result = trainer.fit(settings['epochs'], settings['patience'],

@@ -16,8 +16,13 @@ import argparse
 import sys
 from typing import Any
 
-from diffkg_pyg.train.flags import add_data_flags, format_table, load_data
-from diffkg_pyg.train.preflight import check_device, probe_file
+from diffkg_pyg.train.flags import (
+    add_data_flags,
+    add_evaluation_flags,
+    format_table,
+    load_data,
+)
+from diffkg_pyg.train.preflight import check_device, positive, probe_file
 
 __all__ = ['add_result_commands', 'run_result_command', 'RESULT_COMMANDS']
 
@@ -25,20 +30,10 @@ __all__ = ['add_result_commands', 'run_result_command', 'RESULT_COMMANDS']
 RESULT_COMMANDS = ('recommend', 'evaluate', 'compare')
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
-
-
-_positive.__name__ = 'positive integer'
-
-
 def _common(parser: argparse.ArgumentParser, debug: bool = True) -> None:
     parser.add_argument('model', metavar='MODEL',
                         help='a model saved by `train --save-model`')
-    parser.add_argument('--batch-size', type=_positive, default=1024,
+    parser.add_argument('--batch-size', type=positive, default=1024,
                         help='users scored at once (default: 1024)')
     parser.add_argument('--device', default='cpu',
                         help='where to score (default: cpu)')
@@ -57,7 +52,7 @@ def add_result_commands(commands: Any) -> None:
     recommend.add_argument(
         '--users', default='all', metavar='FILE|all',
         help="a file with one user id per line, or 'all' (default: all)")
-    recommend.add_argument('--k', type=_positive, default=20,
+    recommend.add_argument('--k', type=positive, default=20,
                            help='items per user (default: 20)')
     recommend.add_argument(
         '--output', '-o', metavar='FILE',
@@ -72,12 +67,7 @@ def add_result_commands(commands: Any) -> None:
     _common(evaluate, debug=False)
     evaluate.add_argument('data', metavar='DATA',
                           help='dataset folder or built-in name')
-    evaluate.add_argument('--topk', type=_positive, nargs='+',
-                          default=[10, 20, 40], metavar='K',
-                          help='metric cut-offs (default: 10 20 40)')
-    evaluate.add_argument('--metrics', nargs='+', default=['recall', 'ndcg'],
-                          metavar='METRIC', help='default: recall ndcg '
-                          '(see train --help)')
+    add_evaluation_flags(evaluate)
     evaluate.add_argument('--output', '-o', metavar='FILE',
                           help='write the metrics as JSON')
     add_data_flags(evaluate)
@@ -151,7 +141,8 @@ def _evaluate(args: argparse.Namespace, recommender) -> int:
 
     data = load_data(args, log=False)
     out = evaluate_saved(recommender, data, args.topk, args.batch_size,
-                         args.metrics)
+                         args.metrics, args.eval_negatives,
+                         args.eval_sampler)
     if out['same_dataset'] is False:
         sys.stderr.write(f'note: {args.data} is not the dataset '
                          f'{args.model} was trained on (another '

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffkg_pyg.evaluation import RankingEvaluator
+from diffkg_pyg.evaluation import RankingEvaluator, SampledRankingEvaluator
 from diffkg_pyg.utils import gather_rows, to_csr
 
 
@@ -172,3 +172,78 @@ def test_activity_buckets_partition_the_users_and_the_metric():
     for metric, value in overall.items():
         total = sum(n * m[metric] for n, m in parts.values())
         assert total / num_users == pytest.approx(value, abs=1e-6)
+
+
+SAMPLED = ('recall', 'ndcg', 'precision', 'hit', 'mrr', 'map')
+
+
+def random_case(seed, num_users=12, num_items=40):
+    gen = torch.Generator().manual_seed(seed)
+    pairs = torch.stack([torch.randint(num_users, (150,), generator=gen),
+                         torch.randint(num_items, (150,), generator=gen)])
+    pairs = torch.unique(pairs, dim=1)
+    test = torch.rand(pairs.size(1), generator=gen) < 0.3
+    return pairs[:, ~test], pairs[:, test], torch.randn(
+        num_users, num_items, generator=gen)
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+@pytest.mark.parametrize('sampler', ['uniform', 'popularity'])
+@pytest.mark.parametrize('batch_size', [1, 5, 1024])
+def test_sampled_ranking_against_a_literal_loop(seed, sampler, batch_size):
+    train, test, scores = random_case(seed)
+    ev = SampledRankingEvaluator(test, [train], 12, 40, num_negatives=7,
+                                 sampler=sampler, ks=(1, 3, 5),
+                                 batch_size=batch_size, metrics=SAMPLED,
+                                 seed=seed)
+    known = {tuple(p) for p in torch.cat([train, test], 1).t().tolist()}
+    per_user = {}
+    for t, (u, i) in enumerate(zip(ev.user.tolist(), ev.positive.tolist())):
+        negatives = ev.negative[t].tolist()
+        assert not any((u, j) in known for j in negatives)
+        rank = 1 + sum(bool(scores[u, j] >= scores[u, i]) for j in negatives)
+        values = {}
+        for k in (1, 3, 5):
+            hit = float(rank <= k)
+            values.update({f'recall@{k}': hit, f'hit@{k}': hit,
+                           f'precision@{k}': hit / k,
+                           f'ndcg@{k}': hit / math.log2(rank + 1),
+                           f'mrr@{k}': hit / rank, f'map@{k}': hit / rank})
+        per_user.setdefault(u, []).append(values)
+    want = {key: np.mean([np.mean([v[key] for v in trials])
+                          for trials in per_user.values()])
+            for key in per_user[next(iter(per_user))][0]}
+    got = ev(lambda users: scores[users])
+    assert got.keys() == want.keys()
+    for key in want:
+        assert got[key] == pytest.approx(want[key], abs=1e-12)
+    assert ev.user.numel() == test.size(1) and ev.num_dropped == 0
+
+
+def test_sampled_negatives_are_seeded_and_follow_the_sampler():
+    # Item popularity 0, 1, 2, ..., 9 (item i in i train pairs).
+    train = torch.tensor([[u for i in range(10) for u in range(i)],
+                          [i for i in range(10) for _ in range(i)]])
+    test = torch.tensor([[20] * 3, [0, 1, 2]])
+    args = (test, [train], 21, 10, 2000)
+    pop = SampledRankingEvaluator(*args, sampler='popularity', seed=3)
+    counts = torch.bincount(pop.negative.view(-1), minlength=10).double()
+    assert counts[0] == 0  # Popularity 0: never drawn.
+    share = counts[3:] / counts[3:].sum()
+    want = torch.arange(3, 10, dtype=torch.float64) / 42
+    assert torch.allclose(share, want, atol=0.02)
+    assert torch.equal(SampledRankingEvaluator(
+        *args, sampler='popularity', seed=3).negative, pop.negative)
+    uniform = SampledRankingEvaluator(*args, seed=3)
+    assert not torch.equal(uniform.negative, SampledRankingEvaluator(
+        *args, seed=4).negative)
+    assert set(uniform.negative.view(-1).tolist()) == set(range(3, 10))
+
+
+def test_a_user_who_knows_every_item_has_no_trial():
+    train = torch.tensor([[0, 0, 1], [0, 1, 0]])
+    test = torch.tensor([[0, 1], [2, 1]])
+    ev = SampledRankingEvaluator(test, [train], 2, 3, num_negatives=2)
+    assert ev.num_dropped == 1 and ev.users.tolist() == [1]
+    with pytest.raises(ValueError, match='sampled ranking computes'):
+        SampledRankingEvaluator(test, [train], 2, 3, metrics=['coverage'])

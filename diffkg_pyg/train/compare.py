@@ -90,8 +90,12 @@ def _config(record: Dict[str, Any]) -> Dict[str, Any]:
     for key, value in sorted((record.get('hyperparameters') or {}).items()):
         out[key] = value
     for key, value in sorted((record.get('settings') or {}).items()):
-        if key not in _UNPAIRED:
+        if key not in _UNPAIRED and key != 'evaluation':
             out[key] = value
+    evaluation = record.get('evaluation') or {}
+    out['evaluation'] = 'full' if evaluation.get('mode', 'full') == 'full' \
+        else ' '.join(str(evaluation.get(k)) for k in ('mode', 'negatives',
+                                                       'sampler'))
     return out
 
 
@@ -128,10 +132,12 @@ def group_runs(results: Sequence[Tuple[str, Dict[str, Any]]]
 def _protocol(record: Dict[str, Any]) -> Dict[str, Any]:
     # What two runs must share to be compared.
     dataset = record['dataset']
+    evaluation = {k: v for k, v in (record.get('evaluation') or {}).items()
+                  if k not in ('ks', 'metrics')}
     return {'dataset fingerprint': dataset.get('fingerprint'),
             'split': dataset.get('split'),
-            'evaluation': (record.get('evaluation') or {}).get('mode',
-                                                               'full')}
+            'evaluation': evaluation.get('mode', 'full') if list(evaluation)
+            in ([], ['mode']) else evaluation}
 
 
 def _mean_std(values: List[float]) -> Dict[str, Optional[float]]:

@@ -7,10 +7,11 @@ from typing import Any, Dict, List, Sequence
 
 from diffkg_pyg.data.prepare import TEST_SPLITS
 from diffkg_pyg.train.hyperparameters import HyperParameter, parse_bool
-from diffkg_pyg.train.preflight import count, finite_float
+from diffkg_pyg.train.preflight import count, finite_float, positive
 
 __all__ = ['add_flags', 'given_values', 'format_table', 'format_space',
-           'parameter_table', 'add_data_flags', 'preparation_of',
+           'parameter_table', 'add_data_flags', 'add_evaluation_flags',
+           'preparation_of',
            'load_data']
 
 
@@ -169,6 +170,29 @@ def add_data_flags(parser: argparse.ArgumentParser, group=None) -> None:
                         help='seed of the ablation (default: %(default)s)')
     out.add_argument('--debug', action='store_true',
                         help='show Python tracebacks on errors')
+
+
+def add_evaluation_flags(group) -> None:
+    r"""The flags of the metrics, their cut-offs and the ranking mode
+    (``train`` and ``evaluate``)."""
+    from diffkg_pyg.evaluation import METRICS, SAMPLERS
+
+    group.add_argument('--metrics', nargs='+', choices=METRICS,
+                       default=['recall', 'ndcg'], metavar='METRIC',
+                       help=f'validation and test metrics, of '
+                       f'{", ".join(METRICS)} (recall and ndcg are always '
+                       f'computed)')
+    group.add_argument('--topk', nargs='+', type=positive,
+                       default=[10, 20, 40], metavar='K',
+                       help='metric cut-offs (default: 10 20 40; train '
+                       'always computes 20: early stopping reads it)')
+    group.add_argument('--eval-negatives', type=positive, default=None,
+                       metavar='N', help='sampled ranking: each held-out '
+                       'pair against N sampled negatives (NOT comparable '
+                       'with the default full ranking; recorded)')
+    group.add_argument('--eval-sampler', choices=SAMPLERS,
+                       default='uniform', help='how those negatives are '
+                       'drawn (default: %(default)s)')
 
 
 def preparation_of(args: argparse.Namespace):

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from diffkg_pyg.data.graph import USER_ITEM
 from diffkg_pyg.data.io import DataFormatError, _read_bytes
 from diffkg_pyg.data.tabular import raw_ids
-from diffkg_pyg.evaluation import protocol_evaluators
+from diffkg_pyg.evaluation import evaluation_record, protocol_evaluators
 from diffkg_pyg.train.checkpoint import fingerprint
 from diffkg_pyg.train.persistence import Recommender
 from diffkg_pyg.train.results import dataset_record
@@ -153,8 +153,9 @@ def _in_model_ids(edge_index: Tensor, maps: Sequence[Optional[Tensor]]
 def evaluate_saved(recommender: Recommender, data: HeteroData,
                    ks: Sequence[int] = (10, 20, 40),
                    batch_size: int = 1024,
-                   metrics: Sequence[str] = ('recall', 'ndcg')
-                   ) -> Dict[str, Any]:
+                   metrics: Sequence[str] = ('recall', 'ndcg'),
+                   num_negatives: Optional[int] = None,
+                   sampler: str = 'uniform') -> Dict[str, Any]:
     r"""The metrics of a saved model on the validation and test pairs of
     :obj:`data`, ranked as training ranks them (validation with the train
     pairs masked, test with the train and validation pairs masked), so
@@ -162,9 +163,12 @@ def evaluate_saved(recommender: Recommender, data: HeteroData,
     run that saved it. Users and items are matched by the dataset's own ids
     where both the model and :obj:`data` have them (pairs of a user or item
     the model does not know are left out, with a warning), else by index.
+    With :obj:`num_negatives`, sampled ranking (see
+    :class:`~diffkg_pyg.evaluation.SampledRankingEvaluator`).
 
     Returns:
         A record: :obj:`'valid'` and :obj:`'test'` metrics,
+        :obj:`'evaluation'` (:func:`~diffkg_pyg.evaluation.evaluation_record`),
         :obj:`'dataset'` (:obj:`data`'s record, as a result's),
         :obj:`'same_dataset'` (whether :obj:`data`'s fingerprint is the
         one the model was trained on; :obj:`None` when the model has no
@@ -183,10 +187,13 @@ def evaluate_saved(recommender: Recommender, data: HeteroData,
     train, val, test = pairs[''], pairs['val_'], pairs['test_']
     sizes = recommender.sizes
     evaluators = protocol_evaluators(train, val, test, sizes.num_users,
-                                     sizes.num_items, ks, batch_size, metrics)
+                                     sizes.num_items, ks, batch_size, metrics,
+                                     num_negatives, sampler)
     out: Dict[str, Any] = {
         split: evaluators[split](recommender.scores) if pairs.size(1) else {}
         for split, pairs in (('valid', val), ('test', test))}
+    out['evaluation'] = evaluation_record(ks, metrics, num_negatives,
+                                          sampler)
     out['dataset'] = dataset_record(data, fingerprint(data))
     trained_on = (recommender.dataset or {}).get('fingerprint')
     out['same_dataset'] = (None if trained_on is None else

@@ -98,6 +98,17 @@ def count(text: str) -> int:
 count.__name__ = 'non-negative integer'
 
 
+def positive(text: str) -> int:
+    r"""An :mod:`argparse` type: a positive integer."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(f'not positive: {text!r}')
+    return value
+
+
+positive.__name__ = 'positive integer'
+
+
 def probe_file(path: str, flag: str) -> None:
     r"""Checks before a run that :obj:`path` can be written at its end: not
     a folder, its folder creatable and writable (a file is created there

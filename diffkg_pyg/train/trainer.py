@@ -21,6 +21,7 @@ from diffkg_pyg.data.validate import validate
 from diffkg_pyg.evaluation import (
     RankingEvaluator,
     activity_buckets,
+    evaluation_record,
     protocol_evaluators,
 )
 from diffkg_pyg.train.checkpoint import fingerprint
@@ -132,6 +133,10 @@ class Trainer:
             (default: :obj:`('recall', 'ndcg')`)
         eval_batch_size (int, optional): Users scored at once.
             (default: :obj:`1024`)
+        eval_negatives (int, optional): Sampled ranking with this many
+            negatives, drawn by :obj:`eval_sampler` (:obj:`'uniform'` or
+            :obj:`'popularity'`; see
+            :class:`~diffkg_pyg.evaluation.SampledRankingEvaluator`).
         device (torch.device, optional): Where to train. (default: CPU)
         checkpoint_dir (str, optional): Where :obj:`last.pt` and
             :obj:`best.pt` go. (default: :obj:`None`: no checkpoints)
@@ -171,6 +176,8 @@ class Trainer:
         ks: Sequence[int] = (10, 20, 40),
         metrics: Sequence[str] = ('recall', 'ndcg'),
         eval_batch_size: int = 1024,
+        eval_negatives: Optional[int] = None,
+        eval_sampler: str = 'uniform',
         device: Optional[torch.device] = None,
         checkpoint_dir: Optional[str] = None,
         checkpoint_every: int = 1,
@@ -225,14 +232,16 @@ class Trainer:
                              'early stopping needs val_ratio > 0')
         train = store.edge_index
         name, k = metric.split('@')  # Early stopping reads it.
-        self.evaluation = {'mode': 'full', 'ks': sorted({*ks, int(k)}),
-                           'metrics': list(dict.fromkeys(
-                               [name, 'recall', 'ndcg', *metrics]))}
+        self.evaluation = evaluation_record(
+            [*ks, int(k)], [name, *metrics], eval_negatives, eval_sampler)
+        if eval_negatives is not None:  # Resumed alike only; and said:
+            self.settings['evaluation'] = self.evaluation
+            self.log('sampled ranking: not comparable with full ranking')
         evaluators = protocol_evaluators(
             train, store.val_edge_index, store.test_edge_index,
             self.sizes.num_users, self.sizes.num_items,
             self.evaluation['ks'], eval_batch_size,
-            self.evaluation['metrics'])
+            self.evaluation['metrics'], eval_negatives, eval_sampler)
         self.valid_evaluator = evaluators['valid']
         self.test_evaluator = evaluators['test']
 

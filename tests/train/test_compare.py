@@ -137,3 +137,24 @@ def test_bad_input_is_one_line(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err
     assert err.startswith('diffkg-pyg: error: ') and message in err, err
     assert err.count('\n') == 1
+
+
+def test_sampled_ranking_is_recorded_and_never_compared_with_full(
+        tmp_path, capsys):
+    paths = {}
+    for mode, flags in (('full', []), ('sampled', ['--eval-negatives',
+                                                    '20'])):
+        paths[mode] = str(tmp_path / f'{mode}.json')
+        assert main(['train', 'synthetic', '--model', 'mf', '--epochs', '1',
+                     '--threads', '1', '--output', paths[mode]] + flags) == 0
+    assert 'sampled ranking: not comparable with full ranking' in \
+        capsys.readouterr().out
+    evaluation = json.loads(open(paths['sampled']).read())['evaluation']
+    assert evaluation == {'mode': 'sampled', 'ks': [10, 20, 40],
+                          'metrics': ['recall', 'ndcg'], 'negatives': 20,
+                          'sampler': 'uniform', 'negative_seed': 0}
+    assert main(['compare', paths['full'], paths['sampled'], '--baseline',
+                 'mf (evaluation=full)']) == 0
+    assert 'not comparable: mf (evaluation=sampled 20 uniform) seed 0 and ' \
+        'mf (evaluation=full) seed 0 differ in evaluation' in \
+        capsys.readouterr().out
