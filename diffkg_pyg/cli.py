@@ -186,6 +186,9 @@ def _run_arguments(run) -> None:
     run.add_argument('--resume', default=None, metavar='CHECKPOINT',
                      help='continue from this checkpoint, up to --epochs '
                      'in total (same data and hyper-parameters)')
+    run.add_argument('--log-dir', default=None, metavar='DIR',
+                     help='write TensorBoard event files (losses, validation '
+                     'metrics, epoch times) here')
     run.add_argument('--save-model', default=None, metavar='PATH',
                      help='save the best model for inference (load it '
                      'with diffkg_pyg.load_model)')
@@ -326,6 +329,7 @@ def _run(args: argparse.Namespace, recipe, settings: Dict[str, Any]) -> int:
         is_distributed,
     )
     from diffkg_pyg.train import Trainer
+    from diffkg_pyg.train.tensorboard import TensorBoardWriter
     from diffkg_pyg.utils import save_json
 
     if args.threads is not None:
@@ -349,8 +353,11 @@ def _run(args: argparse.Namespace, recipe, settings: Dict[str, Any]) -> int:
             eval_sampler=args.eval_sampler,
             **({'divergence_factor': None} if args.no_divergence_guard
                else {}))
+        writer = TensorBoardWriter(args.log_dir) if args.log_dir else None
         result = trainer.fit(settings['epochs'], settings['patience'],
-                             resume=args.resume)
+                             resume=args.resume, on_epoch=writer)
+        if writer is not None:
+            writer.close(result.test, result.best_epoch)
         record = trainer.result_record(result)
         if trainer.rank != 0:
             return 0

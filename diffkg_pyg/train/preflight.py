@@ -251,6 +251,13 @@ def check_run_flags(args: Any) -> None:
         path = getattr(args, flag, None)
         if path and not hasattr(args, 'trials'):
             probe_file(path, f'--{flag.replace("_", "-")}')
+    if getattr(args, 'log_dir', None):
+        from diffkg_pyg.train.tensorboard import check_tensorboard
+        try:
+            check_tensorboard()
+        except ImportError as error:
+            raise ValueError(str(error)) from None
+        probe_folder(args.log_dir, '--log-dir')
 
 
 def one_line_warnings(prog: str) -> None:

@@ -42,6 +42,7 @@ from diffkg_pyg.train.results import (
     check_divergence,
     code_record,
     dataset_record,
+    phase_totals,
 )
 from diffkg_pyg.utils import peak_gpu_mb, peak_rss_mb
 
@@ -209,8 +210,7 @@ class Trainer:
             raise ValueError(f'batch_size {batch_size} is not a multiple of '
                              f'the {self.world_size} processes (the global '
                              f'batch is split evenly among them)')
-        self.recipe = recipe
-        self.metric = metric
+        self.recipe, self.metric = recipe, metric
         self.device = torch.device(device or 'cpu')
         self.log = (log or tqdm.write) if self.rank == 0 else \
             (lambda line: None)
@@ -218,8 +218,7 @@ class Trainer:
         self.settings = {'lr': lr, 'batch_size': batch_size,
                          'weight_decay': weight_decay, 'seed': seed,
                          'max_batches': max_batches, 'eval_every': eval_every}
-        self.eval_every = eval_every
-        self.eval_batch_size = eval_batch_size
+        self.eval_every, self.eval_batch_size = eval_every, eval_batch_size
         self._fit_settings: Dict[str, Any] = {}
         self.sizes = Sizes.from_data(data)
         self.fingerprint = fingerprint(data)
@@ -265,6 +264,7 @@ class Trainer:
             checkpoint_every, sizes=self.sizes)
         self._interrupted = False
         self._on_validation: Optional[Callable] = None
+        self._on_epoch: Optional[Callable] = None
 
     @classmethod
     def from_settings(cls, recipe: Recipe, data: HeteroData,
@@ -294,15 +294,12 @@ class Trainer:
         r"""The test metrics of every user-activity bucket
         (:func:`~diffkg_pyg.evaluation.activity_buckets`, the coldest
         first), each with its number of test users."""
-        out = {}
         buckets = activity_buckets(self.context.train_edge_index,
                                    self.sizes.num_users)
-        for label, users in buckets.items():
-            count = self.test_evaluator.count(users)
-            if count:
-                out[label] = {'users': count,
-                              **self.evaluate(self.test_evaluator, users)}
-        return out
+        return {label: {'users': n, **self.evaluate(self.test_evaluator,
+                                                    users)}
+                for label, users in buckets.items()
+                if (n := self.test_evaluator.count(users))}
 
     def train_epoch(self, epoch: int) -> Dict[str, Any]:
         r"""Runs one training epoch; returns its record (loss-term means
@@ -315,7 +312,9 @@ class Trainer:
     def fit(self, epochs: int, patience: int = 10,
             resume: Optional[str] = None, test: bool = True,
             on_validation: Optional[Callable[[int, Dict[str, float]],
-                                             None]] = None) -> FitResult:
+                                             None]] = None,
+            on_epoch: Optional[Callable[[Dict[str, float]], None]] = None,
+            ) -> FitResult:
         r"""Trains with early stopping, from scratch or from the checkpoint
         :obj:`resume`, up to :obj:`epochs` epochs in total, then tests the
         best epoch.
@@ -334,10 +333,11 @@ class Trainer:
                 validation with the epoch and its validation metrics (e.g.
                 to report them to a pruner, which may stop the fit by
                 raising). (default: :obj:`None`)
+            on_epoch (callable, optional): Called with every epoch's record.
         """
         check_settings(epochs=epochs, patience=patience)
         self._fit_settings = {'epochs': epochs, 'patience': patience}
-        self._on_validation = on_validation
+        self._on_validation, self._on_epoch = on_validation, on_epoch
         state = (self.checkpointer.load(resume) if resume else
                  FitState())
         with contextlib.ExitStack() as stack:
@@ -358,18 +358,12 @@ class Trainer:
         self.checkpointer.restore(state.best_state)
         test_metrics = self.evaluate(self.test_evaluator) if test else {}
         by_activity = self.test_by_activity() if test else {}
-        phases = {}
-        for record in state.history:
-            for key, value in record.items():
-                if key.endswith('_seconds'):
-                    phase = key[:-len('_seconds')]
-                    phases[phase] = phases.get(phase, 0.0) + value
         return FitResult(state.epoch, state.best_epoch,
                          time.perf_counter() - start, state.best_valid,
                          test_metrics,
                          state.history,
                          {**self.recipe.summary(self.model),
-                          'phase_seconds': phases,
+                          'phase_seconds': phase_totals(state.history),
                           'test_by_activity': by_activity})
 
     def _fit_epochs(self, state: FitState, epochs: int, patience: int,
@@ -405,7 +399,7 @@ class Trainer:
                          self.divergence_factor)
         record['train_seconds'] = time.perf_counter() - epoch_start
         if not validate:
-            state.history.append(record)
+            self._append(state, record)
             state.epoch = epoch
             self.log(' | '.join([f'epoch {epoch:3d}'] + [
                 f'{k} {_format(v)}' for k, v in record.items()
@@ -422,7 +416,7 @@ class Trainer:
             raise ValueError(f"unknown validation metric '{self.metric}' "
                              f"(available: {sorted(valid)})")
         record.update({f'valid_{k}': v for k, v in valid.items()})
-        state.history.append(record)
+        self._append(state, record)
         state.epoch = epoch
         improved = valid[self.metric] > state.best_value
         if improved:
@@ -440,6 +434,11 @@ class Trainer:
         state.seconds = time.perf_counter() - start
         if self._on_validation is not None:
             self._on_validation(epoch, valid)
+
+    def _append(self, state: FitState, record: Dict[str, Any]) -> None:
+        state.history.append(record)
+        if self._on_epoch is not None and self.rank == 0:
+            self._on_epoch(record)
 
     def _on_epoch_end(self, state: FitState, epochs: int) -> None:
         # The flag is read once: a signal that lands after the processes
