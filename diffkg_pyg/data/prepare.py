@@ -53,7 +53,7 @@ __all__ = ['TEST_SPLITS', 'Preparation', 'Interactions', 'PreparedSplit',
 
 #: The test splits :class:`Preparation` knows.
 TEST_SPLITS = ('own', 'ratio', 'temporal-user', 'temporal-global',
-          'leave-one-out')
+               'leave-one-out')
 
 
 @dataclass(frozen=True)
@@ -266,9 +266,11 @@ def prepare_interactions(inter: Interactions, preparation: Preparation,
         inter (Interactions): Every row of every file.
         preparation (Preparation): What to do.
         val_ratio (float, optional): The validation fraction of the train
-            rows (of every split but :obj:`'ratio'` and
-            :obj:`'leave-one-out'`, whose validation is one row per user).
-            (default: :obj:`0.1`)
+            rows, for the temporal splits (leave-one-out holds out one row
+            per user; :obj:`'own'` and :obj:`'ratio'` leave the validation
+            to :func:`~diffkg_pyg.data.build_hetero_data`, which holds out
+            this fraction by seed, unless the dataset has its own
+            validation file). (default: :obj:`0.1`)
         seed (int, optional): Seed of the random splits. (default: :obj:`0`)
     """
     p = preparation

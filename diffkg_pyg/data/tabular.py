@@ -326,7 +326,7 @@ def build_tabular_data(
     new_item[item_kept] = np.arange(item_kept.size)
 
     def interactions(rows: np.ndarray) -> InteractionFile:
-        files = sorted(set(inter.part[rows].tolist())) or [0]
+        files = np.unique(inter.part[rows]).tolist() or [0]
         return InteractionFile(', '.join(inter.paths[f] for f in files),
                                new_user[user_ids[rows]],
                                new_item[item_ids[rows]], inter.line[rows])
@@ -360,9 +360,11 @@ def build_tabular_data(
              record['split']}
     if record['split'] != 'own':
         split.update(test_ratio=prep.test_ratio, seed=split_seed)
-    split['validation'] = ('given' if prepared.valid is not None and
-                           record['split'] == 'own' else 'ratio'
-                           if prepared.valid is None else record['split'])
+    if prepared.valid is None:  # The seeded hold-out of the train pairs.
+        split['validation'] = 'ratio'
+    else:  # The dataset's own file, or held out as the test was.
+        split['validation'] = ('given' if record['split'] == 'own' else
+                               record['split'])
     if 'order' in record:
         split['order'] = record['order']
     if 'timestamp' in optional:

@@ -132,12 +132,13 @@ def group_runs(results: Sequence[Tuple[str, Dict[str, Any]]]
 def _protocol(record: Dict[str, Any]) -> Dict[str, Any]:
     # What two runs must share to be compared.
     dataset = record['dataset']
-    evaluation = {k: v for k, v in (record.get('evaluation') or {}).items()
-                  if k not in ('ks', 'metrics')}
+    # The ranking mode and its sampling (not the metrics or cut-offs;
+    # results from before the mode was recorded ranked fully).
+    evaluation = {'mode': 'full', **{
+        k: v for k, v in (record.get('evaluation') or {}).items()
+        if k not in ('ks', 'metrics')}}
     return {'dataset fingerprint': dataset.get('fingerprint'),
-            'split': dataset.get('split'),
-            'evaluation': evaluation.get('mode', 'full') if list(evaluation)
-            in ([], ['mode']) else evaluation}
+            'split': dataset.get('split'), 'evaluation': evaluation}
 
 
 def _mean_std(values: List[float]) -> Dict[str, Optional[float]]:

@@ -11,7 +11,7 @@ import math
 import os
 import os.path as osp
 import shutil
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 
@@ -87,26 +87,22 @@ def finite_float(text: str) -> float:
 finite_float.__name__ = 'finite number'
 
 
-def count(text: str) -> int:
-    r"""An :mod:`argparse` type: a non-negative integer."""
-    value = int(text)
-    if value < 0:
-        raise ValueError(f'negative: {text!r}')
-    return value
+def _integer_from(low: int, name: str) -> Callable[[str], int]:
+    # An argparse type: an integer >= low, named `name` in its errors
+    # ("invalid positive integer value: '0'").
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise ValueError(f'under {low}: {text!r}')
+        return value
+
+    parse.__name__ = name
+    return parse
 
 
-count.__name__ = 'non-negative integer'
-
-
-def positive(text: str) -> int:
-    r"""An :mod:`argparse` type: a positive integer."""
-    value = int(text)
-    if value < 1:
-        raise ValueError(f'not positive: {text!r}')
-    return value
-
-
-positive.__name__ = 'positive integer'
+#: :mod:`argparse` types: a non-negative and a positive integer.
+count = _integer_from(0, 'non-negative integer')
+positive = _integer_from(1, 'positive integer')
 
 
 def probe_file(path: str, flag: str) -> None:
