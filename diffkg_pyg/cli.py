@@ -13,6 +13,7 @@ r"""The ``diffkg-pyg`` command line.
                     [--storage URL] [the flags of train: fixed values]
     diffkg-pyg recommend MODEL [--users FILE|all] [--k 20]
                          [--output topk.tsv] [--embeddings emb.npz]
+                         [--search exact|mips]
     diffkg-pyg evaluate MODEL DATA [--topk 10 20 40] [--output F.json]
 
 ``DATA`` is a dataset folder (KGAT, DiffKG authors', DiffRec, RecBole atomic

@@ -3,6 +3,7 @@ model (``train --save-model``) or result files (``train --output``)::
 
     diffkg-pyg recommend MODEL [--users FILE|all] [--k 20]
                          [--output topk.tsv] [--embeddings emb.npz]
+                         [--search exact|mips]
     diffkg-pyg evaluate MODEL DATA [the data flags of train]
                         [--topk 10 20 40] [--output result.json]
     diffkg-pyg compare RESULT... [--baseline MODEL] [--metrics ...]
@@ -62,6 +63,11 @@ def add_result_commands(commands: Any) -> None:
         help='also write the user and item embeddings (dot-product models)')
     recommend.add_argument('--keep-seen', action='store_true',
                            help="recommend a user's train items too")
+    recommend.add_argument(
+        '--search', choices=('exact', 'mips'), default='exact',
+        help="'mips': faiss's exact inner-product index (dot-product "
+        "models; the same lists, faster for many users; needs faiss-cpu) "
+        '(default: exact)')
     evaluate = commands.add_parser(
         'evaluate', help="a saved model's metrics on a dataset's test pairs")
     _common(evaluate, debug=False)
@@ -108,6 +114,12 @@ def run_result_command(args: argparse.Namespace) -> int:
     for flag, path in zip(('--output', '--embeddings'), outputs):
         if path:
             probe_file(path, flag)
+    if args.command == 'recommend' and args.search == 'mips':
+        try:
+            import faiss  # noqa: F401
+        except ImportError:
+            raise ValueError('recommend --search mips needs faiss: pip '
+                             'install faiss-cpu') from None
     recommender = load_model(args.model, device)
     if args.command == 'recommend':
         return _recommend(args, recommender)
@@ -129,7 +141,8 @@ def _recommend(args: argparse.Namespace, recommender) -> int:
         users = users_of(recommender, args.users)
         k = min(args.k, recommender.sizes.num_items)
         rows = write_top_k(args.output, recommender, users, k,
-                           not args.keep_seen, args.batch_size)
+                           not args.keep_seen, args.batch_size,
+                           search=args.search)
         print(f'{args.output}: {rows} recommendations for {users.numel()} '
               f'users (top {k})')
     return 0

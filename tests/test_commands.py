@@ -1,5 +1,6 @@
 r"""``diffkg-pyg recommend`` and ``evaluate`` on a saved model: what they
 print, and one line (exit 2) for every bad input."""
+import importlib.util
 import json
 
 import pytest
@@ -32,6 +33,15 @@ def test_recommend_and_evaluate(saved, tmp_path, capsys):
     assert '8 recommendations for 2 users (top 4)' in printed
     assert [r.split('\t')[0] for r in out.read_text().splitlines()] == \
         ['user'] + ['3'] * 4 + ['1'] * 4
+    if importlib.util.find_spec('faiss'):  # The same lists through faiss:
+        assert main(['recommend', str(root / 'mf.pt'), '--users', users,
+                     '--k', '4', '--output', str(tmp_path / 'mips.tsv'),
+                     '--search', 'mips']) == 0
+        exact, mips = (
+            [r.split('\t')[:3] for r in (tmp_path / f).read_text().split(
+                '\n')] for f in ('topk.tsv', 'mips.tsv'))
+        assert exact == mips
+        capsys.readouterr()
     assert main(['evaluate', str(root / 'mf.pt'), str(folder)]) == 0
     table = capsys.readouterr().out.splitlines()
     run = json.loads((root / 'mf.json').read_text())
@@ -54,6 +64,8 @@ def test_recommend_and_evaluate(saved, tmp_path, capsys):
     (['recommend', '{root}/diffrec.pt', '--embeddings', '{tmp}/e.npz'],
      'diffrec does not score by inner products'),
     (['recommend', '{root}/mf.pt', '-o', '{tmp}'], 'is a folder'),
+    (['recommend', '{root}/diffrec.pt', '--search', 'mips', '-o',
+      '{tmp}/t.tsv'], 'embeddings (MIPS search); use the exact'),
     (['evaluate', '{root}/mf.pt', 'synthetic'],
      'the dataset has 800 users, the model 24'),
 ])

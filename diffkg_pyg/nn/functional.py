@@ -1,4 +1,5 @@
 r"""Functional building blocks of the package's models."""
+from contextlib import contextmanager
 from typing import Optional, Tuple
 
 import torch
@@ -8,7 +9,10 @@ from torch import Tensor
 from diffkg_pyg.utils import gather_rows
 
 __all__ = ['symmetric_propagation', 'info_nce', 'top_k_unseen',
-           'check_user_index']
+           'top_k_inner_product', 'mips_index', 'check_user_index']
+
+#: The largest number of neighbours faiss returns in one search.
+FAISS_MAX_K = 2048
 
 
 class _SymmetricPropagation(torch.autograd.Function):
@@ -175,3 +179,98 @@ def top_k_unseen(score: Tensor, user_index: Tensor, k: int,
         # Past a user's unseen items, topk returns seen ones at -inf.
         item = item.masked_fill(score == float('-inf'), -1)
     return item, score
+
+
+def mips_index(item_emb: Tensor):
+    r"""A :class:`torch_geometric.nn.pool.MIPSKNNIndex` (exact maximum inner
+    product search through :obj:`faiss`) over the item embeddings
+    :obj:`item_emb` :obj:`[num_items, dim]`, for
+    :func:`top_k_inner_product`; on the CPU unless the installed
+    :obj:`faiss` has GPU support. Raises :class:`ImportError` with the
+    package to install when :obj:`faiss` is missing."""
+    try:
+        import faiss
+    except ImportError:
+        raise ImportError("MIPS top-K needs faiss: pip install faiss-cpu "
+                          "(or diffkg-pyg[knn])") from None
+    from torch_geometric.nn.pool import MIPSKNNIndex
+    if not hasattr(faiss, 'StandardGpuResources'):
+        item_emb = item_emb.cpu()
+    return MIPSKNNIndex(item_emb.detach().float().contiguous())
+
+
+def top_k_inner_product(user_emb: Tensor, item_emb: Tensor,
+                        user_index: Tensor, k: int,
+                        seen_ptr: Optional[Tensor] = None,
+                        seen_col: Optional[Tensor] = None,
+                        index=None) -> Tuple[Tensor, Tensor]:
+    r"""The top-:obj:`k` items of the users :obj:`user_index` :obj:`[B]`
+    by the inner products of :obj:`user_emb` :obj:`[num_users, dim]` and
+    :obj:`item_emb` :obj:`[num_items, dim]`, leaving out the seen items of
+    the CSR :obj:`(seen_ptr, seen_col)`, exactly as :func:`top_k_unseen` on
+    :math:`\mathbf{E}_u \mathbf{E}_i^{\top}` (item indices and scores,
+    both :obj:`[B, k]`, best first, item :obj:`-1` at :obj:`-inf` past a
+    user's unseen items).
+
+    With :obj:`index` (from :func:`mips_index` on :obj:`item_emb`) the
+    search runs through faiss's exact inner-product index, which keeps only
+    each user's best items instead of the :obj:`[B, num_items]` scores. A
+    user who has seen :math:`d` items needs the best :math:`k + d`, so the
+    users are searched in groups of similar :math:`d` (powers of two); a
+    group for which that exceeds faiss's limit of 2,048 is scored in full.
+    The lists are the same either way, up to floating-point ties.
+    """
+    num_items = item_emb.size(0)
+    if not 1 <= k <= num_items:
+        raise ValueError(f"'k' must be in [1, num_items] = [1, {num_items}] "
+                         f'(got {k})')
+    query = user_emb[user_index.to(user_emb.device)]
+    if index is None or k > FAISS_MAX_K:
+        return top_k_unseen(query @ item_emb.t(), user_index, k, seen_ptr,
+                            seen_col)
+    # A faiss GPU index (getDevice) searches on its card, others on the CPU:
+    where = query.device if hasattr(index.index, 'getDevice') else 'cpu'
+    item = torch.full((query.size(0), k), -1, dtype=torch.long,
+                      device=where)
+    score = torch.full((query.size(0), k), float('-inf'), device=where)
+    if seen_ptr is None:
+        groups = [torch.arange(query.size(0), device=where)]
+        degree = torch.zeros(query.size(0), dtype=torch.long, device=where)
+    else:
+        rows = user_index.to(seen_ptr.device)
+        degree = (seen_ptr[rows + 1] - seen_ptr[rows]).to(where)
+        group = torch.frexp(degree.double())[1]  # floor(log2 d) + 1
+        groups = [(group == g).nonzero().view(-1)
+                  for g in group.unique().tolist()]
+    with _faiss_blas():
+        for members in groups:
+            users = user_index[members.to(user_index.device)]
+            if k + int(degree[members].max()) > FAISS_MAX_K:
+                out = top_k_unseen(query[members.to(query.device)] @
+                                   item_emb.t(), users, k, seen_ptr,
+                                   seen_col)
+                out = (t.to(where) for t in out)
+            else:
+                exclude = None if seen_ptr is None else torch.stack(
+                    gather_rows(seen_ptr, seen_col,
+                                users.to(seen_ptr.device))).to(where)
+                found = index.search(
+                    query[members.to(query.device)].detach().float()
+                    .contiguous().to(where), k, exclude)
+                out = found.index, found.score
+            item[members], score[members] = out
+    return item.to(query.device), score.to(query.device)
+
+
+@contextmanager
+def _faiss_blas():
+    # faiss scores a flat index with BLAS only from its threshold of
+    # queries on (128,000 in faiss-cpu 1.15, so never for a batch), else
+    # with a per-pair kernel about 3x slower here; set for the search only.
+    import faiss
+    before = faiss.cvar.distance_compute_blas_threshold
+    faiss.cvar.distance_compute_blas_threshold = 20
+    try:
+        yield
+    finally:
+        faiss.cvar.distance_compute_blas_threshold = before

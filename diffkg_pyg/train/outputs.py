@@ -60,14 +60,16 @@ def read_users(path: str, recommender: Recommender) -> Tensor:
 
 def write_top_k(path: str, recommender: Recommender, users: Tensor,
                 k: int = 20, exclude_train: bool = True,
-                batch_size: int = 1024, progress: bool = True) -> int:
+                batch_size: int = 1024, progress: bool = True,
+                search: str = 'exact') -> int:
     r"""Writes the top-:obj:`k` items of every user of :obj:`users` (indices
     :obj:`[B]`) to the tab-separated file :obj:`path`, one row per
     recommendation, ``user``, ``rank`` (1 = best), ``item``, ``score``, in
     the dataset's own ids, with a header row. A user's train items are left
     out when :obj:`exclude_train`; a user with fewer than :obj:`k` other
-    items gets them all. The file appears complete or not at all. Returns
-    the number of rows."""
+    items gets them all; :obj:`search` as :meth:`Recommender.recommend`.
+    The file appears complete or not at all. Returns the number of
+    rows."""
     if not 1 <= k <= recommender.sizes.num_items:
         raise ValueError(f"'k' must be in [1, num_items] = "
                          f"[1, {recommender.sizes.num_items}] (got {k})")
@@ -84,7 +86,8 @@ def write_top_k(path: str, recommender: Recommender, users: Tensor,
                               disable=None if progress else True,
                               leave=False):
                 batch = users[start:start + batch_size]
-                item, score = recommender.recommend(batch, k, exclude_train)
+                item, score = recommender.recommend(batch, k, exclude_train,
+                                                    search)
                 item, score = item.cpu(), score.float().cpu()
                 user_ids = recommender.ids('user', batch)
                 for row, user in enumerate(user_ids):

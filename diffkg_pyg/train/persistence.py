@@ -12,7 +12,12 @@ import torch
 from torch import Tensor
 
 from diffkg_pyg.data.validate import check_index
-from diffkg_pyg.nn.functional import check_user_index, top_k_unseen
+from diffkg_pyg.nn.functional import (
+    check_user_index,
+    mips_index,
+    top_k_inner_product,
+    top_k_unseen,
+)
 from diffkg_pyg.train.checkpoint import (
     check_sizes,
     check_state_tensors,
@@ -93,6 +98,7 @@ class Recommender:
                                                 sizes.num_users)
         with torch.no_grad():
             self._scores = recipe.scores(model)
+        self._mips = None
 
     @torch.no_grad()
     def scores(self, user_index: Tensor) -> Tensor:
@@ -142,17 +148,40 @@ class Recommender:
 
     @torch.no_grad()
     def recommend(self, user_index: Tensor, k: int = 20,
-                  exclude_train: bool = True) -> Tuple[Tensor, Tensor]:
+                  exclude_train: bool = True,
+                  search: str = 'exact') -> Tuple[Tensor, Tensor]:
         r"""The top-:obj:`k` items of every user of :obj:`user_index`
         :obj:`[B]`: item indices and scores, both :obj:`[B, k]`, best first
         (a user's train items left out when :obj:`exclude_train`; a user
         with fewer than :obj:`k` other items gets item :obj:`-1` at score
-        :obj:`-inf` in the places left)."""
+        :obj:`-inf` in the places left).
+
+        :obj:`search` is :obj:`'exact'` (all scores, then
+        :func:`torch.topk`) or, for a dot-product model, :obj:`'mips'`:
+        faiss's exact inner-product index through PyG's
+        :class:`~torch_geometric.nn.pool.MIPSKNNIndex`, built once, which
+        gives the same lists without the :obj:`[B, num_items]` scores
+        (:func:`~diffkg_pyg.nn.functional.top_k_inner_product`; needs
+        :obj:`faiss-cpu`)."""
         user_index = check_user_index(user_index, self.sizes.num_users)
         seen = (self.train_ptr, self.train_col) if exclude_train else \
             (None, None)
-        return top_k_unseen(self.scores(user_index), user_index.cpu(), k,
-                            *seen)
+        if search == 'exact':
+            return top_k_unseen(self.scores(user_index), user_index.cpu(),
+                                k, *seen)
+        if search != 'mips':
+            raise ValueError(f"'search' must be 'exact' or 'mips' (got "
+                             f"{search!r})")
+        if self._mips is None:
+            out = self.embeddings()
+            if out is None:
+                raise ValueError(f'{self.recipe.name} does not score by '
+                                 f'inner products of embeddings (MIPS '
+                                 f'search); use the exact search')
+            self._mips = (*out, mips_index(out[1]))
+        user_emb, item_emb, index = self._mips
+        return top_k_inner_product(user_emb, item_emb, user_index.cpu(), k,
+                                   *seen, index=index)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.recipe.name}, '

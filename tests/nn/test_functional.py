@@ -30,3 +30,50 @@ def test_symmetric_propagation_is_the_sum_of_powers(num_layers):
     got, = torch.autograd.grad(out, x, grad)
     want, = torch.autograd.grad(expected, x, grad)
     assert torch.allclose(got, want)
+
+
+def random_seen(score, degrees, seed):
+    # A CSR of distinct seen items per user, with the given degrees: random
+    # ones, a user's best-scored ones when it sees over 1,000 (the case
+    # where a search capped at 2,048 neighbours would come up short).
+    generator = torch.Generator().manual_seed(seed)
+    cols = [score[u].argsort(descending=True)[:d] if d > 1000 else
+            torch.randperm(score.size(1), generator=generator)[:d]
+            for u, d in enumerate(degrees)]
+    ptr = torch.tensor([0] + degrees).cumsum(0)
+    return ptr, torch.cat(cols)
+
+
+@pytest.mark.parametrize('num_items,k,degrees', [
+    (40, 5, [0, 3, 10, 37, 40, 1]),   # fewer unseen than k, none at all
+    (40, 40, [0, 3, 10, 37, 40, 1]),  # k = every item
+    (3000, 20, [5, 2040, 0, 7]),      # k + 2040 over faiss' 2048: exact
+    (3000, 2049, [0, 1, 0, 0]),       # k itself over the limit: exact
+])
+@pytest.mark.parametrize('exclude', [True, False])
+def test_mips_top_k_gives_the_exact_lists(num_items, k, degrees, exclude):
+    pytest.importorskip('faiss')
+    from diffkg_pyg.nn.functional import (
+        mips_index,
+        top_k_inner_product,
+        top_k_unseen,
+    )
+    generator = torch.Generator().manual_seed(num_items + k)
+    user_emb = torch.randn(len(degrees), 16, generator=generator)
+    item_emb = torch.randn(num_items, 16, generator=generator)
+    seen = random_seen(user_emb @ item_emb.t(), degrees, 0) if exclude \
+        else (None, None)
+    users = torch.tensor([3, 0, 1, 2] + list(range(4, len(degrees))))
+    expected = top_k_unseen(user_emb[users] @ item_emb.t(), users, k, *seen)
+    exact = top_k_inner_product(user_emb, item_emb, users, k, *seen)
+    mips = top_k_inner_product(user_emb, item_emb, users, k, *seen,
+                               index=mips_index(item_emb))
+    for got in (exact, mips):
+        assert torch.equal(got[0], expected[0])
+        assert torch.allclose(got[1], expected[1], rtol=1e-5, atol=1e-5)
+    if exclude:  # Never a seen item; -1 past the unseen ones.
+        for row, user in enumerate(users.tolist()):
+            mine = set(seen[1][seen[0][user]:seen[0][user + 1]].tolist())
+            items = mips[0][row]
+            assert not mine & set(items.tolist())
+            assert int((items >= 0).sum()) == min(k, num_items - len(mine))

@@ -64,12 +64,15 @@ def test_read_users(trained, tmp_path):
 
 @pytest.mark.parametrize('k', [3, 20])
 @pytest.mark.parametrize('exclude_train', [True, False])
-def test_top_k_file(trained, tmp_path, k, exclude_train):
+@pytest.mark.parametrize('search', ['exact', 'mips'])
+def test_top_k_file(trained, tmp_path, k, exclude_train, search):
+    if search == 'mips':
+        pytest.importorskip('faiss')
     _, data, _, model = trained
     path = tmp_path / 'topk.tsv'
     users = torch.tensor([4, 0])
     rows = write_top_k(str(path), model, users, k, exclude_train,
-                       batch_size=1, progress=False)
+                       batch_size=1, progress=False, search=search)
     lines = [r.split('\t') for r in path.read_text().splitlines()]
     assert lines[0] == ['user', 'rank', 'item', 'score'] and \
         len(lines) == rows + 1
