@@ -184,8 +184,8 @@ def retain_freed_memory(device: Optional[torch.device] = None) -> bool:
     array, 470 MB on Alibaba-iFashion); returned to the system, each page
     of them is faulted in again at the next step: on this project's 2-core
     CPU, DiffKG's kept reference step on Alibaba-iFashion took 3.19 s
-    without it and 2.49 s with it (BENCHMARKS.md, section 3). The
-    process's resident memory then stays near its peak instead of
+    without it and 2.54 s with it (``benchmarks/notebook.md``, section 3).
+    The process's resident memory then stays near its peak instead of
     shrinking between steps. The command line calls it for its runs (once
     the device is known); call it in your own training process for the
     same effect (or preload jemalloc or TCMalloc, as PyTorch's CPU
