@@ -115,3 +115,73 @@ def test_the_graph_sees_lazy_and_type_checking_imports(tmp_path):
     graph = import_graph(found)
     assert graph['pkg.a'] == {'pkg.b'} and graph['pkg.b'] == {'pkg.a'}
     assert find_cycle(graph) is not None
+
+
+def unit_layers(graph):
+    r"""The package's parts (its top-level modules and sub-packages) by
+    layer: a part's layer is one above the highest layer it imports (0
+    for a part that imports no other), so each layer imports only the
+    ones before it. Returns a list of layers, each a dict part -> the
+    parts it imports."""
+    def unit(module):
+        return '.'.join(module.split('.')[:2])
+
+    parts = {}
+    for module, imported in graph.items():
+        parts.setdefault(unit(module), set()).update(
+            unit(m) for m in imported if unit(m) != unit(module))
+    level = {}
+
+    def depth(part, seen=()):
+        assert part not in seen, f'import circle between parts: {seen}'
+        if part not in level:
+            level[part] = 1 + max((depth(p, seen + (part, ))
+                                   for p in parts[part]), default=-1)
+        return level[part]
+
+    for part in parts:
+        depth(part)
+    return [{p: parts[p] for p in sorted(parts) if level[p] == i}
+            for i in range(max(level.values()) + 1)]
+
+
+def layers_text(layers, found):
+    def name(part):  # As the files are: utils.py, data/, __init__.py.
+        if part == 'diffkg_pyg':
+            return '__init__.py'
+        package = any(m.startswith(part + '.') for m in found)
+        return part.removeprefix('diffkg_pyg.') + ('/' if package else
+                                                    '.py')
+
+    lines = []
+    for i, layer in enumerate(layers, 1):
+        cells = []
+        for part, imported in layer.items():
+            uses = ', '.join(f'`{name(p)}`' for p in sorted(imported))
+            cells.append(f'`{name(part)}`' + (f' (imports {uses})' if uses
+                                              else ''))
+        lines.append(f'{i}. ' + '; '.join(cells))
+    return '\n'.join(lines) + '\n'
+
+
+BEGIN, END = '<!-- layers: begin -->\n', '<!-- layers: end -->\n'
+
+
+def test_the_layers_of_the_architecture_guide():
+    # The guide's layer list is the import graph's, regenerated here.
+    path = osp.join(osp.dirname(PACKAGE), 'docs', 'guides',
+                    'architecture.md')
+    with open(path) as f:
+        text = f.read()
+    shown = text.split(BEGIN)[1].split(END)[0]
+    found = modules()
+    expected = layers_text(unit_layers(import_graph(found)), found)
+    assert shown == expected, 'replace the list in docs/guides/' \
+        'architecture.md with:\n' + expected
+
+
+def test_unit_layers():
+    graph = {'p.a': {'p.b.x'}, 'p.b.x': {'p.b.y', 'p.c'}, 'p.b.y': set(),
+             'p.c': set()}
+    assert unit_layers(graph) == [{'p.c': set()}, {'p.b': {'p.c'}},
+                                  {'p.a': {'p.b'}}]
