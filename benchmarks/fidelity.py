@@ -52,11 +52,11 @@ import torch
 import torch.nn.functional as F
 from common import emit
 
+from diffkg_pyg.csr import gather_rows, to_csr
 from diffkg_pyg.data import KG, USER_ITEM, load_dataset
 from diffkg_pyg.nn.denoiser import timestep_embedding
 from diffkg_pyg.nn.kg_diffusion import denoiser_loss, sample_support
 from diffkg_pyg.train import Trainer, get_recipe
-from diffkg_pyg.utils import gather_rows, to_csr
 from diffkg_pyg.version import package_commit
 
 TARGET_GAP, TARGET_COSINE = 0.02, 0.99

@@ -20,10 +20,10 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from diffkg_pyg.data import load_dataset  # noqa: E402
+from diffkg_pyg.files import save_json  # noqa: E402
 from diffkg_pyg.train.checkpoint import fingerprint  # noqa: E402
 from diffkg_pyg.train.results import dataset_record  # noqa: E402
 from diffkg_pyg.train.tuning import without_test  # noqa: E402
-from diffkg_pyg.utils import save_json  # noqa: E402
 
 NOTE = ('added by benchmarks/migrate_results.py from the recorded path; '
         'fingerprint of the data as loaded with the default split '

@@ -23,9 +23,9 @@ from common import (
     sparse_steps,
 )
 
+from diffkg_pyg.csr import to_csr
 from diffkg_pyg.nn import GaussianDiffusion, SparseDenoiser
 from diffkg_pyg.optim import SparseRowAdam
-from diffkg_pyg.utils import to_csr
 
 
 def compile_case(args) -> dict:

@@ -26,11 +26,11 @@ from common import (
     sparse_steps,
 )
 
+from diffkg_pyg.csr import gather_rows, to_csr
 from diffkg_pyg.nn import GaussianDiffusion, SparseDenoiser
 from diffkg_pyg.nn.kg_diffusion import rebuild_kg, segment_top_k
 from diffkg_pyg.optim import SparseRowAdam
 from diffkg_pyg.testing import DenseDenoiser
-from diffkg_pyg.utils import gather_rows, to_csr
 
 
 def dense_memory_gb(num_entities: int) -> float:

@@ -31,8 +31,8 @@ from common import (
 )
 
 from diffkg_pyg.data import KG, USER_ITEM, load_dataset
+from diffkg_pyg.process import retain_freed_memory
 from diffkg_pyg.train import Trainer, get_recipe
-from diffkg_pyg.utils import retain_freed_memory
 
 ATTENTION = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                          'speed_attention.py')

@@ -24,10 +24,10 @@ from common import (
 )
 
 import diffkg_pyg.nn.kg_noise as kg_noise
+from diffkg_pyg.csr import to_csr
 from diffkg_pyg.nn import GaussianDiffusion, SparseDenoiser
 from diffkg_pyg.nn.kg_diffusion import sample_support
 from diffkg_pyg.optim import SparseRowAdam
-from diffkg_pyg.utils import to_csr
 
 PER_ENTRY = kg_noise._drawn_outside
 

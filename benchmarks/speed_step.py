@@ -48,9 +48,9 @@ import torch
 from common import emit, peak_rss_gb
 
 from diffkg_pyg.data import load_dataset
+from diffkg_pyg.process import peak_gpu_mb, retain_freed_memory
 from diffkg_pyg.testing import reference_recommendation_loss
 from diffkg_pyg.train import Trainer, get_recipe
-from diffkg_pyg.utils import peak_gpu_mb, retain_freed_memory
 from diffkg_pyg.version import package_commit
 
 

@@ -20,9 +20,9 @@ import time
 import torch
 from common import append_records
 
+from diffkg_pyg.csr import to_csr
 from diffkg_pyg.data import USER_ITEM, load_dataset
 from diffkg_pyg.nn.functional import mips_index, top_k_inner_product
-from diffkg_pyg.utils import to_csr
 
 
 def search_all(user_emb, item_emb, ptr, col, k, batch_size, index):

@@ -220,8 +220,8 @@ def _unknown(unknown: List[str], model: str) -> ValueError:
 
 
 def _train(argv: List[str], command: str = 'train') -> int:
+    from diffkg_pyg.process import retain_freed_memory
     from diffkg_pyg.train.registry import get_recipe
-    from diffkg_pyg.utils import retain_freed_memory
 
     first = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     first.add_argument('--model', default=None)
@@ -329,9 +329,9 @@ def _run(args: argparse.Namespace, recipe, settings: Dict[str, Any]) -> int:
         init_from_env,
         is_distributed,
     )
+    from diffkg_pyg.files import save_json
     from diffkg_pyg.train import Trainer
     from diffkg_pyg.train.tensorboard import TensorBoardWriter
-    from diffkg_pyg.utils import save_json
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)

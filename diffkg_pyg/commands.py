@@ -149,8 +149,8 @@ def _recommend(args: argparse.Namespace, recommender) -> int:
 
 
 def _evaluate(args: argparse.Namespace, recommender) -> int:
+    from diffkg_pyg.files import save_json
     from diffkg_pyg.train.outputs import evaluate_saved
-    from diffkg_pyg.utils import save_json
 
     data = load_data(args, log=False)
     out = evaluate_saved(recommender, data, args.topk, args.batch_size,
@@ -176,6 +176,7 @@ def _evaluate(args: argparse.Namespace, recommender) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    from diffkg_pyg.files import save_json
     from diffkg_pyg.train.compare import (
         compare_runs,
         format_comparison,
@@ -183,7 +184,6 @@ def _compare(args: argparse.Namespace) -> int:
         plot_curves,
         read_results,
     )
-    from diffkg_pyg.utils import save_json
 
     for flag, path in (('--plot', args.plot), ('--output', args.output)):
         if path:

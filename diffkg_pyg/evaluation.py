@@ -19,8 +19,8 @@ from torch_geometric.metrics import (
     LinkPredRecall,
 )
 
+from diffkg_pyg.csr import gather_rows, to_csr
 from diffkg_pyg.distributed import all_reduce_sum, shard
-from diffkg_pyg.utils import gather_rows, to_csr
 
 __all__ = ['RankingEvaluator', 'SampledRankingEvaluator',
            'protocol_evaluators', 'evaluation_record', 'METRICS',

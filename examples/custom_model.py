@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from diffkg_pyg.data import load_dataset
+from diffkg_pyg.files import save_json
 from diffkg_pyg.train import HyperParameter, Recipe, Trainer
-from diffkg_pyg.utils import save_json
 
 
 class MF(torch.nn.Module):

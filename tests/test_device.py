@@ -32,7 +32,7 @@ INDEXING = {aten.index.Tensor, aten.index_put_.default,
 SYNC_SITES = {
     'train/sampling.py': 'negative items by rejection: a round ends when '
                          'no drawn item is a train item of its user',
-    'utils.py': 'CSR row gathers: how many entries the rows hold',
+    'csr.py': 'CSR row gathers: how many entries the rows hold',
     'nn/kg_diffusion.py': "DiffKG's denoiser support: how many distinct "
                           'non-edges were drawn',
     'optim.py': 'SparseRowAdam: which rows a sparse gradient touched',

@@ -20,6 +20,9 @@ PAGES = {
     'diffkg_pyg.optim': 'utilities.rst',
     'diffkg_pyg.distributed': 'utilities.rst',
     'diffkg_pyg.utils': 'utilities.rst',
+    'diffkg_pyg.csr': 'utilities.rst',
+    'diffkg_pyg.files': 'utilities.rst',
+    'diffkg_pyg.process': 'utilities.rst',
 }
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from diffkg_pyg.csr import gather_rows, to_csr
 from diffkg_pyg.evaluation import RankingEvaluator, SampledRankingEvaluator
-from diffkg_pyg.utils import gather_rows, to_csr
 
 
 def brute_force(scores, target, exclude, ks, metrics=('recall', 'ndcg')):

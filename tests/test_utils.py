@@ -13,7 +13,7 @@ import pytest
 SCRIPT = textwrap.dedent('''
     import resource, sys
     import torch
-    from diffkg_pyg.utils import retain_freed_memory
+    from diffkg_pyg.process import retain_freed_memory
 
     applied = retain_freed_memory()
     size = 2**26  # float32: 256 MiB.
@@ -43,7 +43,7 @@ def test_freed_memory_settings_are_left_alone_off_the_cpu(monkeypatch,
                                                          device):
     import ctypes
 
-    from diffkg_pyg.utils import retain_freed_memory
+    from diffkg_pyg.process import retain_freed_memory
 
     def refuse(*args):
         raise AssertionError('mallopt was looked up')

@@ -31,7 +31,7 @@ from diffkg_pyg.data.io import (
     read_pair_array,
     read_triplet_file,
 )
-from diffkg_pyg.utils import atomic_write, file_lock
+from diffkg_pyg.files import atomic_write, file_lock
 
 __all__ = [
     'KGAT_FILES',

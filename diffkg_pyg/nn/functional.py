@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from diffkg_pyg.utils import gather_rows
+from diffkg_pyg.csr import gather_rows
 
 __all__ = ['symmetric_propagation', 'info_nce', 'top_k_unseen',
            'top_k_inner_product', 'mips_index', 'check_user_index']

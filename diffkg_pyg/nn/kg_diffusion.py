@@ -38,10 +38,10 @@ from torch import Tensor
 from torch_geometric.utils import cumsum, scatter
 from torch_geometric.utils import degree as node_degree
 
+from diffkg_pyg.csr import gather_rows, rows_of
 from diffkg_pyg.nn.denoiser import SparseDenoiser
 from diffkg_pyg.nn.diffusion import GaussianDiffusion
 from diffkg_pyg.nn.kg_noise import full_noise, noise_sums
-from diffkg_pyg.utils import gather_rows, rows_of
 
 __all__ = ['Support', 'sample_support', 'denoise_support',
            'denoiser_loss', 'segment_top_k', 'rebuild_kg', 'rebuild_scores',

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.utils import scatter
 
-from diffkg_pyg.utils import rows_of
+from diffkg_pyg.csr import rows_of
 
 __all__ = ['full_noise', 'noise_sums', 'choose_noise_columns',
            'SAMPLED_COLUMNS']

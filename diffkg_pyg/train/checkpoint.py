@@ -13,7 +13,8 @@ import torch
 from torch_geometric.data import HeteroData
 
 from diffkg_pyg.data.graph import KG, USER_ITEM
-from diffkg_pyg.utils import atomic_write, first_line, iter_tensors
+from diffkg_pyg.files import atomic_write
+from diffkg_pyg.utils import first_line, iter_tensors
 
 __all__ = [
     'save_atomic',
@@ -28,7 +29,7 @@ __all__ = [
 
 def save_atomic(obj: Any, path: str) -> None:
     r"""Writes :obj:`obj` with :func:`torch.save` atomically (see
-    :func:`~diffkg_pyg.utils.atomic_write`): :obj:`path` always holds either
+    :func:`~diffkg_pyg.files.atomic_write`): :obj:`path` always holds either
     the previous or the new complete file."""
     atomic_write(path, lambda temporary: torch.save(obj, temporary))
 

@@ -281,7 +281,7 @@ def plot_curves(groups: Sequence[RunGroup], path: str,
     except ImportError:
         raise ValueError("--plot needs matplotlib: pip install "
                          "'diffkg-pyg[plots]'") from None
-    from diffkg_pyg.utils import atomic_write
+    from diffkg_pyg.files import atomic_write
 
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for index, group in enumerate(groups):

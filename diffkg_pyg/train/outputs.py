@@ -18,10 +18,10 @@ from diffkg_pyg.data.graph import USER_ITEM
 from diffkg_pyg.data.io import DataFormatError, _read_bytes
 from diffkg_pyg.data.tabular import raw_ids
 from diffkg_pyg.evaluation import evaluation_record, protocol_evaluators
+from diffkg_pyg.files import atomic_write
 from diffkg_pyg.train.checkpoint import fingerprint
 from diffkg_pyg.train.persistence import Recommender
 from diffkg_pyg.train.results import dataset_record
-from diffkg_pyg.utils import atomic_write
 
 __all__ = ['read_users', 'users_of', 'write_top_k', 'write_embeddings',
            'evaluate_saved']

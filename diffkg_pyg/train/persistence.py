@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional, Tuple, Type
 import torch
 from torch import Tensor
 
+from diffkg_pyg.csr import to_csr
 from diffkg_pyg.data.validate import check_index
 from diffkg_pyg.nn.functional import (
     check_user_index,
@@ -26,7 +27,7 @@ from diffkg_pyg.train.checkpoint import (
 )
 from diffkg_pyg.train.recipe import Recipe, Sizes
 from diffkg_pyg.train.registry import get_recipe
-from diffkg_pyg.utils import first_line, iter_tensors, to_csr, to_device
+from diffkg_pyg.utils import first_line, iter_tensors, to_device
 
 __all__ = ['save_model', 'load_model', 'Recommender', 'check_saved_model',
            'check_model_state', 'check_raw_ids']

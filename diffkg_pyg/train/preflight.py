@@ -15,8 +15,9 @@ from typing import Any, Callable, Iterator, Optional
 
 import torch
 
+from diffkg_pyg.files import file_lock
 from diffkg_pyg.train.hyperparameters import MAX_SEED
-from diffkg_pyg.utils import file_lock, first_line
+from diffkg_pyg.utils import first_line
 
 __all__ = ['check_device', 'check_threads', 'finite_float', 'probe_file',
            'probe_folder', 'lock_folder', 'remove_orphans', 'max_threads',

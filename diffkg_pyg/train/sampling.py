@@ -11,7 +11,7 @@ def sample_row_entries(ptr: Tensor, rows: Tensor,
                        generator: Optional[torch.Generator] = None) -> Tensor:
     r"""For every row of :obj:`rows` (each with at least one entry), the
     position of one of its entries in a CSR-grouped array of row pointer
-    :obj:`ptr` (see :func:`~diffkg_pyg.utils.to_csr`), drawn uniformly."""
+    :obj:`ptr` (see :func:`~diffkg_pyg.csr.to_csr`), drawn uniformly."""
     count = ptr[rows + 1] - ptr[rows]
     return ptr[rows] + (torch.rand(rows.shape, generator=generator,
                                    device=rows.device) * count).long()

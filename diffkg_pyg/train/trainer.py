@@ -24,6 +24,7 @@ from diffkg_pyg.evaluation import (
     evaluation_record,
     protocol_evaluators,
 )
+from diffkg_pyg.process import peak_gpu_mb, peak_rss_mb
 from diffkg_pyg.train.checkpoint import fingerprint
 from diffkg_pyg.train.checkpointer import Checkpointer
 from diffkg_pyg.train.context import TrainContext
@@ -44,7 +45,6 @@ from diffkg_pyg.train.results import (
     dataset_record,
     phase_totals,
 )
-from diffkg_pyg.utils import peak_gpu_mb, peak_rss_mb
 
 __all__ = ['Trainer']
 

@@ -22,7 +22,7 @@ from diffkg_pyg.data import (
 )
 from diffkg_pyg.data import datasets as datasets_module
 from diffkg_pyg.data import io as io_module
-from diffkg_pyg.utils import file_lock
+from diffkg_pyg.files import file_lock
 from tests.conftest import shared_dataset, write
 
 

@@ -168,8 +168,8 @@ def test_damaged_checkpoints_are_one_line(tmp_path, capsys, damage):
 def test_a_full_disk_names_the_file(tmp_path, monkeypatch):
     # torch.save on a full disk raises "unexpected pos ..."; the package
     # says ENOSPC with the path, and leaves no temporary behind.
+    from diffkg_pyg.files import shutil as utils_shutil
     from diffkg_pyg.train import checkpoint
-    from diffkg_pyg.utils import shutil as utils_shutil
 
     def full(obj, path):
         open(path, 'wb').write(b'x')

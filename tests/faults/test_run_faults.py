@@ -76,7 +76,7 @@ def test_sigterm_checkpoints_and_stops(tmp_path):
 
 
 def test_a_checkpoint_folder_is_one_run_s(tmp_path, capsys):
-    from diffkg_pyg.utils import file_lock
+    from diffkg_pyg.files import file_lock
     data, ckpt = dataset(tmp_path), tmp_path / 'ckpt'
     ckpt.mkdir()
     orphan = ckpt / 'last.pt.tmp999999999'  # Of a process long gone.

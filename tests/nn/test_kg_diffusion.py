@@ -2,6 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from diffkg_pyg.csr import to_csr
 from diffkg_pyg.data import build_knowledge_graph
 from diffkg_pyg.nn import GaussianDiffusion, SparseDenoiser
 from diffkg_pyg.nn.kg_diffusion import (
@@ -14,7 +15,6 @@ from diffkg_pyg.nn.kg_diffusion import (
     select_edges,
 )
 from diffkg_pyg.testing import dense_denoiser, dense_hidden, dense_reverse
-from diffkg_pyg.utils import to_csr
 
 
 def random_kg(num_entities=20, num_triplets=30, seed=0):

@@ -24,7 +24,7 @@ def pre_activation(weight, x0_support, ptr, index, a, b, keep, eps, mask,
     return product / (square + outside[1]).sqrt()[:, None]
 
 
-@pytest.mark.slow  # 2 x 20,000 draws.
+@pytest.mark.slow  # 2 x 8,000 draws.
 @pytest.mark.parametrize('keep', [1.0, 0.5])
 def test_sampled_noise_has_the_dense_mean_and_covariance(keep):
     # A small KG row with 40 entities, 3 of them in the support (2 edges,
@@ -36,7 +36,7 @@ def test_sampled_noise_has_the_dense_mean_and_covariance(keep):
     x0 = torch.tensor([1.0, 1.0, 0.0])
     a, b = 0.6, 0.8
     gen = torch.Generator().manual_seed(0)
-    draws = 20000
+    draws = 8000
     samples = {}
     for name, columns in (('dense', None), ('sampled', 8)):
         out = []

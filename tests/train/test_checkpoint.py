@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from diffkg_pyg import load_model
+from diffkg_pyg.csr import to_csr
 from diffkg_pyg.data import KG, USER_ITEM, synthetic_dataset
 from diffkg_pyg.train import NonFiniteLossError
 from diffkg_pyg.train.checkpoint import (
@@ -17,7 +18,6 @@ from diffkg_pyg.train.checkpoint import (
     save_atomic,
     set_rng_state,
 )
-from diffkg_pyg.utils import to_csr
 from tests.conftest import flat_state
 from tests.train.test_trainer import make_trainer
 

@@ -16,12 +16,12 @@ import torch
 
 from diffkg_pyg import load_model
 from diffkg_pyg.cli import build_train_parser, main
+from diffkg_pyg.csr import to_csr
 from diffkg_pyg.data import USER_ITEM, synthetic_dataset
 from diffkg_pyg.train import MODELS, TRAIN_SETTINGS, Trainer, get_recipe
 from diffkg_pyg.train.checkpoint import load_checkpoint
 from diffkg_pyg.train.flags import given_values
 from diffkg_pyg.train.hyperparameters import split_config
-from diffkg_pyg.utils import to_csr
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 NAMES = sorted(MODELS)

@@ -593,8 +593,8 @@ def _runs(tmp_path, trained, count=3):
 
 
 def test_runs_held_by_another_process_are_not_repeated(tmp_path):
+    from diffkg_pyg.files import file_lock, save_json
     from diffkg_pyg.train.tuning.shared import run_shared
-    from diffkg_pyg.utils import file_lock, save_json
     trained = []
     runs = _runs(tmp_path, trained)
     save_json(runs[2][0], {'run': 2, 'by': 'an earlier process'})

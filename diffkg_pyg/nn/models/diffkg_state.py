@@ -30,9 +30,9 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 from torch import Tensor
 
+from diffkg_pyg.csr import to_csr
 from diffkg_pyg.nn.functional import check_user_index, top_k_unseen
 from diffkg_pyg.optim import OptimizerGroup, SparseRowAdam
-from diffkg_pyg.utils import to_csr
 
 __all__ = ['DiffKGState', 'EdgeSet']
 

@@ -6,13 +6,13 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from diffkg_pyg.csr import gather_rows, rows_of
 from diffkg_pyg.nn.denoiser import MLPDenoiser
 from diffkg_pyg.nn.diffusion import (
     SCHEDULES,
     GaussianDiffusion,
     ImportanceStepSampler,
 )
-from diffkg_pyg.utils import gather_rows, rows_of
 
 __all__ = ['DiffRec', 'TDiffRec', 'MEAN_TYPES', 'interaction_rows',
            'chronological_weights', 'check_weight_range']

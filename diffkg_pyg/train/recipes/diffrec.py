@@ -6,6 +6,7 @@ from typing import Any, Callable, Dict, Iterator, List, Tuple
 import torch
 from torch import Tensor
 
+from diffkg_pyg.csr import to_csr
 from diffkg_pyg.data.graph import USER_ITEM
 from diffkg_pyg.nn.diffusion import SCHEDULES
 from diffkg_pyg.nn.models.diffrec import (
@@ -25,7 +26,6 @@ from diffkg_pyg.train.hyperparameters import (
 from diffkg_pyg.train.recipe import Recipe, Sizes
 from diffkg_pyg.train.recipes.lightgcn import LightGCNRecipe
 from diffkg_pyg.train.trainer import Trainer
-from diffkg_pyg.utils import to_csr
 
 __all__ = ['DiffRecRecipe', 'TDiffRecRecipe', 'LDiffRecRecipe',
            'LTDiffRecRecipe', 'DIFFREC_PRESETS', 'TDIFFREC_PRESETS',

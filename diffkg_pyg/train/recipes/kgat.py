@@ -4,6 +4,7 @@ from typing import Any, Dict, List, Tuple
 import torch
 from torch import Tensor
 
+from diffkg_pyg.csr import to_csr
 from diffkg_pyg.data.graph import kg_triplets
 from diffkg_pyg.nn.conv.kgat_conv import AGGREGATORS
 from diffkg_pyg.nn.models.kgat import KGAT, collaborative_kg
@@ -20,7 +21,6 @@ from diffkg_pyg.train.sampling import (
     sample_negative_items,
     sample_row_entries,
 )
-from diffkg_pyg.utils import to_csr
 
 __all__ = ['KGATRecipe', 'KGAT_PRESETS', 'sample_user_batch',
            'sample_kg_batch']

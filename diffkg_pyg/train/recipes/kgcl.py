@@ -4,6 +4,7 @@ from typing import Any, Dict, Tuple
 import torch
 from torch import Tensor
 
+from diffkg_pyg.csr import to_csr
 from diffkg_pyg.data.graph import bipartite_adjacency, kg_triplets
 from diffkg_pyg.nn.models.kgcl import KGCL, item_slots
 from diffkg_pyg.train.context import TrainContext
@@ -18,7 +19,6 @@ from diffkg_pyg.train.sampling import (
     sample_negative_items,
     sample_row_entries,
 )
-from diffkg_pyg.utils import to_csr
 
 __all__ = ['KGCLRecipe', 'KGCL_PRESETS', 'AUGMENTATIONS',
            'keep_probabilities']

@@ -9,6 +9,7 @@ from typing import Any, Callable, Dict, List, Optional, Type
 import torch
 from torch_geometric.data import HeteroData
 
+from diffkg_pyg.files import save_json
 from diffkg_pyg.train.hyperparameters import (
     TRAIN_SETTINGS,
     resolve,
@@ -22,7 +23,6 @@ from diffkg_pyg.train.tuning.shared import (
     run_shared,
 )
 from diffkg_pyg.train.tuning.study import CONFIG, METRIC
-from diffkg_pyg.utils import save_json
 
 __all__ = ['confirmation_seeds', 'confirm']
 

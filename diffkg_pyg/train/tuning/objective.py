@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Type
 import torch
 from torch_geometric.data import HeteroData
 
+from diffkg_pyg.files import save_json
 from diffkg_pyg.train.hyperparameters import (
     TRAIN_SETTINGS,
     HyperParameter,
@@ -21,7 +22,6 @@ from diffkg_pyg.train.trainer import Trainer
 from diffkg_pyg.train.tuning.report import jsonable
 from diffkg_pyg.train.tuning.space import canonical_names
 from diffkg_pyg.train.tuning.study import CONFIG, ERROR, METRIC
-from diffkg_pyg.utils import save_json
 
 __all__ = ['Objective']
 

@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Type
 
 from torch_geometric.data import HeteroData
 
+from diffkg_pyg.files import atomic_write, save_json
 from diffkg_pyg.train.hyperparameters import (
     TRAIN_SETTINGS,
     resolve,
@@ -25,7 +26,6 @@ from diffkg_pyg.train.tuning.shared import (
     run_shared,
 )
 from diffkg_pyg.train.tuning.study import CONFIG, METRIC
-from diffkg_pyg.utils import atomic_write, save_json
 
 __all__ = ['TuneResult', 'write_config', 'jsonable', 'finish',
            'plot_study', 'final_path']

@@ -15,10 +15,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type
 
 from torch_geometric.data import HeteroData
 
+from diffkg_pyg.files import file_lock, save_json
 from diffkg_pyg.train.recipe import Recipe
 from diffkg_pyg.train.results import FitResult
 from diffkg_pyg.train.trainer import Trainer
-from diffkg_pyg.utils import file_lock, save_json
 
 __all__ = ['fit_run', 'run_shared', 'run_identity', 'record_identity',
            'config_digest', 'resolved_config']

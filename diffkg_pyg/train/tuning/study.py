@@ -10,8 +10,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 from tqdm.auto import tqdm
 
+from diffkg_pyg.files import save_json
 from diffkg_pyg.train.results import NonFiniteLossError
-from diffkg_pyg.utils import save_json
 
 __all__ = ['PRUNERS', 'SAMPLERS', 'METRIC', 'CONFIG', 'ERROR',
            'open_study', 'counted', 'seconds_used', 'run_trials',

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from diffkg_pyg import PRESETS, DiffKG
+from diffkg_pyg.csr import to_csr
 from diffkg_pyg.data import KG, USER_ITEM, synthetic_dataset
 from diffkg_pyg.nn import SparseDenoiser
 from diffkg_pyg.nn.denoiser import CompiledOrEager
@@ -11,7 +12,6 @@ from diffkg_pyg.nn.functional import info_nce
 from diffkg_pyg.nn.kg_diffusion import sample_support
 from diffkg_pyg.optim import SparseRowAdam
 from diffkg_pyg.testing import literal_contrast_loss
-from diffkg_pyg.utils import to_csr
 from tests.nn.test_kg_diffusion import random_kg
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from diffkg_pyg import DiffRec, TDiffRec
-from diffkg_pyg.utils import to_csr
+from diffkg_pyg.csr import to_csr
 
 
 def _literal_loss(model, x, t, pt, noise, reweight, mean_type):
