@@ -204,31 +204,37 @@ class KGIN(torch.nn.Module):
         return distance_correlation(x)
 
     def _drop_edges(self, edge_index: Tensor, edge_weight: Tensor,
-                    kg_edge_index: Tensor, kg_edge_type: Tensor
+                    kg_edge_index: Tensor, kg_edge_type: Tensor,
+                    generator: Optional[torch.Generator]
                     ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         rate = self.node_dropout
         num_kg = kg_edge_index.size(1)
-        keep = torch.randperm(num_kg, device=kg_edge_index.device)[
+        keep = torch.randperm(num_kg, generator=generator,
+                              device=kg_edge_index.device)[
             :int(num_kg * rate)]
         kg_edge_index, kg_edge_type = kg_edge_index[:, keep], \
             kg_edge_type[keep]
-        mask = torch.rand(edge_weight.numel(),
+        mask = torch.rand(edge_weight.numel(), generator=generator,
                           device=edge_weight.device) >= 1.0 - rate
         return (edge_index[:, mask], edge_weight[mask] / (1.0 - rate),
                 kg_edge_index, kg_edge_type)
 
     def forward(self, edge_index: Tensor, kg_edge_index: Tensor,
-                kg_edge_type: Tensor) -> Tuple[Tensor, Tensor]:
+                kg_edge_type: Tensor,
+                generator: Optional[torch.Generator] = None
+                ) -> Tuple[Tensor, Tensor]:
         r"""Propagates over the train pairs :obj:`edge_index` (user, item)
         and the knowledge graph; returns the final user and entity
-        embeddings."""
+        embeddings. In training the node dropout draws its edges from
+        :obj:`generator` (on the edges' device; the global generator when
+        :obj:`None`)."""
         user = edge_index[0]
         degree = torch.bincount(user, minlength=self.num_users)
         edge_weight = degree.to(self.user_emb.dtype).reciprocal()[user]
         if self.training and self.node_dropout > 0:
             edge_index, edge_weight, kg_edge_index, kg_edge_type = \
                 self._drop_edges(edge_index, edge_weight, kg_edge_index,
-                                 kg_edge_type)
+                                 kg_edge_type, generator)
         intent_emb = self.intents()
         key = self.latent_emb if self.intent_attention == 'latent' else \
             intent_emb

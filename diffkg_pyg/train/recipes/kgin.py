@@ -122,7 +122,7 @@ class KGINRecipe(Recipe):
         edge_index, edge_type = self.kg[:2], self.kg[2]
         for user, pos, neg in context.bpr_batches(f'epoch {epoch}'):
             user_out, entity_out = model(self.train_edge_index, edge_index,
-                                         edge_type)
+                                         edge_type, context.generator)
             loss, bpr, independence = model.loss(
                 user_out, entity_out, user, pos, neg,
                 self.hparams['l2_weight'],

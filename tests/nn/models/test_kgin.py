@@ -174,12 +174,28 @@ def test_node_dropout_keeps_the_authors_fractions():
     weight = torch.ones(20000)
     many = torch.zeros(2, 20000, dtype=torch.long)
     _, kept_weight, kg_index, kg_type = model._drop_edges(
-        many, weight, kg[:2], kg[2])
+        many, weight, kg[:2], kg[2], None)
     # KG: exactly floor(0.3 E) edges kept; user-item: each kept with
     # probability 0.3, scaled by 1 / (1 - 0.3).
     assert kg_index.size(1) == kg_type.numel() == int(kg.size(1) * 0.3)
     assert abs(kept_weight.numel() / 20000 - 0.3) < 0.02
     assert torch.allclose(kept_weight, torch.full_like(kept_weight, 1 / 0.7))
+
+
+def test_node_dropout_draws_from_the_given_generator():
+    # The same seed twice gives the same dropped graph and the same
+    # outputs, and the global generator is left where it was (message
+    # dropout off: it draws from the global generator, as torch's does).
+    num_users, num_entities, num_relations, triplets, pairs = small_graph(0)
+    model = KGIN(num_users, num_entities, num_relations, node_dropout=0.5,
+                 dropout=0.0).train()
+    kg = kgin_edges(triplets, num_relations)
+    before = torch.get_rng_state()
+    outs = [model(pairs, kg[:2], kg[2], torch.Generator().manual_seed(s))
+            for s in (3, 3, 4)]
+    assert torch.equal(torch.get_rng_state(), before)
+    assert all(torch.equal(a, b) for a, b in zip(outs[0], outs[1]))
+    assert not torch.equal(outs[0][0], outs[2][0])
 
 
 def test_initialisation_bounds_and_options():
