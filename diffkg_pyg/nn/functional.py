@@ -244,6 +244,8 @@ def top_k_inner_product(user_emb: Tensor, item_emb: Tensor,
                   for g in group.unique().tolist()]
     with _faiss_blas():
         for members in groups:
+            if not members.numel():  # (No user asked.)
+                continue
             users = user_index[members.to(user_index.device)]
             if k + int(degree[members].max()) > FAISS_MAX_K:
                 out = top_k_unseen(query[members.to(query.device)] @

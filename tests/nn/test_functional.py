@@ -71,6 +71,9 @@ def test_mips_top_k_gives_the_exact_lists(num_items, k, degrees, exclude):
     for got in (exact, mips):
         assert torch.equal(got[0], expected[0])
         assert torch.allclose(got[1], expected[1], rtol=1e-5, atol=1e-5)
+    none = top_k_inner_product(user_emb, item_emb, users[:0], k, *seen,
+                               index=mips_index(item_emb))
+    assert none[0].shape == none[1].shape == (0, k)
     if exclude:  # Never a seen item; -1 past the unseen ones.
         for row, user in enumerate(users.tolist()):
             mine = set(seen[1][seen[0][user]:seen[0][user + 1]].tolist())
