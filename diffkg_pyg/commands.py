@@ -115,11 +115,11 @@ def run_result_command(args: argparse.Namespace) -> int:
         if path:
             probe_file(path, flag)
     if args.command == 'recommend' and args.search == 'mips':
-        try:
-            import faiss  # noqa: F401
-        except ImportError:
-            raise ValueError('recommend --search mips needs faiss: pip '
-                             'install faiss-cpu') from None
+        from diffkg_pyg.nn.functional import check_faiss
+        try:  # Before the model loads.
+            check_faiss()
+        except ImportError as error:
+            raise ValueError(f'recommend --search mips: {error}') from None
     recommender = load_model(args.model, device)
     if args.command == 'recommend':
         return _recommend(args, recommender)

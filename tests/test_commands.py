@@ -2,6 +2,7 @@ r"""``diffkg-pyg recommend`` and ``evaluate`` on a saved model: what they
 print, and one line (exit 2) for every bad input."""
 import importlib.util
 import json
+import sys
 
 import pytest
 
@@ -79,3 +80,16 @@ def test_bad_input_is_one_line(saved, tmp_path, capsys, argv, message):
     assert err.startswith('diffkg-pyg: error: ') and message in err, err
     assert err.count('\n') == 1
     assert not (tmp_path / 't.tsv').exists()
+
+
+def test_mips_without_faiss_is_one_line_before_the_model_loads(
+        saved, tmp_path, capsys, monkeypatch):
+    root, _ = saved
+    monkeypatch.setitem(sys.modules, 'faiss', None)  # import faiss fails
+    capsys.readouterr()
+    assert main(['recommend', str(tmp_path / 'no-such-model.pt'),
+                 '--search', 'mips', '-o', str(tmp_path / 't.tsv')]) == 2
+    err = capsys.readouterr().err
+    assert err == ('diffkg-pyg: error: recommend --search mips: MIPS top-K '
+                   'needs faiss: pip install faiss-cpu (or diffkg-pyg[knn])'
+                   '\n')

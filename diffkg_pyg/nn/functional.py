@@ -9,7 +9,8 @@ from torch import Tensor
 from diffkg_pyg.csr import gather_rows
 
 __all__ = ['symmetric_propagation', 'info_nce', 'top_k_unseen',
-           'top_k_inner_product', 'mips_index', 'check_user_index']
+           'top_k_inner_product', 'mips_index', 'check_faiss',
+           'check_user_index']
 
 #: The largest number of neighbours faiss returns in one search.
 FAISS_MAX_K = 2048
@@ -181,18 +182,25 @@ def top_k_unseen(score: Tensor, user_index: Tensor, k: int,
     return item, score
 
 
-def mips_index(item_emb: Tensor):
-    r"""A :class:`torch_geometric.nn.pool.MIPSKNNIndex` (exact maximum inner
-    product search through :obj:`faiss`) over the item embeddings
-    :obj:`item_emb` :obj:`[num_items, dim]`, for
-    :func:`top_k_inner_product`; on the CPU unless the installed
-    :obj:`faiss` has GPU support. Raises :class:`ImportError` with the
-    package to install when :obj:`faiss` is missing."""
+def check_faiss():
+    r"""The :obj:`faiss` module that :func:`mips_index` needs; raises
+    :class:`ImportError` with the package to install when it is missing."""
     try:
         import faiss
     except ImportError:
         raise ImportError("MIPS top-K needs faiss: pip install faiss-cpu "
                           "(or diffkg-pyg[knn])") from None
+    return faiss
+
+
+def mips_index(item_emb: Tensor):
+    r"""A :class:`torch_geometric.nn.pool.MIPSKNNIndex` (exact maximum inner
+    product search through :obj:`faiss`) over the item embeddings
+    :obj:`item_emb` :obj:`[num_items, dim]`, for
+    :func:`top_k_inner_product`; on the CPU unless the installed
+    :obj:`faiss` has GPU support (:func:`check_faiss` when it is
+    missing)."""
+    faiss = check_faiss()
     from torch_geometric.nn.pool import MIPSKNNIndex
     if not hasattr(faiss, 'StandardGpuResources'):
         item_emb = item_emb.cpu()

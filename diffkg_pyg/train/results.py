@@ -100,6 +100,7 @@ def code_record() -> Dict[str, Any]:
     ``+dirty`` when the package differs from it)."""
     return {'version': __version__, 'commit': package_commit()}
 
+
 def phase_totals(history: List[Dict[str, Any]]) -> Dict[str, float]:
     r"""The seconds of every phase (each :obj:`*_seconds` key of the
     epochs' records), summed over :obj:`history`."""
@@ -107,8 +108,8 @@ def phase_totals(history: List[Dict[str, Any]]) -> Dict[str, float]:
     for record in history:
         for key, value in record.items():
             if key.endswith('_seconds'):
-                out[key[:-len('_seconds')]] = out.get(
-                    key[:-len('_seconds')], 0.0) + value
+                phase = key.removesuffix('_seconds')
+                out[phase] = out.get(phase, 0.0) + value
     return out
 
 
