@@ -16,25 +16,33 @@ float), ``loss_abs_diff`` for the loss, and by name ``max_abs_diff_by``
 absolute value of each. ``--profile`` prints the operators'
 self CPU time over the measured steps (torch.profiler).
 
-``--floor`` (DiffKG) times, at the data's shapes, only the kernels no
-implementation of the step can skip: the :math:`2L` sparse products of
-the user-item propagation (:math:`L` forward, :math:`L` backward, each on
-both views' :math:`2d` columns), and for the users' and the items' InfoNCE
-the score product :math:`[V, d] \times [d, B]`, its :math:`V \times B`
-exponentials and the two gradient products. Their sum, ``floor_s``, is
-what this machine's kernels need for that work alone; a step cannot be
-faster unless a kernel is.
+``--phase`` picks what DiffKG times: ``recommendation`` (the default,
+above), ``diffusion`` (one denoiser step of phase 1) or ``rebuild`` (phase
+2, whole, ``--steps`` times); for the other models it is their training
+step (KGAT's CF step, KGCL's recommendation step, not their KG steps).
+
+``--floor`` times, at the data's shapes, only the kernels no
+implementation of that work can skip (:mod:`floors`: for DiffKG's
+recommendation step the :math:`2L` sparse products of the user-item
+propagation and InfoNCE's score products, exponentials and gradient
+products; for each phase and each KG peer its own list there). Their sum
+is ``floor_s``, and the record's ``ratio_to_floor`` is the measured step
+(or rebuild) over it: a step cannot be faster than its floor unless a
+kernel is.
 
 ``--device cuda`` times the step on a GPU (each step to its last kernel)
 and records the device's peak memory, ``peak_gpu_mb``.
 
 ``--table FILE`` prints BENCHMARKS.md's table of one commit's ``--compare
 --floor`` records in a results file (the newest commit in it unless
-``--commit`` names one) and exits.
+``--commit`` names one) and exits; with ``--phases``, the table of its
+``--floor`` records of every phase, model and thread count.
 
     python benchmarks/speed_step.py --data ../shared/data/alibaba-ifashion \
         --model diffkg --steps 10 --threads 2 --compare \
         --output benchmarks/results/speed-step.jsonl
+    python benchmarks/speed_step.py --data ../shared/data/lastfm-hetrec2011 \
+        --phase diffusion --floor --output benchmarks/results/phases.jsonl
 """
 import argparse
 import functools
@@ -46,6 +54,7 @@ import time
 
 import torch
 from common import emit, peak_rss_gb
+from floors import FLOORS
 
 from diffkg_pyg.data import load_dataset
 from diffkg_pyg.process import peak_gpu_mb, retain_freed_memory
@@ -56,38 +65,66 @@ from diffkg_pyg.version import package_commit
 
 def build(args):
     data = load_dataset(args.data, log=False)
-    recipe = get_recipe(args.model)()
+    recipe_class = get_recipe(args.model)
+    names = {h.name for h in recipe_class.hyperparameters}
+    recipe = recipe_class(**({'use_compile': False} if args.no_compile and
+                             'use_compile' in names else {}))
     trainer = Trainer(recipe, data, seed=args.seed, log=lambda line: None,
                       max_batches=args.warmup + args.steps,
                       device=torch.device(args.device))
-    if hasattr(recipe, 'train_recommendation'):
+    if args.phase == 'recommendation':
         trainer.model.rebuild(batch_size=trainer.context.batch_size,
                               generator=trainer.context.generator)
     return trainer
 
 
-def timed_pass(trainer):
-    r"""One capped pass of the model's steps; the seconds of every step
-    (from the end of the previous one, batch sampling included)."""
-    recipe, context, model = trainer.recipe, trainer.context, trainer.model
-    times, step = [], context.accounting.step
+#: The loss name (see ``TrainContext.step``) of the steps each phase times.
+TIMED_LOSS = {'diffusion': 'denoiser_loss'}
 
-    def timed_step(*a, **k):
-        step(*a, **k)
+
+def timed_pass(trainer, phase='recommendation'):
+    r"""One capped pass of the model's steps of :obj:`phase`; the seconds
+    of every step (from the end of the previous one, batch sampling
+    included). Only the steps of the phase's loss count (KGAT's and KGCL's
+    KG steps are not timed), and the time of the others is not charged to
+    the next timed step. For :obj:`'rebuild'` one DiffKG rebuild."""
+    recipe, context, model = trainer.recipe, trainer.context, trainer.model
+    model.train()
+    if phase == 'rebuild':
+        synchronize(context.device)
+        start = time.perf_counter()
+        model.rebuild(batch_size=context.batch_size,
+                      generator=context.generator)
+        synchronize(context.device)
+        return [time.perf_counter() - start]
+    times, step = [], context.accounting.step
+    timed = TIMED_LOSS.get(phase, 'loss')
+    last = [0.0]
+
+    def timed_step(optimizers, loss, name='loss', **terms):
+        step(optimizers, loss, name, **terms)
         synchronize(context.device)  # A GPU's step ends when its kernels do.
-        times.append(time.perf_counter())
+        now = time.perf_counter()
+        if name == timed:
+            times.append(now - last[0])
+        last[0] = now
 
     context.accounting.step = timed_step
-    model.train()
-    start = time.perf_counter()
+    last[0] = time.perf_counter()
     try:
-        if hasattr(recipe, 'train_recommendation'):
+        if phase == 'diffusion':
+            recipe.train_diffusion(model, context, 1)
+            # Full batches only (the pass ends with a smaller one), unless
+            # there is no full one.
+            del times[max(model.kg_heads.numel() // context.batch_size,
+                          1):]
+        elif hasattr(recipe, 'train_recommendation'):
             recipe.train_recommendation(model, context, 1)
         else:
             recipe.train_epoch(model, context, 1)
     finally:
         context.accounting.step = step
-    return [b - a for a, b in zip([start] + times[:-1], times)]
+    return times
 
 
 def synchronize(device: torch.device) -> None:
@@ -140,44 +177,6 @@ def compare(trainer, args):
     return times
 
 
-def floor(trainer, args):
-    r"""The median seconds of the step's unavoidable kernels."""
-    model, recipe = trainer.model, trainer.recipe
-    adj, d, batch = recipe.adj, model.embedding_dim, trainer.context.batch_size
-    device = adj.device
-    x = torch.randn(adj.size(0), 2 * d, device=device)
-    anchor = torch.randn(batch, d, device=device)
-
-    def infonce(num_nodes):
-        positive = torch.randn(num_nodes, d, device=device)
-
-        def kernels():
-            weight = (positive @ anchor.t()).exp_()  # [V, B], kept.
-            weight.t() @ positive  # The anchors' gradient.
-            weight @ anchor  # The positives' gradient.
-        return kernels
-
-    # The product as the package calls it (no zero-filled buffer).
-    parts = {'spmm_s': (lambda: torch.addmm(x, adj, x, beta=0),
-                        2 * model.num_layers),
-             'infonce_users_s': (infonce(model.num_users), 1),
-             'infonce_items_s': (infonce(model.num_items), 1)}
-    record = {}
-    for name, (kernel, count) in parts.items():
-        kernel()  # Warm-up.
-        times = []
-        for _ in range(args.steps):
-            synchronize(device)
-            start = time.perf_counter()
-            kernel()
-            synchronize(device)
-            times.append(time.perf_counter() - start)
-        record[name] = count * statistics.median(times)
-    record['floor_s'] = sum(record.values())
-    return {'implementation': 'floor', 'num_layers': model.num_layers,
-            'batch_size': batch, **record}
-
-
 def table(path, commit=None):
     r"""The Markdown table of the compare and floor records of one commit
     (the file's newest unless :obj:`commit` is given), one row per
@@ -215,6 +214,46 @@ def table(path, commit=None):
     return '\n'.join(lines)
 
 
+def measure(trainer, args, warmup):
+    r"""The seconds of :obj:`args.steps` steps (or rebuilds) after
+    :obj:`warmup` ones, over as many passes as that takes."""
+    times = []
+    while len(times) < warmup + args.steps:
+        timed = timed_pass(trainer, args.phase)
+        if not timed:
+            raise RuntimeError(f'a pass of {args.model} timed no step')
+        times += timed
+    return times[warmup:warmup + args.steps]
+
+
+def phase_table(path, commit=None):
+    r"""The Markdown table of the :obj:`--floor` records of one commit (the
+    file's newest unless :obj:`commit` is given): every phase, model and
+    thread count, measured against its floor."""
+    with open(path) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    floors = [r for r in records if r['implementation'] == 'floor' and
+              'ratio_to_floor' in r]
+    commit = commit or floors[-1]['commit']
+    rows = {}
+    for r in floors:  # The last record of each kind.
+        if r['commit'].startswith(commit):
+            rows[r['data'], r['model'], r['phase'], r['threads']] = r
+    lines = [f'Package code of `{commit[:7]}`:', '',
+             '| data | model: phase | threads | measured | floor | '
+             'measured / floor | largest floor part |',
+             '|---|---|---:|---:|---:|---:|---|']
+    for (data, model, phase, threads), r in sorted(rows.items()):
+        parts = {k: v for k, v in r.items() if k.endswith('_s') and
+                 k not in ('floor_s', 'measured_s')}
+        name = max(parts, key=parts.get)
+        lines.append(
+            f"| {data} | {model}: {phase} | {threads} | "
+            f"{r['measured_s']:.3f} s | {r['floor_s']:.3f} s | "
+            f"{r['ratio_to_floor']:.2f} | {name[:-2]} {parts[name]:.3f} s |")
+    return '\n'.join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--data',
@@ -229,14 +268,23 @@ def main():
                         'is timed to its last kernel; peak_gpu_mb is '
                         'recorded)')
     parser.add_argument('--profile', action='store_true')
+    parser.add_argument('--no-compile', action='store_true',
+                        help='eager (DiffKG compiles its denoiser by '
+                        'default)')
     parser.add_argument('--compare', action='store_true',
                         help="DiffKG: the package's step beside the "
                         'reference step')
+    parser.add_argument('--phase', default=None,
+                        choices=['recommendation', 'diffusion', 'rebuild'],
+                        help='DiffKG: the phase to time (default: '
+                        'recommendation; see above)')
     parser.add_argument('--floor', action='store_true',
-                        help="DiffKG: the step's unavoidable kernels "
-                        'alone (see above)')
+                        help="the timed work's unavoidable kernels alone, "
+                        'and the measured / floor ratio (see above)')
     parser.add_argument('--rounds', type=int, default=2,
-                        help='--compare: alternating passes of each')
+                        help='--compare: alternating passes of each; '
+                        '--floor: rounds of the floor and the measured work '
+                        'in turn')
     parser.add_argument('--implementation', default='package',
                         choices=['package', 'reference'],
                         help='without --compare: which step to time (each '
@@ -248,31 +296,42 @@ def main():
                         help='print the table of a results file and exit')
     parser.add_argument('--commit', default=None,
                         help='--table: the records of this commit')
+    parser.add_argument('--phases', action='store_true',
+                        help='--table: the table of the --floor records')
     args = parser.parse_args()
     if args.table:
-        print(table(args.table, args.commit))
+        print((phase_table if args.phases else table)(args.table,
+                                                      args.commit))
         return
     if args.data is None:
         parser.error('--data is required (or --table)')
-    if args.model != 'diffkg' and (args.compare or args.floor or
+    if args.model != 'diffkg' and (args.compare or args.phase or
                                    args.implementation != 'package'):
-        parser.error('the reference step and the floor are DiffKG\'s: '
-                     '--compare, --floor and --implementation reference '
+        parser.error('the reference step and the phases are DiffKG\'s: '
+                     '--compare, --phase and --implementation reference '
                      'need --model diffkg')
+    args.phase = args.phase or ('recommendation' if args.model == 'diffkg'
+                                else 'step')
+    if args.compare and args.phase != 'recommendation':
+        parser.error('--compare times the recommendation step (no --phase)')
+    if args.floor and (args.model, args.phase) not in FLOORS:
+        parser.error(f'no floor is written for {args.model} (models with '
+                     'one: ' + ', '.join(sorted({m for m, _ in FLOORS})) +
+                     ')')
     torch.set_num_threads(args.threads)
     retain_freed_memory(args.device)  # As the command line does.
     trainer = build(args)
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
-        timed_pass(trainer)  # Warm-up outside the profile.
+        timed_pass(trainer, args.phase)  # Warm-up outside the profile.
         with profile(activities=[ProfilerActivity.CPU]) as prof:
-            timed_pass(trainer)
+            timed_pass(trainer, args.phase)
         print(prof.key_averages().table(sort_by='self_cpu_time_total',
                                         row_limit=30), file=sys.stderr)
     base = {'benchmark': 'step', 'data': os.path.basename(
         os.path.normpath(args.data)), 'model': args.model,
-        'threads': args.threads, 'device': args.device,
-        'commit': package_commit()}
+        'phase': args.phase, 'threads': args.threads,
+        'device': args.device, 'commit': package_commit()}
     if args.compare:
         diff, scale = step_difference(trainer)
         times = compare(trainer, args)
@@ -280,7 +339,7 @@ def main():
         if args.implementation == 'reference':
             trainer.model.loss = functools.partial(
                 reference_recommendation_loss, trainer.model)
-        times = {args.implementation: timed_pass(trainer)[args.warmup:]}
+        times = {args.implementation: measure(trainer, args, args.warmup)}
     records = [{**base, 'implementation': name, 'steps': len(t),
                 'step_s': statistics.median(t), 'peak_rss_gb': peak_rss_gb(),
                 **peak_gpu_mb(args.device)}
@@ -293,7 +352,20 @@ def main():
                         'loss_abs_diff': diff['loss'],
                         'max_abs_diff_by': diff, 'max_abs_value_by': scale})
     if args.floor:
-        records.append({**base, **floor(trainer, args)})
+        # Rounds of the floor's kernels and of the measured work in turn;
+        # the medians of both.
+        measured = times[args.implementation]
+        floors = [FLOORS[args.model, args.phase](trainer, args.steps)]
+        for _ in range(args.rounds - 1):
+            measured += measure(trainer, args, 0)
+            floors.append(FLOORS[args.model, args.phase](trainer, args.steps))
+        record = {k: statistics.median(f[k] for f in floors)
+                  if k.endswith('_s') else v for k, v in floors[0].items()}
+        step_s = statistics.median(measured)
+        records[0].update(steps=len(measured), step_s=step_s)
+        records.append({**base, 'implementation': 'floor', **record,
+                        'measured_s': step_s, 'rounds': args.rounds,
+                        'ratio_to_floor': step_s / record['floor_s']})
     emit(records, args.output)
 
 

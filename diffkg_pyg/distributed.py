@@ -189,6 +189,8 @@ def all_reduce_gradients(parameters: Iterable[Tensor]) -> None:
                 grad = torch.sparse_coo_tensor(
                     torch.empty((1, 0), dtype=torch.long, device=device),
                     param.new_empty((0, *param.shape[1:])), param.shape)
+            elif not grad.is_sparse:  # Dense here, rows elsewhere.
+                grad = grad.to_sparse(1)
             param.grad = _all_reduce_sparse(grad)
 
 

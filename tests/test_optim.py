@@ -71,7 +71,26 @@ def test_sparse_row_adam_errors():
         SparseRowAdam([parameter], lr=0)
     with pytest.raises(ValueError, match="'betas'"):
         SparseRowAdam([parameter], betas=(1.0, 0.9))
-    optimizer = SparseRowAdam([parameter])
-    parameter.sum().backward()
-    with pytest.raises(RuntimeError, match='needs sparse gradients'):
-        optimizer.step()
+
+
+@pytest.mark.parametrize('steps', [1, 3])
+def test_sparse_row_adam_dense_gradient_is_every_row(steps):
+    # A dense gradient (the denoiser's exact noise gradient) is the update
+    # of every row, to the last bit of the sparse path's with all rows.
+    torch.manual_seed(0)
+    start = torch.randn(6, 4)
+    grads = [torch.randn(6, 4) for _ in range(steps)]
+    out = []
+    for dense in (True, False):
+        parameter = torch.nn.Parameter(start.clone())
+        optimizer = SparseRowAdam([parameter], lr=0.1)
+        for grad in grads:
+            parameter.grad = grad.clone() if dense else \
+                grad.to_sparse(1)
+            optimizer.step()
+        state = optimizer.state[parameter]
+        out.append((parameter.detach(), state['exp_avg'],
+                    state['exp_avg_sq']))
+    for a, b in zip(*out):
+        assert torch.equal(a, b)
+    assert not torch.equal(out[0][0], start)

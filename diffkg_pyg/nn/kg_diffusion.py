@@ -252,7 +252,13 @@ class _RebuildTables:
                 generator: Optional[torch.Generator],
                 noise: Optional[Tensor]) -> Tensor:
         r"""The reverse process of a batch of heads (edges :obj:`tail`
-        grouped by :obj:`ptr`); returns the final value at every edge."""
+        grouped by :obj:`ptr`); returns the final value at every edge.
+
+        The terms that are zero are skipped, not computed: those of
+        :math:`\mathbf{g}` at the first step (it starts at 0), of
+        :math:`\beta` there too, and every noise term
+        (:math:`\gamma = 0`) when :obj:`sampling_steps = 0`; the others are
+        summed in the same order as with them."""
         batch_size = ptr.numel() - 1
         row = rows_of(ptr, tail.numel())
         offsets = ptr[:-1]
@@ -262,11 +268,10 @@ class _RebuildTables:
         d = (ptr[1:] - ptr[:-1]).float()
         ones = torch.ones(batch_size, device=tail.device)
         alpha, beta, gamma = ones, 0.0 * ones, 0.0 * ones
-        g = torch.zeros_like(p0)
-        pe = qe = torch.zeros_like(p0)
-        ee = eb = e0 = 0.0 * ones
-        eps_edge = torch.zeros(tail.numel(), device=tail.device)
-        if sampling_steps > 0:
+        g = None  # g = 0 until the first step has run.
+        noisy = sampling_steps > 0
+        eps_edge = None
+        if noisy:
             acp = diffusion.alphas_cumprod[sampling_steps - 1]
             alpha = alpha * float(acp.sqrt())
             gamma = ones * float((1.0 - acp).sqrt())
@@ -279,24 +284,40 @@ class _RebuildTables:
         for i in reversed(range(diffusion.steps)):
             t = torch.full((batch_size, ), i, dtype=torch.long,
                            device=tail.device)
-            product = (alpha[:, None] * p0 + g @ self.m.t() +
-                       beta[:, None] * self.u + gamma[:, None] * pe)
+            first = g is None  # (Then beta = 0 too.)
+            product = alpha[:, None] * p0
+            if not first:
+                product = (product + g @ self.m.t() +
+                           beta[:, None] * self.u)
+            if noisy:
+                product = product + gamma[:, None] * pe
             if denoiser.norm:
-                square = (alpha.square() * d + ((g @ self.q) * g).sum(-1) +
-                          beta.square() * self.bb + gamma.square() * ee +
-                          2 * alpha * (q0 * g).sum(-1) +
-                          2 * alpha * beta * s0 + 2 * alpha * gamma * e0 +
-                          2 * beta * (g @ self.r) +
-                          2 * gamma * (qe * g).sum(-1) +
-                          2 * beta * gamma * eb)
+                square = alpha.square() * d
+                if not first:
+                    square = (square + ((g @ self.q) * g).sum(-1) +
+                              beta.square() * self.bb)
+                if noisy:
+                    square = square + gamma.square() * ee
+                if not first:
+                    square = (square + 2 * alpha * (q0 * g).sum(-1) +
+                              2 * alpha * beta * s0)
+                if noisy:
+                    square = square + 2 * alpha * gamma * e0
+                if not first:
+                    square = square + 2 * beta * (g @ self.r)
+                if noisy and not first:
+                    square = (square + 2 * gamma * (qe * g).sum(-1) +
+                              2 * beta * gamma * eb)
                 product = product / square.clamp(min=1e-24).sqrt()[:, None]
             hidden = torch.tanh(product + denoiser.time_input(t))
             c1 = float(diffusion.posterior_mean_coef1[i])
             c2 = float(diffusion.posterior_mean_coef2[i])
             alpha, beta, gamma = c2 * alpha, c1 + c2 * beta, c2 * gamma
-            g = c1 * hidden + c2 * g
-        return (alpha[row] + (self.w2[tail] * g[row]).sum(-1) +
-                beta[row] * self.b2[tail] + gamma[row] * eps_edge)
+            g = c1 * hidden if first else c1 * hidden + c2 * g
+        out = alpha[row] + (self.w2.index_select(0, tail) *
+                            g.index_select(0, row)).sum(-1) + \
+            beta[row] * self.b2[tail]
+        return out + gamma[row] * eps_edge if noisy else out
 
 
 def segment_top_k(score: Tensor, row: Tensor, k: int) -> Tensor:

@@ -18,6 +18,10 @@ __all__ = ['full_noise', 'noise_sums', 'choose_noise_columns',
 #: Entries of a noise chunk (rows x columns) drawn at once.
 CHUNK_ENTRIES = 1 << 22
 
+#: The most noise entries (rows x columns) whose masked chunks a step keeps
+#: for its backward, instead of replaying their draws there (128 MB).
+KEPT_NOISE_ENTRIES = 1 << 25
+
 #: The columns of the noise estimator where the exact noise is not chosen
 #: (see :func:`choose_noise_columns`).
 SAMPLED_COLUMNS = 16384
@@ -51,17 +55,22 @@ def choose_noise_columns(num_entities: int, hidden_channels: int,
 def _noise_chunks(batch_size: int, num_entities: int, keep: float,
                   noise: Optional[Tensor], mask: Optional[Tensor],
                   generator: Optional[torch.Generator],
-                  device: torch.device):
+                  device: torch.device, fresh: bool = False):
     # Yields (start, end, noise, keep mask or None) over column chunks of
     # the rows' standard normal noise and dropout keep mask: copies of
     # `noise` / `mask` when given, drawn from `generator` otherwise, into
-    # buffers reused from chunk to chunk (the caller may overwrite them).
+    # buffers reused from chunk to chunk (the caller may overwrite them;
+    # with `fresh`, the noise of every chunk in a buffer of its own).
     size = min(num_entities, max(1, CHUNK_ENTRIES // max(1, batch_size)))
     buffer = torch.empty((batch_size, size), device=device)
     uniform = torch.empty((batch_size, size), device=device) \
         if keep < 1.0 and mask is None else None
     for start in range(0, num_entities, size):
         end = min(start + size, num_entities)
+        if fresh and start > 0:
+            buffer = torch.empty((batch_size, size), device=device)
+        # (The last, narrower chunk is a view of the [B, size] buffer too:
+        # its draws are those of earlier commits.)
         eps = buffer[:, :end - start]
         if noise is not None:
             eps.copy_(noise[:, start:end])
@@ -79,14 +88,16 @@ def _noise_chunks(batch_size: int, num_entities: int, keep: float,
 
 def noise_sums(weights: List[Tensor], ptr: Tensor, index: Tensor,
                 keep: float, noise: Optional[Tensor], mask: Optional[Tensor],
-                generator: Optional[torch.Generator]):
+                generator: Optional[torch.Generator],
+                kept: Optional[list] = None):
     r"""Over column chunks of the rows' standard normal noise (and keep
     mask, when :obj:`keep < 1`): the noise and the mask at the support
     entries :obj:`index` (grouped by :obj:`ptr`), :math:`\sum_j \epsilon_j
     m_j / p\, \mathbf{w}_j` for every table of :obj:`weights`
     (:obj:`[N, k]` each) and :math:`\sum_j \epsilon_j^2`, all over every
     column (given :obj:`noise` / :obj:`mask` :obj:`[B, N]`, or drawn from
-    :obj:`generator`)."""
+    :obj:`generator`). A list :obj:`kept` receives every chunk's
+    :obj:`(start, end, noise x mask)`."""
     batch_size, num_entities = ptr.numel() - 1, weights[0].size(0)
     row = rows_of(ptr, index.numel())
     eps_support = torch.zeros(index.numel(), device=index.device)
@@ -96,7 +107,7 @@ def noise_sums(weights: List[Tensor], ptr: Tensor, index: Tensor,
     square = weights[0].new_zeros(batch_size)
     for start, end, eps, keep_mask in _noise_chunks(
             batch_size, num_entities, keep, noise, mask, generator,
-            index.device):
+            index.device, fresh=kept is not None):
         # The support entries in this chunk, read without a boolean index
         # (whose size would need a host sync on a GPU): every entry reads
         # a clamped cell and keeps it where it lies in the chunk.
@@ -108,6 +119,8 @@ def noise_sums(weights: List[Tensor], ptr: Tensor, index: Tensor,
             mask_support = torch.where(inside, keep_mask[row, local].float(),
                                        mask_support)
             eps.mul_(keep_mask)
+        if kept is not None:
+            kept.append((start, end, eps))
         for total, weight in zip(sums, weights):
             total.addmm_(eps, weight[start:end], alpha=1.0 / keep)
     return eps_support, mask_support, sums, square
@@ -133,15 +146,19 @@ class _NoiseProduct(torch.autograd.Function):
     :func:`noise_sums`) as a function of the table :math:`\mathbf{W}`
     :obj:`[N, H]`: its backward gives every row :math:`j` its gradient
     :math:`\sum_b (\epsilon_{bj} m_{bj} / p)\, \partial L / \partial
-    \mathbf{P}_b`, as a sparse row set, the noise replayed chunk by chunk
-    from a copy of the generator (or read from the given :obj:`noise` and
-    :obj:`mask`), so no :obj:`[B, N]` array is kept."""
+    \mathbf{P}_b`, as a dense table (every row has one): from the
+    forward's masked noise
+    chunks when it kept them (:obj:`kept`, at most
+    :data:`KEPT_NOISE_ENTRIES` entries), else replayed chunk by chunk from a
+    copy of the generator (or read from the given :obj:`noise` and
+    :obj:`mask`), so that no larger :obj:`[B, N]` array is kept."""
     @staticmethod
     def forward(ctx, weight: Tensor, product: Tensor, keep: float,
                 noise: Optional[Tensor], mask: Optional[Tensor],
-                replay: Optional[torch.Generator]) -> Tensor:
+                replay: Optional[torch.Generator],
+                kept: Optional[list] = None) -> Tensor:
         ctx.keep, ctx.noise, ctx.mask, ctx.replay = keep, noise, mask, replay
-        ctx.shape = weight.shape
+        ctx.kept, ctx.shape = kept, weight.shape
         return product.clone()
 
     @staticmethod
@@ -150,17 +167,20 @@ class _NoiseProduct(torch.autograd.Function):
         values = grad.new_empty(ctx.shape)
         # The 1 / p on the [B, H] gradient, not on the [N, H] result:
         scaled = grad if ctx.keep == 1.0 else grad / ctx.keep
-        for start, end, eps, keep_mask in _noise_chunks(
-                grad.size(0), num_entities, ctx.keep, ctx.noise, ctx.mask,
-                ctx.replay, grad.device):
-            if keep_mask is not None:
-                eps.mul_(keep_mask)
+        kept, ctx.kept = ctx.kept, None  # (Freed after this backward.)
+        if kept is None:
+            chunks = _noise_chunks(grad.size(0), num_entities, ctx.keep,
+                                   ctx.noise, ctx.mask, ctx.replay,
+                                   grad.device)
+            for start, end, eps, keep_mask in chunks:
+                if keep_mask is not None:
+                    eps.mul_(keep_mask)
+                torch.mm(eps.t(), scaled, out=values[start:end])
+        for start, end, eps in kept or ():
             torch.mm(eps.t(), scaled, out=values[start:end])
-        index = torch.arange(num_entities, device=grad.device)[None]
-        weight_grad = torch.sparse_coo_tensor(index, values, ctx.shape,
-                                              is_coalesced=True,
-                                              check_invariants=False)
-        return weight_grad, grad, None, None, None, None
+        # Dense: every row has a gradient, and the support's sparse row
+        # gradients are added into it in place (no sparse concatenation).
+        return values, grad, None, None, None, None, None
 
 
 def _chi_square(dof: Tensor,
@@ -318,15 +338,18 @@ def full_noise(weight: Tensor, ptr: Tensor, index: Tensor, scale: Tensor,
             noise is None:
         return _sampled_noise(weight, ptr, index, scale, keep, num_columns,
                               generator)
-    replay = None
+    replay = kept = None
     needs_grad = weight.requires_grad and torch.is_grad_enabled()
     if needs_grad and (noise is None or (keep < 1.0 and mask is None)):
         generator, replay = _replayable(generator, index.device)
+    if needs_grad and (ptr.numel() - 1) * weight.size(0) <= \
+            KEPT_NOISE_ENTRIES:
+        kept = []  # The backward reads the chunks instead of replaying.
     eps, keep_mask, (product, ), square = noise_sums(
-        [weight.detach()], ptr, index, keep, noise, mask, generator)
+        [weight.detach()], ptr, index, keep, noise, mask, generator, kept)
     if needs_grad:
         product = _NoiseProduct.apply(weight, product, keep, noise, mask,
-                                      replay)
+                                      replay, kept)
     # Take the support's own noise out (it enters through the support):
     dropped = eps if keep_mask is None else eps * keep_mask / keep
     product = product - F.embedding_bag(index, weight, ptr[:-1], mode='sum',

@@ -124,16 +124,20 @@ def outside_loss(weight, ptr, index, keep, generator=None, noise=None,
     return (torch.tanh(pre) @ coefficients).mean()
 
 
+@pytest.mark.parametrize('kept', [True, False])
 @pytest.mark.parametrize('chunk_entries', [None, 8])
 @pytest.mark.parametrize('keep', [1.0, 0.5])
 def test_exact_noise_gradient_replays_the_drawn_noise(keep, chunk_entries,
-                                                      monkeypatch):
-    # The backward replays the forward's draws from a copy of the generator
-    # (in one chunk or several): the gradient equals the one computed from
+                                                      kept, monkeypatch):
+    # The backward reads the forward's kept chunks or (past
+    # KEPT_NOISE_ENTRIES) replays its draws from a copy of the generator,
+    # in one chunk or several: the gradient equals the one computed from
     # the same noise and mask given as arrays.
     from diffkg_pyg.nn import kg_noise
     if chunk_entries is not None:
         monkeypatch.setattr(kg_noise, 'CHUNK_ENTRIES', chunk_entries)
+    if not kept:
+        monkeypatch.setattr(kg_noise, 'KEPT_NOISE_ENTRIES', 0)
     gen = torch.Generator().manual_seed(0)
     num_entities, batch_size = 11, 3
     weight = torch.randn(num_entities, 4, generator=gen, requires_grad=True)
@@ -153,13 +157,35 @@ def test_exact_noise_gradient_replays_the_drawn_noise(keep, chunk_entries,
     loss_given = outside_loss(weight, ptr, index, keep, noise=noise,
                               mask=mask if keep < 1.0 else None)
     grad_given, = torch.autograd.grad(loss_given, weight)
-    assert grad.is_sparse  # Row-sparse, for the entity tables' optimiser.
+    # Dense: every row has a gradient (SparseRowAdam's every-row update).
+    assert not grad.is_sparse
     assert torch.allclose(loss, loss_given)
     assert torch.allclose(grad.to_dense(), grad_given.to_dense(), atol=1e-6)
     # Every column carried noise, so every row of the table moves where a
     # row kept it (dropout):
     moves = grad.to_dense().abs().sum(1) > 0
     assert torch.equal(moves, mask.amax(0) > 0)
+
+
+@pytest.mark.parametrize('keep', [1.0, 0.5])
+def test_kept_noise_chunks_give_the_replayed_gradient_exactly(keep,
+                                                              monkeypatch):
+    # Keeping the forward's masked chunks for the backward changes no bit
+    # of the gradient, nor the generator's state after the step.
+    from diffkg_pyg.nn import kg_noise
+    monkeypatch.setattr(kg_noise, 'CHUNK_ENTRIES', 8)  # Several chunks.
+    gen = torch.Generator().manual_seed(0)
+    weight = torch.randn(11, 4, generator=gen, requires_grad=True)
+    ptr, index = torch.tensor([0, 2, 3, 5]), torch.tensor([1, 4, 0, 7, 9])
+    out = []
+    for entries in (kg_noise.KEPT_NOISE_ENTRIES, 0):
+        monkeypatch.setattr(kg_noise, 'KEPT_NOISE_ENTRIES', entries)
+        drawn = torch.Generator().manual_seed(1)
+        loss = outside_loss(weight, ptr, index, keep, generator=drawn)
+        grad, = torch.autograd.grad(loss, weight)
+        out.append((loss, grad, drawn.get_state()))
+    for a, b in zip(*out):
+        assert torch.equal(a, b)
 
 
 @pytest.mark.slow  # 2 x (20 x 5,000 + 300 x 200) draws.
