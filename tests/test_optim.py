@@ -94,3 +94,26 @@ def test_sparse_row_adam_dense_gradient_is_every_row(steps):
     for a, b in zip(*out):
         assert torch.equal(a, b)
     assert not torch.equal(out[0][0], start)
+
+
+@pytest.mark.parametrize('dense', [True, False])
+def test_sparse_row_adam_chunks_change_no_bit(dense, monkeypatch):
+    # The rows are updated a chunk at a time: with chunks of one row, two
+    # rows or all rows, the same bits.
+    from diffkg_pyg import optim
+    torch.manual_seed(0)
+    start = torch.randn(7, 3)
+    grads = [torch.randn(7, 3) for _ in range(3)]
+    index = torch.tensor([0, 2, 2, 5, 6])
+    out = []
+    for elements in (1, 6, 1 << 18):
+        monkeypatch.setattr(optim, 'ROW_CHUNK_ELEMENTS', elements)
+        parameter = torch.nn.Parameter(start.clone())
+        optimizer = SparseRowAdam([parameter], lr=0.1)
+        for grad in grads:
+            parameter.grad = grad.clone() if dense else \
+                torch.sparse_coo_tensor(index[None], grad[:5], (7, 3))
+            optimizer.step()
+        out.append(parameter.detach().clone())
+    assert torch.equal(out[0], out[2]) and torch.equal(out[1], out[2])
+    assert not torch.equal(out[2], start)
