@@ -109,22 +109,29 @@ def _update_rows(param: Tensor, state: dict, row_grad: Tensor,
     # place) with their summed gradients `row_grad`, a chunk of rows at a
     # time. Every row's arithmetic is that of the whole set at once (the
     # same kernels on the same values), so the chunking changes no bit.
+    # Leading rows 0, 1, 2, ... of `index` (the denoiser's items, which the
+    # CKGC term moves every step) are updated in place, without gathers.
     exp_avg, exp_avg_sq = state['exp_avg'], state['exp_avg_sq']
     rows = max(1, ROW_CHUNK_ELEMENTS // max(1, row_grad[0].numel()))
-    for start in range(0, row_grad.size(0), rows):
-        grad = row_grad[start:start + rows]
-        if index is None:
-            part = slice(start, start + rows)
-            avg, avg_sq = exp_avg[part], exp_avg_sq[part]
+    total = dense = row_grad.size(0)
+    if index is not None:  # The length of the run 0, 1, ..., dense - 1:
+        other = index != torch.arange(total, device=index.device)
+        dense = int(other.int().argmax()) if bool(other.any()) else total
+    bounds = [(s, min(s + rows, dense)) for s in range(0, dense, rows)] + \
+        [(s, min(s + rows, total)) for s in range(dense, total, rows)]
+    for start, end in bounds:
+        grad = row_grad[start:end]
+        if start < dense:
+            avg, avg_sq = exp_avg[start:end], exp_avg_sq[start:end]
         else:
-            chunk = index[start:start + rows]
+            chunk = index[start:end]
             avg = exp_avg.index_select(0, chunk)
             avg_sq = exp_avg_sq.index_select(0, chunk)
         avg.lerp_(grad, 1 - beta1)
         avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        if index is None:
+        if start < dense:
             update = torch.div(avg, avg_sq.sqrt().add_(eps))
-            param[part].add_(update, alpha=-step_size)
+            param[start:end].add_(update, alpha=-step_size)
         else:
             exp_avg.index_copy_(0, chunk, avg)
             exp_avg_sq.index_copy_(0, chunk, avg_sq)

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -104,9 +106,10 @@ def test_sparse_row_adam_chunks_change_no_bit(dense, monkeypatch):
     torch.manual_seed(0)
     start = torch.randn(7, 3)
     grads = [torch.randn(7, 3) for _ in range(3)]
-    index = torch.tensor([0, 2, 2, 5, 6])
+    # Rows 0 and 1 lead (updated in place, the rest gathered):
+    index = torch.tensor([1, 0, 1, 5, 6] if not dense else [0] * 5)
     out = []
-    for elements in (1, 6, 1 << 18):
+    for elements in (1, 6, 9, 1 << 18):
         monkeypatch.setattr(optim, 'ROW_CHUNK_ELEMENTS', elements)
         parameter = torch.nn.Parameter(start.clone())
         optimizer = SparseRowAdam([parameter], lr=0.1)
@@ -115,5 +118,24 @@ def test_sparse_row_adam_chunks_change_no_bit(dense, monkeypatch):
                 torch.sparse_coo_tensor(index[None], grad[:5], (7, 3))
             optimizer.step()
         out.append(parameter.detach().clone())
-    assert torch.equal(out[0], out[2]) and torch.equal(out[1], out[2])
-    assert not torch.equal(out[2], start)
+    for other in out[:-1]:
+        assert torch.equal(other, out[-1])
+    assert not torch.equal(out[-1], start)
+    # And the bits of the update with every row gathered (the rule as
+    # SparseRowAdam wrote it before rows were chunked or updated in place):
+    weight = start.clone()
+    exp_avg, exp_avg_sq = torch.zeros(7, 3), torch.zeros(7, 3)
+    for step, grad in enumerate(grads, 1):
+        rows = torch.arange(7) if dense else index
+        rows, inverse = torch.unique(rows, return_inverse=True)
+        row_grad = torch.zeros(rows.numel(), 3).index_add_(
+            0, inverse, grad if dense else grad[:5])
+        avg = exp_avg.index_select(0, rows).lerp_(row_grad, 0.1)
+        avg_sq = exp_avg_sq.index_select(0, rows).mul_(0.999).addcmul_(
+            row_grad, row_grad, value=0.001)
+        exp_avg.index_copy_(0, rows, avg)
+        exp_avg_sq.index_copy_(0, rows, avg_sq)
+        size = 0.1 * math.sqrt(1 - 0.999**step) / (1 - 0.9**step)
+        weight.index_add_(0, rows, avg.div_(avg_sq.sqrt_().add_(1e-8)),
+                          alpha=-size)
+    assert torch.equal(weight, out[-1])
