@@ -147,10 +147,9 @@ class _NoiseProduct(torch.autograd.Function):
     :obj:`[N, H]`: its backward gives every row :math:`j` its gradient
     :math:`\sum_b (\epsilon_{bj} m_{bj} / p)\, \partial L / \partial
     \mathbf{P}_b`, as a dense table (every row has one): from the
-    forward's masked noise
-    chunks when it kept them (:obj:`kept`, at most
-    :data:`KEPT_NOISE_ENTRIES` entries), else replayed chunk by chunk from a
-    copy of the generator (or read from the given :obj:`noise` and
+    forward's masked noise chunks when it kept them (:obj:`kept`, at most
+    :data:`KEPT_NOISE_ENTRIES` entries), else replayed chunk by chunk from
+    a copy of the generator (or read from the given :obj:`noise` and
     :obj:`mask`), so that no larger :obj:`[B, N]` array is kept."""
     @staticmethod
     def forward(ctx, weight: Tensor, product: Tensor, keep: float,
@@ -301,10 +300,12 @@ def full_noise(weight: Tensor, ptr: Tensor, index: Tensor, scale: Tensor,
         weight (torch.Tensor): The input layer's entity columns
             :math:`\mathbf{W}_1^\top` :obj:`[N, hidden_channels]`. When
             it requires gradient (and :obj:`gradient`), every column gets
-            the gradient of the noise it carried, as a sparse row set:
-            exactly, the noise replayed in the backward from a copy of the
-            generator (or read from :obj:`noise` / :obj:`mask`), or, when
-            estimated, the drawn columns' pathwise gradient.
+            the gradient of the noise it carried: exactly, as a dense
+            table, from the forward's noise chunks (kept up to
+            :data:`KEPT_NOISE_ENTRIES` entries, else replayed in the
+            backward from a copy of the generator, or read from
+            :obj:`noise` / :obj:`mask`), or, when estimated, the drawn
+            columns' pathwise gradient as a sparse row set.
         ptr (torch.Tensor): Row pointer of the support :obj:`[B + 1]`.
         index (torch.Tensor): Entity of every support entry (at most once
             per row).
