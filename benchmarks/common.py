@@ -156,6 +156,12 @@ def run_case(script: str, args, kg: str, method: str, extra=(),
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def synchronize(device: torch.device) -> None:
+    r"""Waits for the device's kernels (a GPU's; nothing on the CPU)."""
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
 def emit(records, path=None) -> None:
     r"""Prints each record as a JSON line and, given a :obj:`path`, appends
     it there."""

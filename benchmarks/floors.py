@@ -46,6 +46,7 @@ from typing import Callable, Dict, Tuple
 
 import torch
 import torch.nn.functional as F
+from common import synchronize
 from torch import Tensor
 
 from diffkg_pyg.data.graph import bipartite_adjacency
@@ -56,16 +57,13 @@ def median_seconds(kernel: Callable[[], object], repeats: int,
                    device: torch.device) -> float:
     r"""The median seconds of :obj:`kernel` over :obj:`repeats` runs after
     one warm-up (each run to its last kernel on a GPU)."""
-    def sync():
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
     kernel()
     times = []
     for _ in range(repeats):
-        sync()
+        synchronize(device)
         start = time.perf_counter()
         kernel()
-        sync()
+        synchronize(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -81,7 +79,7 @@ def _timed(parts: Dict[str, Tuple[Callable[[], object], float]],
 
 def csr(edge_index: Tensor, num_rows: int, num_cols: int) -> Tensor:
     r"""The CSR matrix of :obj:`edge_index` (row, column) with random
-    values, duplicates kept as separate entries' sum."""
+    values (a repeated pair becomes one entry, the sum of its values)."""
     row, col = edge_index
     value = torch.rand(row.numel(), device=row.device)
     return torch.sparse_coo_tensor(torch.stack([row, col]), value,

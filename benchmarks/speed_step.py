@@ -53,7 +53,7 @@ import sys
 import time
 
 import torch
-from common import emit, peak_rss_gb
+from common import emit, peak_rss_gb, synchronize
 from floors import FLOORS
 
 from diffkg_pyg.data import load_dataset
@@ -125,11 +125,6 @@ def timed_pass(trainer, phase='recommendation'):
     finally:
         context.accounting.step = step
     return times
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
 
 
 def step_difference(trainer):
@@ -340,6 +335,13 @@ def main():
             trainer.model.loss = functools.partial(
                 reference_recommendation_loss, trainer.model)
         times = {args.implementation: measure(trainer, args, args.warmup)}
+    floors = []
+    for round_ in range(args.rounds if args.floor else 0):
+        # The floor's kernels and the measured work in turn (--compare
+        # alternated its own rounds already); the medians of both.
+        if round_ and not args.compare:
+            times[args.implementation] += measure(trainer, args, 0)
+        floors.append(FLOORS[args.model, args.phase](trainer, args.steps))
     records = [{**base, 'implementation': name, 'steps': len(t),
                 'step_s': statistics.median(t), 'peak_rss_gb': peak_rss_gb(),
                 **peak_gpu_mb(args.device)}
@@ -351,18 +353,10 @@ def main():
                                             if k != 'loss'),
                         'loss_abs_diff': diff['loss'],
                         'max_abs_diff_by': diff, 'max_abs_value_by': scale})
-    if args.floor:
-        # Rounds of the floor's kernels and of the measured work in turn;
-        # the medians of both.
-        measured = times[args.implementation]
-        floors = [FLOORS[args.model, args.phase](trainer, args.steps)]
-        for _ in range(args.rounds - 1):
-            measured += measure(trainer, args, 0)
-            floors.append(FLOORS[args.model, args.phase](trainer, args.steps))
+    if floors:
         record = {k: statistics.median(f[k] for f in floors)
                   if k.endswith('_s') else v for k, v in floors[0].items()}
-        step_s = statistics.median(measured)
-        records[0].update(steps=len(measured), step_s=step_s)
+        step_s = records[0]['step_s']
         records.append({**base, 'implementation': 'floor', **record,
                         'measured_s': step_s, 'rounds': args.rounds,
                         'ratio_to_floor': step_s / record['floor_s']})

@@ -120,8 +120,8 @@ def _update_rows(param: Tensor, state: dict, row_grad: Tensor,
     bounds = [(s, min(s + rows, dense)) for s in range(0, dense, rows)] + \
         [(s, min(s + rows, total)) for s in range(dense, total, rows)]
     for start, end in bounds:
-        grad = row_grad[start:end]
-        if start < dense:
+        grad, in_place = row_grad[start:end], start < dense
+        if in_place:
             avg, avg_sq = exp_avg[start:end], exp_avg_sq[start:end]
         else:
             chunk = index[start:end]
@@ -129,7 +129,7 @@ def _update_rows(param: Tensor, state: dict, row_grad: Tensor,
             avg_sq = exp_avg_sq.index_select(0, chunk)
         avg.lerp_(grad, 1 - beta1)
         avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        if start < dense:
+        if in_place:
             update = torch.div(avg, avg_sq.sqrt().add_(eps))
             param[start:end].add_(update, alpha=-step_size)
         else:
