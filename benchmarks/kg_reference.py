@@ -48,9 +48,10 @@ nothing else:
   ``amazon-book``: the consistency-guided augmentation); unused imports of
   ``cppimport`` and ``torch_sparse`` are stubbed; its sampling loader runs
   in the process (``num_workers=0`` instead of 12 on 2 cores); its TransE
-  step is skipped when fewer than 4,096 items have triplets (its loader
-  then has no full batch, and ``TransR_train`` fails on a float's
-  ``.cpu()``).
+  batch is ``--kg-batch-size`` (its ``TransR_train``'s fixed 4,096 by
+  default), and the TransE step is skipped when fewer items have triplets
+  than one batch (its loader then has no full batch, and ``TransR_train``
+  fails on a float's ``.cpu()``).
 """
 import argparse
 import glob
@@ -302,17 +303,24 @@ def run_kgcl(args, extra):
     import Procedure
     import register
     from contrast import Contrast
+    import dataloader
+    kg_batch = args.kg_batch_size
+
     # 12 loader workers on 2 cores: the samples are drawn in the process.
-    loader = Procedure.DataLoader
-    Procedure.DataLoader = lambda *a, **k: loader(*a, **{
-        **k, 'num_workers': 0})
+    # --kg-batch-size replaces TransR_train's fixed batch of 4,096 heads.
+    def loader(dataset, **kwargs):
+        kwargs['num_workers'] = 0
+        if isinstance(dataset, dataloader.KGDataset):
+            kwargs['batch_size'] = kg_batch
+        return Procedure.DataLoader_(dataset, **kwargs)
+    Procedure.DataLoader_, Procedure.DataLoader = Procedure.DataLoader, loader
     dataset, kg_dataset = register.dataset, register.kg_dataset
-    # With fewer than 4,096 items with triplets their TransE loader has no
-    # full batch and TransR_train fails on its return (a float's .cpu()):
+    # With fewer items with triplets than a KG batch their TransE loader has
+    # no full batch and TransR_train fails on its return (a float's .cpu()):
     # skip it then, as its loop does.
     transe = Procedure.TransR_train
     Procedure.TransR_train = lambda m, opt: (
-        transe(m, opt) if len(kg_dataset) >= 4096 else m.train())
+        transe(m, opt) if len(kg_dataset) >= kg_batch else m.train())
     model = register.MODELS[world.model_name](world.config, dataset,
                                               kg_dataset)
     contrast_model = Contrast(model)
@@ -364,7 +372,9 @@ def run_kgcl(args, extra):
         'kgc_enable', 'kgc_joint', 'kgc_temp', 'kg_p_drop', 'ui_p_drop',
         'ssl_reg', 'test_start_epoch', 'early_stop_cnt')}
     write_record(args, 'kgcl-reference', folder,
-                 {**world.config, **settings, 'as_dataset': args.as_dataset},
+                 {**world.config, **settings, 'as_dataset': args.as_dataset,
+                  'kg_batch_size': kg_batch,
+                  'transe_batches': len(kg_dataset) // kg_batch},
                  epoch + 1, best, start, train_seconds, history)
 
 
@@ -448,6 +458,9 @@ def main():
     p.add_argument('--as-dataset', default='amazon-book',
                    help="the dataset name whose settings the authors' "
                    'world.py applies')
+    p.add_argument('--kg-batch-size', type=int, default=4096,
+                   help="heads per TransE step (TransR_train's fixed 4096 "
+                   'by default; the package flag is --kg-batch-size)')
     args, extra = parser.parse_known_args()
     if extra and extra[0] == '--':
         extra = extra[1:]
