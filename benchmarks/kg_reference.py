@@ -300,10 +300,10 @@ def run_kgcl(args, extra):
     import utils
     import world
     utils.set_seed(world.seed)
+    import dataloader
     import Procedure
     import register
     from contrast import Contrast
-    import dataloader
     kg_batch = args.kg_batch_size
 
     # 12 loader workers on 2 cores: the samples are drawn in the process.
