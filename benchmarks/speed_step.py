@@ -223,8 +223,8 @@ def measure(trainer, args, warmup):
 
 def phase_table(path, commit=None):
     r"""The Markdown table of the :obj:`--floor` records of one commit (the
-    file's newest unless :obj:`commit` is given): every phase, model and
-    thread count, measured against its floor."""
+    file's newest unless :obj:`commit` is given): a row for every phase and
+    model, its measured seconds against its floor at each thread count."""
     with open(path) as f:
         records = [json.loads(line) for line in f if line.strip()]
     floors = [r for r in records if r['implementation'] == 'floor' and
@@ -233,19 +233,28 @@ def phase_table(path, commit=None):
     rows = {}
     for r in floors:  # The last record of each kind.
         if r['commit'].startswith(commit):
-            rows[r['data'], r['model'], r['phase'], r['threads']] = r
-    lines = [f'Package code of `{commit[:7]}`:', '',
-             '| data | model: phase | threads | measured | floor | '
-             'measured / floor | largest floor part |',
-             '|---|---|---:|---:|---:|---:|---|']
-    for (data, model, phase, threads), r in sorted(rows.items()):
+            rows.setdefault((r['data'], r['model'], r['phase']),
+                            {})[r['threads']] = r
+    threads = sorted({t for cells in rows.values() for t in cells})
+    lines = [f'Package code of `{commit[:7]}`; each cell measured / floor '
+             '= ratio:', '',
+             '| data | model: phase | ' + ' | '.join(
+                 f'{t} thread{"s" * (t > 1)}' for t in threads) +
+             f' | largest floor part ({threads[-1]} threads) |',
+             '|---|---|' + '---:|' * len(threads) + '---|']
+    for (data, model, phase), cells in sorted(rows.items()):
+        row = [f'{data} | {model}: {phase}']
+        for t in threads:
+            r = cells.get(t)
+            row.append('' if r is None else
+                       f"{r['measured_s']:.3f} / {r['floor_s']:.3f} s = "
+                       f"**{r['ratio_to_floor']:.2f}**")
+        r = cells[max(cells)]
         parts = {k: v for k, v in r.items() if k.endswith('_s') and
                  k not in ('floor_s', 'measured_s')}
         name = max(parts, key=parts.get)
-        lines.append(
-            f"| {data} | {model}: {phase} | {threads} | "
-            f"{r['measured_s']:.3f} s | {r['floor_s']:.3f} s | "
-            f"{r['ratio_to_floor']:.2f} | {name[:-2]} {parts[name]:.3f} s |")
+        row.append(f'{name[:-2]} {parts[name]:.3f} s')
+        lines.append('| ' + ' | '.join(row) + ' |')
     return '\n'.join(lines)
 
 

@@ -45,7 +45,9 @@ def test_floor_record(model, phase, monkeypatch, capsys, tmp_path):
     assert floor['ratio_to_floor'] == pytest.approx(
         measured['step_s'] / floor['floor_s'])
     table = run(monkeypatch, capsys, '--table', str(output), '--phases')
-    assert f'| synthetic | {model}: {phase} | 1 |' in table
+    row = f'| synthetic | {model}: {phase} | '
+    assert row + f"{floor['measured_s']:.3f} / {floor['floor_s']:.3f} s" \
+        in table
 
 
 def test_floor_errors(monkeypatch, capsys):
