@@ -96,3 +96,17 @@ def test_every_shown_command_exists(page, command):
         known = cli_flags(sub, words)
     unknown = [f for f in FLAG.findall(arguments) if f not in known]
     assert unknown == [], f'{page}: {command}'
+
+
+def test_benchmarks_is_a_page_of_current_results():
+    # Each table once with its command and commit (about 400 lines); the
+    # history goes to benchmarks/notebook.md with its date.
+    with open(osp.join(ROOT, 'BENCHMARKS.md'), encoding='utf-8') as f:
+        text = f.read()
+    lines = text.count('\n')
+    assert lines <= 440, f'BENCHMARKS.md has {lines} lines'
+    assert 'benchmarks/notebook.md' in text
+    # No table is shown twice: a row appears once.
+    rows = [r for r in text.splitlines()
+            if r.startswith('| ') and not r.startswith('|---')]
+    assert len(rows) == len(set(rows))
