@@ -37,6 +37,7 @@ from diffkg_pyg.commands import (
     add_result_commands,
     run_result_command,
 )
+from diffkg_pyg.hyperparameters import lookup, resolve
 from diffkg_pyg.train.flags import (
     add_data_flags,
     add_evaluation_flags,
@@ -48,9 +49,7 @@ from diffkg_pyg.train.flags import (
 )
 from diffkg_pyg.train.hyperparameters import (
     TRAIN_SETTINGS,
-    lookup,
     read_config,
-    resolve,
     split_config,
 )
 from diffkg_pyg.train.preflight import (

@@ -17,12 +17,24 @@ import torch.nn.functional as F
 
 from diffkg_pyg.data import load_dataset
 from diffkg_pyg.files import save_json
-from diffkg_pyg.train import HyperParameter, Recipe, Trainer
+from diffkg_pyg.hyperparameters import HyperParameter, hyperparameters
+from diffkg_pyg.train import Recipe, Trainer
 
 
+# Each hyper-parameter declared once, next to the signature it belongs to:
+# its default, range errors, docstring entry, flag and help come from here.
+@hyperparameters(
+    HyperParameter('embedding_dim', int, 'embedding size', range='[1, inf)'),
+    HyperParameter('l2_weight', float, 'L2 weight', range='[0, inf)'),
+)
 class MF(torch.nn.Module):
     r"""Matrix factorisation: :math:`\hat{y}_{ui} = \mathbf{p}_u^\top
-    \mathbf{q}_i`."""
+    \mathbf{q}_i`.
+
+    Args:
+        num_users (int): The number of users.
+        num_items (int): The number of items.
+    """
     def __init__(self, num_users: int, num_items: int,
                  embedding_dim: int = 64) -> None:
         super().__init__()
@@ -34,7 +46,7 @@ class MF(torch.nn.Module):
         torch.nn.init.normal_(self.user_emb.weight, std=0.1)
         torch.nn.init.normal_(self.item_emb.weight, std=0.1)
 
-    def loss(self, user, pos, neg, l2_weight: float):
+    def loss(self, user, pos, neg, l2_weight: float = 1e-4):
         u, i, j = self.user_emb(user), self.item_emb(pos), self.item_emb(neg)
         bpr = -F.logsigmoid((u * (i - j)).sum(dim=-1)).mean()
         l2 = (u.square() + i.square() + j.square()).sum(dim=-1).mean()
@@ -45,10 +57,7 @@ class MFRecipe(Recipe):
     name = 'custom-mf'
     description = ('matrix factorisation with BPR, written in '
                    'examples/custom_model.py (the package has its own: mf)')
-    hyperparameters = (
-        HyperParameter('embedding_dim', int, 'embedding size', 64),
-        HyperParameter('l2_weight', float, 'L2 weight', 1e-4),
-    )
+    model_class = MF  # Its declarations are the recipe's.
 
     def build_model(self, sizes):
         return MF(sizes.num_users, sizes.num_items,

@@ -23,6 +23,8 @@ PAGES = {
     'diffkg_pyg.csr': 'utilities.rst',
     'diffkg_pyg.files': 'utilities.rst',
     'diffkg_pyg.process': 'utilities.rst',
+    'diffkg_pyg.hyperparameters': 'train.rst',
+    'diffkg_pyg.ranges': 'train.rst',
 }
 
 

@@ -2,16 +2,16 @@ r"""Training: one :class:`Trainer` for every model, each plugged in through
 a :class:`Recipe` that sees the run through a :class:`TrainContext`;
 checkpoints (:class:`Checkpointer`), saved models, the registry of models
 and hyper-parameter search (:func:`tune`, with Optuna)."""
-from diffkg_pyg.train.accounting import StepAccounting
-from diffkg_pyg.train.checkpointer import Checkpointer
-from diffkg_pyg.train.context import TrainContext
-from diffkg_pyg.train.hyperparameters import (
-    TRAIN_SETTINGS,
+from diffkg_pyg.hyperparameters import (
     HyperParameter,
     Range,
     Space,
     from_signature,
 )
+from diffkg_pyg.train.accounting import StepAccounting
+from diffkg_pyg.train.checkpointer import Checkpointer
+from diffkg_pyg.train.context import TrainContext
+from diffkg_pyg.train.hyperparameters import TRAIN_SETTINGS
 from diffkg_pyg.train.outputs import (
     evaluate_saved,
     read_users,

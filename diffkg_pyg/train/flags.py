@@ -6,7 +6,7 @@ import argparse
 from typing import Any, Dict, List, Sequence
 
 from diffkg_pyg.data.prepare import TEST_SPLITS
-from diffkg_pyg.train.hyperparameters import HyperParameter, parse_bool
+from diffkg_pyg.hyperparameters import HyperParameter, parse_bool
 from diffkg_pyg.train.preflight import count, finite_float, positive
 
 __all__ = ['add_flags', 'given_values', 'format_table', 'format_space',

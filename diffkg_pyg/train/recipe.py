@@ -10,13 +10,9 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from diffkg_pyg.data.graph import KG
+from diffkg_pyg.hyperparameters import HyperParameter, Space, resolve
 from diffkg_pyg.train.context import TrainContext
-from diffkg_pyg.train.hyperparameters import (
-    TRAIN_SETTINGS,
-    HyperParameter,
-    Space,
-    resolve,
-)
+from diffkg_pyg.train.hyperparameters import TRAIN_SETTINGS
 
 __all__ = ['Sizes', 'Recipe', 'require_relations']
 
@@ -105,6 +101,11 @@ class Recipe:
     """
     name: ClassVar[str] = ''
     description: ClassVar[str] = ''
+    #: The model class the recipe builds. Where it declares its
+    #: hyper-parameters (:func:`~diffkg_pyg.hyperparameters.
+    #: hyperparameters`) and the recipe declares none, the recipe's
+    #: :obj:`hyperparameters` are the model's.
+    model_class: ClassVar[Optional[type]] = None
     hyperparameters: ClassVar[Tuple[HyperParameter, ...]] = ()
     presets: ClassVar[Dict[str, Dict[str, Any]]] = {}
     #: Search spaces of training settings for this model where they differ
@@ -118,6 +119,12 @@ class Recipe:
     inference_skip: ClassVar[Tuple[str, ...]] = ()
     #: A configuration for runs of seconds on tiny graphs (tests).
     tiny: ClassVar[Dict[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if 'hyperparameters' not in cls.__dict__ and hasattr(
+                cls.model_class, 'hyperparameters'):
+            cls.hyperparameters = cls.model_class.hyperparameters
 
     def __init__(self, preset: Optional[str] = None,
                  **hyperparameters) -> None:

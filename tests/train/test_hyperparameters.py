@@ -3,6 +3,7 @@ import inspect
 import pytest
 
 from diffkg_pyg import PRESETS, DiffKG
+from diffkg_pyg.hyperparameters import resolve
 from diffkg_pyg.train import (
     MODELS,
     TRAIN_SETTINGS,
@@ -14,7 +15,7 @@ from diffkg_pyg.train import (
     from_signature,
     get_recipe,
 )
-from diffkg_pyg.train.hyperparameters import check_settings, resolve
+from diffkg_pyg.train.hyperparameters import check_settings
 
 SIZES = {'num_users', 'num_items', 'num_entities', 'num_relations'}
 

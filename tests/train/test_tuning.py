@@ -12,12 +12,9 @@ optuna = pytest.importorskip('optuna')
 
 from diffkg_pyg.cli import main  # noqa: E402
 from diffkg_pyg.data import USER_ITEM  # noqa: E402
+from diffkg_pyg.hyperparameters import HyperParameter, Space  # noqa: E402
 from diffkg_pyg.train import MODELS, Trainer, get_recipe  # noqa: E402
-from diffkg_pyg.train.hyperparameters import (  # noqa: E402
-    HyperParameter,
-    Space,
-    read_config,
-)
+from diffkg_pyg.train.hyperparameters import read_config  # noqa: E402
 from diffkg_pyg.train.tuning import (  # noqa: E402
     read_space,
     search_space,

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Parameter
 
+from diffkg_pyg.hyperparameters import HyperParameter, Space, hyperparameters
 from diffkg_pyg.nn.conv.kgin_conv import KGINConv
 
 __all__ = ['KGIN', 'INDEPENDENCE']
@@ -54,6 +55,51 @@ def mutual_information(x: Tensor, temperature: float) -> Tensor:
     return -torch.log(pos / total).sum()
 
 
+@hyperparameters(
+    HyperParameter('embedding_dim', int, 'embedding size',
+                   aliases=('dim', ), range='[1, inf)'),
+    HyperParameter('num_layers', int, 'propagation hops',
+                   aliases=('context_hops', ), range='[1, inf)',
+                   space=Space(1, 3)),
+    HyperParameter('num_intents', int, 'intents (latent factors)',
+                   doc='Intents :math:`K`',
+                   aliases=('n_factors', ), range='[1, inf)',
+                   space=Space(choices=(1, 2, 4, 8))),
+    HyperParameter('node_dropout', float, 'node dropout rate (see the '
+                   'model: the kept fraction of KG edges; 0: off)',
+                   doc=r'Node dropout rate :math:`\rho`; 0 turns it off',
+                   aliases=('node_dropout_rate', ), range='[0, 1)',
+                   space=Space(0.0, 0.7)),
+    HyperParameter('dropout', float, 'message dropout after every hop',
+                   aliases=('mess_dropout_rate', ), range='[0, 1)',
+                   space=Space(0.0, 0.5)),
+    HyperParameter('independence', str, 'independence loss between '
+                   'intents', doc="The independence loss between intents: "
+                   "distance correlation, cosine or the code's mutual "
+                   'information', aliases=('ind', ), choices=INDEPENDENCE),
+    HyperParameter('mi_temperature', float, "temperature of the 'mi' "
+                   'independence loss', range='(0, inf)'),
+    HyperParameter('intent_attention', str, "users attend to intents "
+                   "through a separate latent embedding (the code's) or "
+                   "the intent embeddings (the paper's)",
+                   choices=('latent', 'intents')),
+    HyperParameter('user_residual', bool, "the code's extra mean "
+                   'residual in the user aggregation'),
+    HyperParameter('independence_on', str, 'the independence loss on '
+                   "the intents' relation weights (the code's) or their "
+                   "embeddings (the paper's)",
+                   choices=('weights', 'intents')),
+    HyperParameter('l2_weight', float, 'L2 weight on the batch\'s '
+                   'final embeddings', doc=r':math:`\lambda_2`',
+                   aliases=('l2', ),
+                   range='[0, inf)',
+                   space=Space(1e-7, 1e-3, log=True)),
+    HyperParameter('independence_weight', float, 'weight of the '
+                   'independence loss',
+                   doc=r':math:`\lambda_\mathrm{ind}`',
+                   aliases=('sim_regularity', ), range='[0, inf)',
+                   space=Space(1e-6, 1e-2, log=True)),
+)
 class KGIN(torch.nn.Module):
     r"""The KGIN model from the `"Learning Intents behind Interactions with
     Knowledge Graph for Recommendation" <https://arxiv.org/abs/2102.07057>`_
@@ -90,30 +136,6 @@ class KGIN(torch.nn.Module):
         num_entities (int): The number of entities (items first).
         num_relations (int): The number of relation types, inverses
             included.
-        embedding_dim (int, optional): Embedding size. (default: :obj:`64`)
-        num_layers (int, optional): Hops (the code's
-            :obj:`context_hops`). (default: :obj:`3`)
-        num_intents (int, optional): Intents :math:`K` (:obj:`n_factors`).
-            (default: :obj:`4`)
-        node_dropout (float, optional): Node dropout rate :math:`\rho`; 0
-            turns it off. (default: :obj:`0.5`)
-        dropout (float, optional): Message dropout after every hop.
-            (default: :obj:`0.1`)
-        independence (str, optional): :obj:`'distance'` (distance
-            correlation), :obj:`'cosine'` or :obj:`'mi'` (the code's
-            :obj:`--ind`). (default: :obj:`'distance'`)
-        mi_temperature (float, optional): Temperature of :obj:`'mi'`.
-            (default: :obj:`0.2`)
-        intent_attention (str, optional): :obj:`'latent'` (users attend to
-            the intents through a separate trainable :obj:`latent_emb`, as
-            the code) or :obj:`'intents'` (through the intent embeddings,
-            as the paper). (default: :obj:`'latent'`)
-        user_residual (bool, optional): The code's extra :math:`+
-            \mathbf{m}_u` in the user aggregation. (default: :obj:`True`)
-        independence_on (str, optional): :obj:`'weights'` (the intents'
-            attention weights over relations, as the code) or
-            :obj:`'intents'` (the intent embeddings, as the paper).
-            (default: :obj:`'weights'`)
 
     Shapes:
         - **input:** train user-item pairs :obj:`[2, num_pairs]`, KG edges
@@ -132,27 +154,9 @@ class KGIN(torch.nn.Module):
         super().__init__()
         for name, value in (('num_users', num_users),
                             ('num_entities', num_entities),
-                            ('num_relations', num_relations),
-                            ('embedding_dim', embedding_dim),
-                            ('num_layers', num_layers),
-                            ('num_intents', num_intents)):
+                            ('num_relations', num_relations)):
             if value < 1:
                 raise ValueError(f"'{name}' must be >= 1 (got {value})")
-        for name, value in (('node_dropout', node_dropout),
-                            ('dropout', dropout)):
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"'{name}' must lie in [0, 1) (got "
-                                 f'{value})')
-        for name, value, allowed in (
-                ('independence', independence, INDEPENDENCE),
-                ('intent_attention', intent_attention, ('latent', 'intents')),
-                ('independence_on', independence_on, ('weights', 'intents'))):
-            if value not in allowed:
-                raise ValueError(f"'{name}' must be one of {allowed} (got "
-                                 f'{value!r})')
-        if mi_temperature <= 0:
-            raise ValueError(f"'mi_temperature' must be > 0 (got "
-                             f'{mi_temperature})')
         self.num_users = num_users
         self.num_entities = num_entities
         self.num_relations = num_relations
@@ -260,11 +264,6 @@ class KGIN(torch.nn.Module):
         detached BPR term and the detached independence term.
 
         Args:
-            l2_weight (float, optional): :math:`\lambda_2` (the code's
-                :obj:`l2`). (default: :obj:`1e-5`)
-            independence_weight (float, optional):
-                :math:`\lambda_\mathrm{ind}` (:obj:`sim_regularity`).
-                (default: :obj:`1e-4`)
             batch_size (float, optional): The divisor of the L2 term
                 (:obj:`user.numel()` by default).
         """

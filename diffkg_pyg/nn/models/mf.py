@@ -6,9 +6,19 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Parameter
 
+from diffkg_pyg.hyperparameters import HyperParameter, Space, hyperparameters
+
 __all__ = ['MF']
 
 
+@hyperparameters(
+    HyperParameter('embedding_dim', int, 'embedding size',
+                   doc='The embedding size :math:`d`',
+                   aliases=('latdim', 'embed_size'), range='[1, inf)'),
+    HyperParameter('l2_weight', float, 'L2 weight on the batch embeddings',
+                   doc=r':math:`\lambda`', aliases=('reg', ),
+                   range='[0, inf)', space=Space(1e-6, 1e-2, log=True)),
+)
 class MF(torch.nn.Module):
     r"""Matrix factorisation trained with the Bayesian personalised ranking
     loss, from the `"BPR: Bayesian Personalized Ranking from Implicit
@@ -26,8 +36,6 @@ class MF(torch.nn.Module):
     Args:
         num_users (int): The number of users.
         num_items (int): The number of items.
-        embedding_dim (int, optional): The embedding size :math:`d`.
-            (default: :obj:`64`)
 
     Shapes:
         - **input:** user-item pairs :obj:`[2, num_pairs]`
@@ -37,8 +45,7 @@ class MF(torch.nn.Module):
                  embedding_dim: int = 64) -> None:
         super().__init__()
         for name, value in (('num_users', num_users),
-                            ('num_items', num_items),
-                            ('embedding_dim', embedding_dim)):
+                            ('num_items', num_items)):
             if value < 1:
                 raise ValueError(f"'{name}' must be >= 1 (got {value})")
         self.num_users = num_users

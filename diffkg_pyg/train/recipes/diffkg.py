@@ -7,14 +7,14 @@ from torch import Tensor
 
 from diffkg_pyg import distributed
 from diffkg_pyg.data.graph import KG, has_kg
-from diffkg_pyg.nn.models.diffkg import MAIN_VIEWS, PRESETS, VIEWS, DiffKG
-from diffkg_pyg.train.context import TrainContext
-from diffkg_pyg.train.hyperparameters import (
+from diffkg_pyg.hyperparameters import (
     HyperParameter,
     Range,
     Space,
     from_signature,
 )
+from diffkg_pyg.nn.models.diffkg import MAIN_VIEWS, PRESETS, VIEWS, DiffKG
+from diffkg_pyg.train.context import TrainContext
 from diffkg_pyg.train.recipe import Recipe, Sizes
 
 __all__ = ['DiffKGRecipe']

@@ -8,6 +8,12 @@ from torch import Tensor
 
 from diffkg_pyg.csr import to_csr
 from diffkg_pyg.data.graph import USER_ITEM
+from diffkg_pyg.hyperparameters import (
+    HyperParameter,
+    Space,
+    from_signature,
+    parse_int_list,
+)
 from diffkg_pyg.nn.diffusion import SCHEDULES
 from diffkg_pyg.nn.models.diffrec import (
     MEAN_TYPES,
@@ -17,12 +23,6 @@ from diffkg_pyg.nn.models.diffrec import (
 )
 from diffkg_pyg.nn.models.ldiffrec import LDiffRec, LTDiffRec, kmeans
 from diffkg_pyg.train.context import TrainContext
-from diffkg_pyg.train.hyperparameters import (
-    HyperParameter,
-    Space,
-    from_signature,
-    parse_int_list,
-)
 from diffkg_pyg.train.recipe import Recipe, Sizes
 from diffkg_pyg.train.recipes.lightgcn import LightGCNRecipe
 from diffkg_pyg.train.trainer import Trainer

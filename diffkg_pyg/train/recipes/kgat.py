@@ -6,14 +6,10 @@ from torch import Tensor
 
 from diffkg_pyg.csr import to_csr
 from diffkg_pyg.data.graph import kg_triplets
+from diffkg_pyg.hyperparameters import HyperParameter, Space, from_signature
 from diffkg_pyg.nn.conv.kgat_conv import AGGREGATORS
 from diffkg_pyg.nn.models.kgat import KGAT, collaborative_kg
 from diffkg_pyg.train.context import TrainContext
-from diffkg_pyg.train.hyperparameters import (
-    HyperParameter,
-    Space,
-    from_signature,
-)
 from diffkg_pyg.train.persistence import load_model
 from diffkg_pyg.train.recipe import Recipe, Sizes, require_relations
 from diffkg_pyg.train.recipes.kgin import kgin_edges

@@ -6,13 +6,9 @@ from torch import Tensor
 
 from diffkg_pyg.csr import to_csr
 from diffkg_pyg.data.graph import bipartite_adjacency, kg_triplets
+from diffkg_pyg.hyperparameters import HyperParameter, Space, from_signature
 from diffkg_pyg.nn.models.kgcl import KGCL, item_slots
 from diffkg_pyg.train.context import TrainContext
-from diffkg_pyg.train.hyperparameters import (
-    HyperParameter,
-    Space,
-    from_signature,
-)
 from diffkg_pyg.train.recipe import Recipe, Sizes, require_relations
 from diffkg_pyg.train.sampling import (
     interaction_keys,

@@ -5,13 +5,8 @@ import torch
 from torch import Tensor
 
 from diffkg_pyg.data.graph import kg_triplets
-from diffkg_pyg.nn.models.kgin import INDEPENDENCE, KGIN
+from diffkg_pyg.nn.models.kgin import KGIN
 from diffkg_pyg.train.context import TrainContext
-from diffkg_pyg.train.hyperparameters import (
-    HyperParameter,
-    Space,
-    from_signature,
-)
 from diffkg_pyg.train.recipe import Recipe, Sizes, require_relations
 
 __all__ = ['KGINRecipe', 'KGIN_PRESETS', 'kgin_edges']
@@ -61,45 +56,7 @@ class KGINRecipe(Recipe):
     presets = KGIN_PRESETS
     setting_aliases = {'eval_batch_size': ('test_batch_size', )}
     tiny = dict(embedding_dim=8, num_layers=2, batch_size=32, max_batches=2)
-    hyperparameters = from_signature(
-        KGIN,
-        HyperParameter('embedding_dim', int, 'embedding size',
-                       aliases=('dim', ), range='[1, inf)'),
-        HyperParameter('num_layers', int, 'propagation hops',
-                       aliases=('context_hops', ), range='[1, inf)',
-                       space=Space(1, 3)),
-        HyperParameter('num_intents', int, 'intents (latent factors)',
-                       aliases=('n_factors', ), range='[1, inf)',
-                       space=Space(choices=(1, 2, 4, 8))),
-        HyperParameter('node_dropout', float, 'node dropout rate (see the '
-                       'model: the kept fraction of KG edges; 0: off)',
-                       aliases=('node_dropout_rate', ), range='[0, 1)',
-                       space=Space(0.0, 0.7)),
-        HyperParameter('dropout', float, 'message dropout after every hop',
-                       aliases=('mess_dropout_rate', ), range='[0, 1)',
-                       space=Space(0.0, 0.5)),
-        HyperParameter('independence', str, 'independence loss between '
-                       'intents', aliases=('ind', ), choices=INDEPENDENCE),
-        HyperParameter('mi_temperature', float, "temperature of the 'mi' "
-                       'independence loss', range='(0, inf)'),
-        HyperParameter('intent_attention', str, "users attend to intents "
-                       "through a separate latent embedding (the code's) or "
-                       "the intent embeddings (the paper's)",
-                       choices=('latent', 'intents')),
-        HyperParameter('user_residual', bool, "the code's extra mean "
-                       'residual in the user aggregation'),
-        HyperParameter('independence_on', str, 'the independence loss on '
-                       "the intents' relation weights (the code's) or their "
-                       "embeddings (the paper's)",
-                       choices=('weights', 'intents')),
-    ) + (HyperParameter('l2_weight', float, 'L2 weight on the batch\'s '
-                        'final embeddings', 1e-5, aliases=('l2', ),
-                        range='[0, inf)',
-                        space=Space(1e-7, 1e-3, log=True)),
-         HyperParameter('independence_weight', float, 'weight of the '
-                        'independence loss', 1e-4,
-                        aliases=('sim_regularity', ), range='[0, inf)',
-                        space=Space(1e-6, 1e-2, log=True)))
+    model_class = KGIN
 
     def prepare(self, data, context: TrainContext) -> None:
         require_relations(data, 'kgin')

@@ -7,8 +7,8 @@ from torch import Tensor
 from torch_geometric.nn.models import LightGCN
 
 from diffkg_pyg.data.graph import bipartite_adjacency
+from diffkg_pyg.hyperparameters import HyperParameter, Space
 from diffkg_pyg.train.context import TrainContext
-from diffkg_pyg.train.hyperparameters import HyperParameter, Space
 from diffkg_pyg.train.recipe import Recipe, Sizes
 
 __all__ = ['LightGCNRecipe']

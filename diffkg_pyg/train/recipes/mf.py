@@ -5,11 +5,6 @@ from torch import Tensor
 
 from diffkg_pyg.nn.models.mf import MF
 from diffkg_pyg.train.context import TrainContext
-from diffkg_pyg.train.hyperparameters import (
-    HyperParameter,
-    Space,
-    from_signature,
-)
 from diffkg_pyg.train.recipe import Recipe, Sizes
 
 __all__ = ['MFRecipe']
@@ -24,14 +19,7 @@ class MFRecipe(Recipe):
     description = ('MF: matrix factorisation with BPR (Rendle et al., UAI '
                    '2009), the papers\' MF row')
     tiny = dict(embedding_dim=8, batch_size=32, max_batches=2)
-    hyperparameters = from_signature(
-        MF, HyperParameter('embedding_dim', int, 'embedding size',
-                           aliases=('latdim', 'embed_size'),
-                           range='[1, inf)'),
-    ) + (HyperParameter('l2_weight', float, 'L2 weight on the batch '
-                        'embeddings', 1e-4, aliases=('reg', ),
-                        range='[0, inf)',
-                        space=Space(1e-6, 1e-2, log=True)), )
+    model_class = MF
 
     def build_model(self, sizes: Sizes) -> MF:
         return MF(sizes.num_users, sizes.num_items,

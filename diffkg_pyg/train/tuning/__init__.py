@@ -77,7 +77,8 @@ from torch_geometric.data import HeteroData
 from tqdm.auto import tqdm
 
 from diffkg_pyg.data.graph import USER_ITEM
-from diffkg_pyg.train.hyperparameters import TRAIN_SETTINGS, Space, resolve
+from diffkg_pyg.hyperparameters import Space, resolve
+from diffkg_pyg.train.hyperparameters import TRAIN_SETTINGS
 from diffkg_pyg.train.registry import get_recipe
 from diffkg_pyg.train.results import code_record
 from diffkg_pyg.train.tuning.confirmation import confirm

@@ -10,11 +10,8 @@ import torch
 from torch_geometric.data import HeteroData
 
 from diffkg_pyg.files import save_json
-from diffkg_pyg.train.hyperparameters import (
-    TRAIN_SETTINGS,
-    resolve,
-    split_config,
-)
+from diffkg_pyg.hyperparameters import resolve
+from diffkg_pyg.train.hyperparameters import TRAIN_SETTINGS, split_config
 from diffkg_pyg.train.recipe import Recipe
 from diffkg_pyg.train.tuning.shared import (
     fit_run,

@@ -10,12 +10,8 @@ import torch
 from torch_geometric.data import HeteroData
 
 from diffkg_pyg.files import save_json
-from diffkg_pyg.train.hyperparameters import (
-    TRAIN_SETTINGS,
-    HyperParameter,
-    Space,
-    resolve,
-)
+from diffkg_pyg.hyperparameters import HyperParameter, Space, resolve
+from diffkg_pyg.train.hyperparameters import TRAIN_SETTINGS
 from diffkg_pyg.train.recipe import Recipe
 from diffkg_pyg.train.results import NonFiniteLossError, code_record
 from diffkg_pyg.train.trainer import Trainer

@@ -13,11 +13,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Type
 from torch_geometric.data import HeteroData
 
 from diffkg_pyg.files import atomic_write, save_json
-from diffkg_pyg.train.hyperparameters import (
-    TRAIN_SETTINGS,
-    resolve,
-    split_config,
-)
+from diffkg_pyg.hyperparameters import resolve
+from diffkg_pyg.train.hyperparameters import TRAIN_SETTINGS, split_config
 from diffkg_pyg.train.recipe import Recipe
 from diffkg_pyg.train.tuning.shared import (
     fit_run,

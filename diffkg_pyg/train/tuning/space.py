@@ -3,12 +3,8 @@ searches, and where (declared with the model, overridden by a
 :obj:`--space` TOML file)."""
 from typing import Any, Dict, Mapping, Optional, Tuple, Type
 
-from diffkg_pyg.train.hyperparameters import (
-    HyperParameter,
-    Space,
-    lookup,
-    read_config,
-)
+from diffkg_pyg.hyperparameters import HyperParameter, Space, lookup
+from diffkg_pyg.train.hyperparameters import read_config
 from diffkg_pyg.train.recipe import Recipe
 
 __all__ = ['canonical_names', 'search_space', 'read_space']

@@ -213,11 +213,12 @@ def test_initialisation_bounds_and_options():
 
 
 @pytest.mark.parametrize('kwargs,match', [
-    (dict(num_layers=0), "'num_layers' must be >= 1"),
-    (dict(node_dropout=1.0), "'node_dropout' must lie in"),
-    (dict(independence='l1'), "'independence' must be one of"),
-    (dict(intent_attention='x'), "'intent_attention' must be one of"),
-    (dict(mi_temperature=0.0), "'mi_temperature' must be > 0"),
+    (dict(num_layers=0), 'KGIN: num_layers must be >= 1'),
+    (dict(node_dropout=1.0), r'KGIN: node_dropout must be in \[0, 1\)'),
+    (dict(independence='l1'), 'KGIN: independence must be one of'),
+    (dict(intent_attention='x'), 'KGIN: intent_attention must be one of'),
+    (dict(mi_temperature=0.0), 'KGIN: mi_temperature must be > 0'),
+    (dict(num_users=0), "'num_users' must be >= 1"),
 ])
 def test_kgin_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
