@@ -325,11 +325,12 @@ def hyperparameters(*declared: HyperParameter) -> Callable[[type], type]:
     """
     def decorate(cls: type) -> type:
         init, loss = cls.__init__, cls.__dict__.get('loss')
+        arguments = [(f, inspect.signature(f).parameters)
+                     for f in (init, loss) if f is not None]
         owner = {}
         for parameter in declared:
-            for function in (init, loss):
-                if function is not None and parameter.name in \
-                        inspect.signature(function).parameters:
+            for function, names in arguments:
+                if parameter.name in names:
                     owner[parameter.name] = function
                     break
             else:
