@@ -284,10 +284,20 @@ def _with_args(doc: str, entries: Sequence[HyperParameter]) -> str:
                             f'entry is written from the declaration, not '
                             f'by hand')
     added = [_entry(p, indent + '    ') for p in entries]
-    return '\n'.join(lines[:end] + added + lines[end:]) + '\n'
+    at = next((i for i in range(at + 1, end)  # Before a **kwargs entry.
+               if lines[i].strip().startswith('**')), end)
+    return '\n'.join(lines[:at] + added + lines[at:]) + '\n'
 
 
-def hyperparameters(*declared: HyperParameter) -> Callable[[type], type]:
+def _function(attribute: Any) -> Callable:
+    # The function behind a method, static method or class method.
+    return getattr(attribute, '__func__', attribute)
+
+
+def hyperparameters(*declared: HyperParameter,
+                    losses: Sequence[str] = ('loss', ),
+                    kwargs_of: Optional[type] = None
+                    ) -> Callable[[type], type]:
     r"""Declares the hyper-parameters of a model class, once, next to its
     signature:
 
@@ -306,27 +316,38 @@ def hyperparameters(*declared: HyperParameter) -> Callable[[type], type]:
             def loss(self, user, pos_item, neg_item, l2_weight=1e-4):
                 ...
 
-    Each declared name is an argument of the constructor or of the
-    model's :meth:`loss` (a loss weight), and its default is taken from
-    there (:func:`from_signature`). The class decorator sets the class
-    attribute :obj:`hyperparameters` (what a recipe, the command line,
-    config files, presets and ``diffkg-pyg tune`` read), checks every
-    declared constructor argument when the model is built (a
+    Each declared name is an argument of the constructor or of one of the
+    model's loss methods (:obj:`losses`: a loss weight), and its default
+    is taken from there (:func:`from_signature`). The class decorator sets
+    the class attribute :obj:`hyperparameters` (what a recipe, the command
+    line, config files, presets and ``diffkg-pyg tune`` read), checks
+    every declared constructor argument when the model is built (a
     :class:`ValueError` naming the class, the argument and its valid
     values) and writes each declaration's entry (its :obj:`doc` or
     :obj:`help`, valid values, aliases and default) into the ``Args:``
-    section of the class's docstring (or of :meth:`loss`'s), after the
+    section of the class's docstring (or of the loss method's), after the
     entries written there by hand (the sizes and other undeclared
     arguments).
 
     Args:
-        *declared (HyperParameter): The declarations, constructor
-            arguments first, in the order of the signature.
+        *declared (HyperParameter): The declarations, in the order the
+            command line, the docs and ``diffkg-pyg tune`` show them.
+        losses (sequence of str, optional): The methods whose arguments may
+            be declared, besides the constructor. (default:
+            :obj:`('loss', )`)
+        kwargs_of (type, optional): A declared model the constructor passes
+            its :obj:`**kwargs` to (e.g. a parent class): its declarations
+            follow, in its order, each replaced by the one declared here
+            under the same name (another default), and are checked by its
+            own constructor. (default: :obj:`None`)
     """
     def decorate(cls: type) -> type:
-        init, loss = cls.__init__, cls.__dict__.get('loss')
-        arguments = [(f, inspect.signature(f).parameters)
-                     for f in (init, loss) if f is not None]
+        init = cls.__init__
+        methods = [(name, cls.__dict__[name]) for name in losses
+                   if name in cls.__dict__]
+        arguments = [(init, inspect.signature(init).parameters)] + [
+            (_function(m), inspect.signature(_function(m)).parameters)
+            for _, m in methods]
         owner = {}
         for parameter in declared:
             for function, names in arguments:
@@ -334,15 +355,22 @@ def hyperparameters(*declared: HyperParameter) -> Callable[[type], type]:
                     owner[parameter.name] = function
                     break
             else:
-                raise TypeError(f'{parameter.name!r} is an argument of '
-                                f'neither {cls.__name__}.__init__ nor '
-                                f'{cls.__name__}.loss')
-        parameters = tuple(from_signature(owner[p.name], p)[0]
-                           for p in declared)
-        for parameter in parameters:
+                where = ' or '.join(f'{cls.__name__}.{name}' for name in
+                                    ['__init__', *dict(methods)])
+                raise TypeError(f'{parameter.name!r} is not an argument of '
+                                f'{where}')
+        own = tuple(from_signature(owner[p.name], p)[0] for p in declared)
+        for parameter in own:
             parameter.check(parameter.default,
                             f'{cls.__name__}: the default of ')
-        checked = [p for p in parameters if owner[p.name] is init]
+        checked = [p for p in own if owner[p.name] is init]
+        parameters = own
+        if kwargs_of is not None:
+            mine = {p.name: p for p in own}
+            passed = tuple(mine.get(p.name, p)
+                           for p in kwargs_of.hyperparameters)
+            parameters = tuple(p for p in own if p.name not in {
+                q.name for q in passed}) + passed
         signature = inspect.signature(init)
 
         @functools.wraps(init)
@@ -356,10 +384,13 @@ def hyperparameters(*declared: HyperParameter) -> Callable[[type], type]:
 
         cls.__init__ = __init__
         cls.hyperparameters = parameters
+        cls.hyperparameters_kwargs_of = kwargs_of
         cls.__doc__ = _with_args(cls.__doc__, checked)
-        if loss is not None and len(checked) < len(parameters):
-            loss.__doc__ = _with_args(loss.__doc__, [
-                p for p in parameters if owner[p.name] is loss])
+        for _, method in methods:
+            function = _function(method)
+            entries = [p for p in own if owner[p.name] is function]
+            if entries:
+                function.__doc__ = _with_args(function.__doc__, entries)
         return cls
 
     return decorate

@@ -9,6 +9,7 @@ from diffkg_pyg.hyperparameters import (
     from_signature,
 )
 from diffkg_pyg.train.accounting import StepAccounting
+from diffkg_pyg.train.bpr_recipe import BPRRecipe, recipe_for
 from diffkg_pyg.train.checkpointer import Checkpointer
 from diffkg_pyg.train.context import TrainContext
 from diffkg_pyg.train.hyperparameters import TRAIN_SETTINGS
@@ -40,6 +41,8 @@ __all__ = [
     'TRAIN_SETTINGS',
     'Sizes',
     'Recipe',
+    'BPRRecipe',
+    'recipe_for',
     'TrainContext',
     'StepAccounting',
     'Trainer',

@@ -2,6 +2,7 @@ r"""The recipe: how the package's :class:`~diffkg_pyg.train.Trainer` trains
 one kind of model. A model plugs in by subclassing :class:`Recipe` (see
 ``examples/custom_model.py``); the training maths stays in the model."""
 import dataclasses
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Dict, List, Optional, Tuple
 
@@ -142,6 +143,14 @@ class Recipe:
             self.hyperparameters,
             {k: v for k, v in values.items() if k not in settings},
             hyperparameters, where=f'{self.name}: ' if self.name else '')
+
+    @property
+    def model_kwargs(self) -> Dict[str, Any]:
+        r"""The values of the hyper-parameters that are arguments of
+        :obj:`model_class`'s constructor (not its loss weights, not the
+        recipe's own settings): what :meth:`build_model` passes on."""
+        names = inspect.signature(self.model_class.__init__).parameters
+        return {k: v for k, v in self.hparams.items() if k in names}
 
     @classmethod
     def training_settings(cls) -> Tuple[HyperParameter, ...]:

@@ -42,10 +42,10 @@ def test_kgcl_augmentations_train(hparams):
     recipe = trainer.recipe
     model = trainer.model.train()
     gen = torch.Generator().manual_seed(0)
-    views = [recipe.kg_view(model, gen) for _ in range(2)]
+    views = [model.kg_view(*recipe.slots, gen) for _ in range(2)]
     dropped = (views[0][0] == model.num_entities).float().mean()
     assert 0.3 < float(dropped) < 1.0  # Half the slots, plus the padding.
-    for adj in recipe.ui_views(model, views, gen):
+    for adj in model.ui_views(recipe.train_edge_index, views, gen):
         kept = adj.to_sparse_coo().coalesce().indices().size(1) / 2
         assert 0 < kept < recipe.train_edge_index.size(1)
 

@@ -1,4 +1,4 @@
-from typing import Any, Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -9,6 +9,7 @@ from torch_geometric.utils import scatter
 
 from diffkg_pyg.data.graph import KG, bipartite_adjacency
 from diffkg_pyg.data.validate import validate
+from diffkg_pyg.hyperparameters import hyperparameters
 from diffkg_pyg.nn.conv.kg_attention import KGEncoder
 from diffkg_pyg.nn.denoiser import SparseDenoiser
 from diffkg_pyg.nn.diffusion import GaussianDiffusion
@@ -20,37 +21,23 @@ from diffkg_pyg.nn.kg_diffusion import (
     segment_top_k,
 )
 from diffkg_pyg.nn.kg_noise import choose_noise_columns
+from diffkg_pyg.nn.models.diffkg_hyperparameters import (
+    HYPERPARAMETERS,
+    MAIN_VIEWS,
+    PRESETS,
+    VIEWS,
+)
 from diffkg_pyg.nn.models.diffkg_state import DiffKGState, EdgeSet
 
-__all__ = ['DiffKG', 'PRESETS']
-
-
-#: The authors' per-dataset settings (spec section 5), on top of the
-#: defaults of :class:`DiffKG`. The authors also train Alibaba-iFashion for
-#: 50 epochs instead of 25; the package's protocol uses early stopping.
-PRESETS: Dict[str, Dict[str, Any]] = {
-    'default': {},
-    'lastfm': dict(l2_weight=1e-5, kg_dropout=0.2, num_kg_layers=2,
-                   kg_residual=0.0, kg_sample_size=-1, main_view='original',
-                   keep_rate=0.1, ckgc_weight=0.01),
-    'mind': dict(ckgc_weight=0.1, temperature=1.0, ssl_weight=1.0,
-                 kg_dropout=0.2, kg_residual=1.0),
-    'alibaba': dict(l2_weight=1e-6, ssl_weight=1.0, temperature=1.0),
-}
-
-#: The two choices of :obj:`main_view` (the authors' :obj:`cl_pattern` 0
-#: and 1).
-MAIN_VIEWS = ('denoised', 'original')
-#: The two choices of :obj:`views`: the paper's training views, or those the
-#: authors' published code trained.
-VIEWS = ('paper', 'published-code')
+__all__ = ['DiffKG', 'PRESETS', 'MAIN_VIEWS', 'VIEWS']
 
 
 def _check(condition: bool, name: str, value, allowed: str) -> None:
     if not condition:
-        raise ValueError(f"'{name}' must be {allowed} (got {value!r})")
+        raise ValueError(f"DiffKG: {name} must be {allowed} (got {value!r})")
 
 
+@hyperparameters(*HYPERPARAMETERS)
 class DiffKG(DiffKGState):
     r"""The DiffKG model from the `"DiffKG: Knowledge Graph Diffusion Model
     for Recommendation" <https://arxiv.org/abs/2312.16890>`_ paper (WSDM
@@ -109,71 +96,6 @@ class DiffKG(DiffKGState):
         num_items (int): :math:`I` (items are entities :math:`0..I-1`).
         num_entities (int): :math:`N`.
         num_relations (int): Relation types of the KG, inverses included.
-        embedding_dim (int, optional): :math:`d`. (default: :obj:`64`)
-        num_layers (int, optional): User-item propagation layers :math:`L`.
-            (default: :obj:`2`)
-        num_kg_layers (int, optional): Attention hops. (default: :obj:`1`)
-        kg_dropout (float, optional): Dropout after every attention hop.
-            (default: :obj:`0.1`)
-        kg_residual (float, optional): Residual weight of the KG encoder.
-            (default: :obj:`0.5`)
-        kg_sample_size (int, optional): KG edges sampled once per head for
-            the original view (:obj:`-1`: all). (default: :obj:`10`)
-        l2_weight (float, optional): :math:`\lambda_2`, on the full tables.
-            (default: :obj:`1e-7`)
-        ssl_weight (float, optional): :math:`\lambda_1`, the weight of the
-            InfoNCE terms. (default: :obj:`0.1`)
-        temperature (float, optional): :math:`\tau`. (default: :obj:`0.1`)
-        main_view (str, optional): :obj:`'denoised'`: the denoised KG feeds
-            the main view (and evaluation); :obj:`'original'`: the sampled
-            original KG does. (default: :obj:`'denoised'`)
-        views (str, optional): :obj:`'paper'`: the two training views
-            encode the denoised and the sampled original KG;
-            :obj:`'published-code'`: both encode the sampled original KG
-            (independent dropout), as the authors' published code trained;
-            evaluation uses the :obj:`main_view` KG either way.
-            (default: :obj:`'paper'`)
-        denoiser_hidden_channels (int, optional): Hidden size of the
-            denoiser. (default: :obj:`1000`)
-        time_channels (int, optional): :math:`d_t`. (default: :obj:`10`)
-        norm (bool, optional): L2-normalise the denoiser's input rows.
-            (default: :obj:`True`)
-        denoiser_dropout (float, optional): Denoiser input dropout.
-            (default: :obj:`0.5`)
-        diffusion_steps (int, optional): Diffusion steps :math:`T`.
-            (default: :obj:`5`)
-        noise_scale (float, optional): (default: :obj:`0.1`)
-        noise_min (float, optional): (default: :obj:`1e-4`)
-        noise_max (float, optional): (default: :obj:`0.02`)
-        sampling_steps (int, optional): Noise steps applied before the
-            rebuild's reverse process. (default: :obj:`0`)
-        ckgc_weight (float, optional): :math:`\lambda_0`, the CKGC weight.
-            (default: :obj:`0.5`)
-        rebuild_k (int, optional): Edges kept per head by the rebuild.
-            (default: :obj:`1`)
-        keep_rate (float, optional): Keep probability of every rebuilt edge,
-            in :obj:`(0, 1]`. (default: :obj:`0.5`)
-        num_negatives (int, optional): Sampled non-edges per KG edge in the
-            denoiser's support. (default: :obj:`1`)
-        noise_columns (int, optional): The denoiser's training input carries
-            noise on all :math:`N` entities; when :math:`N` is larger than
-            this, the noise outside the support is estimated from this many
-            columns per step, with the dense law's mean and covariance
-            (:obj:`-1`: always exact; :obj:`0`: chosen from the device at
-            the first step, or by :meth:`choose_noise_columns`: exact on a
-            CUDA GPU with room for the exact path, 16,384 elsewhere, see
-            :func:`~diffkg_pyg.nn.kg_noise.choose_noise_columns`).
-            (default: :obj:`0`)
-        noise_gradient (bool, optional): Give the denoiser's input table
-            the gradient of the noise its columns outside the support
-            carried, as the dense network's backward does (the sampled
-            columns' pathwise gradient when the noise is estimated);
-            :obj:`False` moves the support's columns only, which is cheaper
-            and what the package did before this option. (default:
-            :obj:`True`)
-        use_compile (bool, optional): :func:`torch.compile` the denoiser's
-            hot path (falls back to eager, logging once, where compilation
-            fails). (default: :obj:`True`)
     """
     def __init__(
         self,
@@ -212,37 +134,11 @@ class DiffKG(DiffKGState):
         super().__init__()
         for name, value in (('num_users', num_users),
                             ('num_items', num_items),
-                            ('num_relations', num_relations),
-                            ('embedding_dim', embedding_dim),
-                            ('num_kg_layers', num_kg_layers),
-                            ('denoiser_hidden_channels',
-                             denoiser_hidden_channels),
-                            ('rebuild_k', rebuild_k),
-                            ('num_negatives', num_negatives)):
+                            ('num_relations', num_relations)):
             _check(value >= 1, name, value, '>= 1')
         _check(num_entities >= num_items, 'num_entities', num_entities,
                f'>= num_items ({num_items})')
-        _check(num_layers >= 0, 'num_layers', num_layers, '>= 0')
-        _check(kg_sample_size == -1 or kg_sample_size >= 1, 'kg_sample_size',
-               kg_sample_size, '-1 (all edges) or >= 1')
-        _check(l2_weight >= 0, 'l2_weight', l2_weight, '>= 0')
-        _check(ssl_weight >= 0, 'ssl_weight', ssl_weight, '>= 0')
-        _check(temperature > 0, 'temperature', temperature, '> 0')
-        _check(main_view in MAIN_VIEWS, 'main_view', main_view,
-               ' or '.join(repr(v) for v in MAIN_VIEWS))
-        _check(views in VIEWS, 'views', views,
-               ' or '.join(repr(v) for v in VIEWS))
-        _check(0.0 <= ckgc_weight <= 1.0, 'ckgc_weight', ckgc_weight,
-               'in [0, 1]')
-        _check(0.0 < keep_rate <= 1.0, 'keep_rate', keep_rate, 'in (0, 1]')
-        for name, rate in (('kg_dropout', kg_dropout),
-                           ('denoiser_dropout', denoiser_dropout)):
-            _check(0.0 <= rate < 1.0, name, rate, 'in [0, 1)')
-        _check(noise_columns >= -1, 'noise_columns', noise_columns,
-               '-1 (exact), 0 (chosen from the device) or >= 1')
-        _check(diffusion_steps >= 1, 'diffusion_steps', diffusion_steps,
-               '>= 1')
-        _check(0 <= sampling_steps <= diffusion_steps, 'sampling_steps',
+        _check(sampling_steps <= diffusion_steps, 'sampling_steps',
                sampling_steps,
                f'in [0, diffusion_steps] = [0, {diffusion_steps}]')
 

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from diffkg_pyg.csr import gather_rows, rows_of
+from diffkg_pyg.hyperparameters import HyperParameter, Space, hyperparameters
 from diffkg_pyg.nn.denoiser import MLPDenoiser
 from diffkg_pyg.nn.diffusion import (
     SCHEDULES,
@@ -14,8 +15,8 @@ from diffkg_pyg.nn.diffusion import (
     ImportanceStepSampler,
 )
 
-__all__ = ['DiffRec', 'TDiffRec', 'MEAN_TYPES', 'interaction_rows',
-           'chronological_weights', 'check_weight_range']
+__all__ = ['DiffRec', 'TDiffRec', 'MEAN_TYPES', 'WEIGHT_RANGE',
+           'interaction_rows', 'chronological_weights', 'check_weight_range']
 
 #: What the denoiser predicts: the clean row or the noise.
 MEAN_TYPES = ('x0', 'eps')
@@ -63,6 +64,48 @@ def interaction_rows(ptr: Tensor, col: Tensor, users: Tensor, num_items: int,
     return x
 
 
+@hyperparameters(
+    HyperParameter('hidden_channels', tuple, "the denoiser's sizes (the "
+                   'decoder side; the encoder mirrors them)',
+                   doc="The denoiser's sizes",
+                   aliases=('dims', ),
+                   space=Space(choices=((300, ), (1000, ), (200, 600)))),
+    HyperParameter('time_channels', int, 'size of the step embedding',
+                   aliases=('emb_size', ), range='[1, inf)'),
+    HyperParameter('norm', bool, "L2-normalise the denoiser's input"),
+    HyperParameter('dropout', float, "the denoiser's input dropout",
+                   range='[0, 1)'),
+    HyperParameter('mean_type', str, 'what the denoiser predicts',
+                   choices=MEAN_TYPES),
+    HyperParameter('diffusion_steps', int, 'diffusion steps',
+                   doc=':math:`T`', aliases=('steps', ), range='[1, inf)',
+                   space=Space(2, 100, log=True)),
+    HyperParameter('noise_schedule', str, 'the noise schedule',
+                   choices=SCHEDULES),
+    HyperParameter('noise_scale', float, 'noise scale of the schedule',
+                   space=Space(1e-5, 0.1, log=True)),
+    # Choices (the authors' grid and the defaults) so that noise_min <=
+    # noise_max always:
+    HyperParameter('noise_min', float, 'lower noise bound of the schedule',
+                   space=Space(choices=(1e-4, 5e-4, 1e-3, 5e-3))),
+    HyperParameter('noise_max', float, 'upper noise bound of the schedule',
+                   space=Space(choices=(5e-3, 1e-2, 2e-2))),
+    HyperParameter('reweight', bool, 'weight the loss by step (SNR '
+                   'differences)'),
+    HyperParameter('sampling_steps', int, 'noise steps before inference',
+                   range='[0, inf)'),
+    HyperParameter('sampling_noise', bool, 'sample in the reverse pass',
+                   doc='Sample, rather than take the mean, in the reverse '
+                   'pass'),
+    HyperParameter('history_length', int, 'losses kept per step for '
+                   'importance sampling', range='[1, inf)'),
+    HyperParameter('fixed_first_beta', bool, 'fix the first beta at 1e-5 '
+                   "(the authors' beta_fixed: on in DiffRec, off in "
+                   'L-DiffRec)', doc=r'Fix :math:`\beta_0` at '
+                   r":math:`10^{-5}`, as the authors' DiffRec does (their "
+                   '``beta_fixed``, on in DiffRec and T-DiffRec, off in '
+                   'L-DiffRec and LT-DiffRec)', aliases=('beta_fixed', )),
+)
 class DiffRec(torch.nn.Module):
     r"""DiffRec from the `"Diffusion Recommender Model"
     <https://arxiv.org/abs/2304.04971>`_ paper: a Gaussian diffusion over a
@@ -96,35 +139,6 @@ class DiffRec(torch.nn.Module):
 
     Args:
         num_items (int): :math:`I`.
-        hidden_channels (list of int, optional): The denoiser's sizes (the
-            authors' :obj:`dims`). (default: :obj:`(1000, )`)
-        time_channels (int, optional): Step-embedding size.
-            (default: :obj:`10`)
-        norm (bool, optional): L2-normalise the denoiser's input.
-            (default: :obj:`False`)
-        dropout (float, optional): The denoiser's input dropout.
-            (default: :obj:`0.5`)
-        mean_type (str, optional): :obj:`'x0'` or :obj:`'eps'`.
-            (default: :obj:`'x0'`)
-        diffusion_steps (int, optional): :math:`T`. (default: :obj:`100`)
-        noise_schedule (str, optional): :obj:`'linear-var'`,
-            :obj:`'linear'` or :obj:`'cosine'`.
-            (default: :obj:`'linear-var'`)
-        noise_scale (float, optional): (default: :obj:`0.1`)
-        noise_min (float, optional): (default: :obj:`1e-4`)
-        noise_max (float, optional): (default: :obj:`0.02`)
-        reweight (bool, optional): Weight the loss by step.
-            (default: :obj:`True`)
-        sampling_steps (int, optional): Noise steps before inference.
-            (default: :obj:`0`)
-        sampling_noise (bool, optional): Sample, rather than take the mean,
-            in the reverse pass. (default: :obj:`False`)
-        history_length (int, optional): Losses kept per step for importance
-            sampling. (default: :obj:`10`)
-        fixed_first_beta (bool, optional): Fix :math:`\beta_0` at
-            :math:`10^{-5}`, as the authors' DiffRec does (their
-            ``beta_fixed``, on in DiffRec and T-DiffRec, off in L-DiffRec
-            and LT-DiffRec). (default: :obj:`True`)
 
     The defaults are those of the authors' ``main.py``; the per-dataset
     settings are the presets of its recipe
@@ -150,12 +164,6 @@ class DiffRec(torch.nn.Module):
         fixed_first_beta: bool = True,
     ) -> None:
         super().__init__()
-        if mean_type not in MEAN_TYPES:
-            raise ValueError(f"'mean_type' must be one of {MEAN_TYPES} (got "
-                             f'{mean_type!r})')
-        if noise_schedule not in SCHEDULES:
-            raise ValueError(f"'noise_schedule' must be one of {SCHEDULES} "
-                             f'(got {noise_schedule!r})')
         if not 0 <= sampling_steps <= diffusion_steps:
             raise ValueError(f"'sampling_steps' must lie in [0, "
                              f"diffusion_steps] (got {sampling_steps})")
@@ -274,6 +282,16 @@ class DiffRec(torch.nn.Module):
                 f'diffusion_steps={self.diffusion.steps})')
 
 
+#: T-DiffRec's and LT-DiffRec's interaction weights.
+WEIGHT_RANGE = (
+    HyperParameter('w_min', float, 'weight of the oldest interaction',
+                   doc=r':math:`w_\min`', range='[0, inf)'),
+    HyperParameter('w_max', float, 'weight of the newest interaction',
+                   doc=r':math:`w_\max`', range='[0, inf)'),
+)
+
+
+@hyperparameters(*WEIGHT_RANGE, kwargs_of=DiffRec)
 class TDiffRec(DiffRec):
     r"""T-DiffRec from the `"Diffusion Recommender Model"
     <https://arxiv.org/abs/2304.04971>`_ paper: :class:`DiffRec` whose
@@ -286,8 +304,6 @@ class TDiffRec(DiffRec):
 
     Args:
         num_items (int): :math:`I`.
-        w_min (float, optional): :math:`w_\min`. (default: :obj:`0.1`)
-        w_max (float, optional): :math:`w_\max`. (default: :obj:`1.0`)
         **kwargs: The arguments of :class:`DiffRec`.
     """
     def __init__(self, num_items: int, w_min: float = 0.1,

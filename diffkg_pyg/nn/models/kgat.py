@@ -8,7 +8,8 @@ from torch import Tensor
 from torch.nn import Parameter
 from torch_geometric.utils import softmax
 
-from diffkg_pyg.nn.conv.kgat_conv import KGATConv
+from diffkg_pyg.hyperparameters import HyperParameter, Space, hyperparameters
+from diffkg_pyg.nn.conv.kgat_conv import AGGREGATORS, KGATConv
 
 __all__ = ['KGAT', 'collaborative_kg']
 
@@ -38,6 +39,42 @@ def collaborative_kg(edge_index: Tensor, kg_edge_index: Tensor,
             torch.cat([zero, zero + 1, kg_edge_type + 2]))
 
 
+def _one_rate(value: str) -> float:
+    # The port's --mess_dropout '[0.1, 0.1, 0.1]': one rate for every layer.
+    rates = {float(v) for v in str(value).strip().strip('[]').split(',')
+             if v.strip()}
+    if len(rates) != 1:
+        raise ValueError(f'mess_dropout must give one rate for every layer, '
+                         f'such as [0.1, 0.1, 0.1] (got {value!r})')
+    return rates.pop()
+
+
+@hyperparameters(
+    HyperParameter('embedding_dim', int, 'embedding size',
+                   doc=r'Size of :math:`\mathbf{e}^{(0)}`',
+                   aliases=('embed_dim', ), range='[1, inf)'),
+    HyperParameter('relation_dim', int, "TransR's relation size",
+                   doc='Size of the relation space of TransR',
+                   range='[1, inf)'),
+    HyperParameter('hidden_channels', tuple, 'output sizes of the '
+                   'layers', aliases=('conv_dim_list', ),
+                   space=Space(choices=((64, ), (64, 32),
+                                        (64, 32, 16)))),
+    HyperParameter('dropout', float, 'message dropout after every layer',
+                   aliases=('mess_dropout', ), from_alias=_one_rate,
+                   alias_type=str, range='[0, 1)',
+                   space=Space(0.0, 0.5)),
+    HyperParameter('aggregator', str, 'how a node combines itself and '
+                   'its neighbours', aliases=('aggregation_type', ),
+                   choices=AGGREGATORS),
+    HyperParameter('l2_weight', float, 'L2 weight of the CF loss',
+                   aliases=('cf_l2loss_lambda', ), range='[0, inf)',
+                   space=Space(1e-7, 1e-3, log=True)),
+    HyperParameter('kg_l2_weight', float, 'L2 weight of the TransR '
+                   'loss', aliases=('kg_l2loss_lambda', ),
+                   range='[0, inf)'),
+    losses=('cf_loss', 'kg_loss'),
+)
 class KGAT(torch.nn.Module):
     r"""The KGAT model from the `"KGAT: Knowledge Graph Attention Network
     for Recommendation" <https://arxiv.org/abs/1905.07854>`_ paper (Wang et
@@ -72,17 +109,6 @@ class KGAT(torch.nn.Module):
         num_entities (int): The number of entities (items first).
         num_relations (int): KG relation types, inverses included (the model
             adds the two interaction relations).
-        embedding_dim (int, optional): Size of :math:`\mathbf{e}^{(0)}`.
-            (default: :obj:`64`)
-        relation_dim (int, optional): Size of the relation space of TransR.
-            (default: :obj:`64`)
-        hidden_channels (Sequence[int], optional): Output sizes of the
-            layers (the code's :obj:`conv_dim_list`).
-            (default: :obj:`(64, 32, 16)`)
-        dropout (float, optional): Message dropout after every layer.
-            (default: :obj:`0.1`)
-        aggregator (str, optional): :obj:`'bi-interaction'`, :obj:`'gcn'`
-            or :obj:`'graphsage'`. (default: :obj:`'bi-interaction'`)
 
     Shapes:
         - **input:** unique node pairs :obj:`[2, num_pairs]` and their
@@ -97,9 +123,7 @@ class KGAT(torch.nn.Module):
                  aggregator: str = 'bi-interaction') -> None:
         super().__init__()
         for name, value in (('num_users', num_users),
-                            ('num_entities', num_entities),
-                            ('embedding_dim', embedding_dim),
-                            ('relation_dim', relation_dim)):
+                            ('num_entities', num_entities)):
             if value < 1:
                 raise ValueError(f"'{name}' must be >= 1 (got {value})")
         if num_relations < 0:
@@ -108,8 +132,6 @@ class KGAT(torch.nn.Module):
         if len(hidden_channels) < 1 or min(hidden_channels) < 1:
             raise ValueError(f"'hidden_channels' must be one or more sizes "
                              f'>= 1 (got {tuple(hidden_channels)})')
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"'dropout' must lie in [0, 1) (got {dropout})")
         self.num_users = num_users
         self.num_entities = num_entities
         self.num_relations = num_relations
@@ -210,13 +232,13 @@ class KGAT(torch.nn.Module):
         return bpr + l2_weight * l2, bpr.detach()
 
     def kg_loss(self, head: Tensor, relation: Tensor, pos_tail: Tensor,
-                neg_tail: Tensor, l2_weight: float = 1e-5
+                neg_tail: Tensor, kg_l2_weight: float = 1e-5
                 ) -> Tuple[Tensor, Tensor]:
         r"""TransR's loss on the layer-0 embeddings of the typed triples
         (nodes and relations of :func:`collaborative_kg`) plus
-        :obj:`l2_weight` times the mean halved squared norms of the projected
-        heads, relations and tails; returns it and the detached TransR
-        term."""
+        :obj:`kg_l2_weight` times the mean halved squared norms of the
+        projected heads, relations and tails; returns it and the detached
+        TransR term."""
         x = self.node_emb
         r = self.relation_emb[relation]
         h, t, t_neg = self._project(
@@ -226,7 +248,7 @@ class KGAT(torch.nn.Module):
         neg = (h + r - t_neg).square().sum(dim=1)
         transr = -F.logsigmoid(neg - pos).mean()
         l2 = sum(_half_square_mean(v) for v in (h, r, t, t_neg))
-        return transr + l2_weight * l2, transr.detach()
+        return transr + kg_l2_weight * l2, transr.detach()
 
     def _project(self, rows: Tensor, relation: Tensor) -> Tensor:
         # rows [B, k, d] @ W_relation -> [B, k, relation_dim], one matmul

@@ -1,13 +1,21 @@
 r"""L-DiffRec (`"Diffusion Recommender Model"
 <https://arxiv.org/abs/2304.04971>`_, Wang et al., SIGIR 2023): DiffRec in
 the latent space of a clustered variational autoencoder."""
-from typing import List, Optional, Tuple
+import dataclasses
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from diffkg_pyg.hyperparameters import (
+    HyperParameter,
+    hyperparameters,
+    lookup,
+    parse_int_list,
+)
 from diffkg_pyg.nn.models.diffrec import (
+    WEIGHT_RANGE,
     DiffRec,
     check_weight_range,
     chronological_weights,
@@ -44,6 +52,49 @@ def kmeans(x: Tensor, k: int, generator: Optional[torch.Generator] = None,
     return torch.cdist(x, centre).argmin(dim=1)
 
 
+def _in_dims(value: str) -> int:
+    # The authors' --in_dims '[300]': one encoder layer.
+    sizes = parse_int_list(value)
+    if len(sizes) != 1:
+        raise ValueError(f'in_dims must be one latent size such as [300] '
+                         f'(got {value!r}; one encoder layer per cluster is '
+                         f'supported)')
+    return sizes[0]
+
+
+def _latent(name: str, **changes) -> HyperParameter:
+    # DiffRec's declaration, for the latent denoiser (another default).
+    return dataclasses.replace(lookup(DiffRec.hyperparameters)[name][0],
+                               **changes)
+
+
+@hyperparameters(
+    HyperParameter('latent_channels', int, 'latent size (all clusters)',
+                   doc=':math:`d`', aliases=('in_dims', ),
+                   from_alias=_in_dims, alias_type=str, range='[1, inf)'),
+    HyperParameter('encoder_dropout', float,
+                   "dropout on the encoders' input", range='[0, 1)'),
+    HyperParameter('reparam', bool, 'sample the latent in training',
+                   doc='Sample the latent in training (else its mean)'),
+    HyperParameter('lamda', float, 'weight of the diffusion loss',
+                   doc=r':math:`\lambda`', range='[0, inf)'),
+    HyperParameter('anneal_cap', float, 'floor of that weight',
+                   doc=r':math:`\lambda_\mathrm{cap}`', range='[0, inf)'),
+    HyperParameter('anneal_steps', int,
+                   'epochs over which that weight decays',
+                   doc=r':math:`S_\lambda`, in epochs', range='[1, inf)'),
+    HyperParameter('vae_anneal_cap', float, 'cap of the KL weight',
+                   doc=r':math:`\beta_\mathrm{cap}`', range='[0, inf)'),
+    HyperParameter('vae_anneal_steps', int,
+                   'steps over which the KL weight grows',
+                   doc=r':math:`S_\beta`, in steps', range='[1, inf)'),
+    # The latent denoiser's, with the authors' L-DiffRec names and
+    # defaults (mlp_dims [300], steps 5, beta_fixed off):
+    _latent('hidden_channels', aliases=('mlp_dims', )),
+    _latent('diffusion_steps'),
+    _latent('fixed_first_beta'),
+    kwargs_of=DiffRec,
+)
 class LDiffRec(torch.nn.Module):
     r"""L-DiffRec from the `"Diffusion Recommender Model"
     <https://arxiv.org/abs/2304.04971>`_ paper: the items are clustered
@@ -86,30 +137,16 @@ class LDiffRec(torch.nn.Module):
         num_items (int): :math:`I`.
         cluster (torch.Tensor): The cluster of every item,
             shape :obj:`[num_items]` (ids :math:`0, \ldots, C - 1`).
-        latent_channels (int, optional): :math:`d`. (default: :obj:`300`)
-        encoder_dropout (float, optional): Dropout on the encoder's input.
-            (default: :obj:`0.1`)
-        reparam (bool, optional): Sample the latent in training (else its
-            mean). (default: :obj:`True`)
-        lamda (float, optional): :math:`\lambda`. (default: :obj:`0.03`)
-        anneal_cap (float, optional): :math:`\lambda_\mathrm{cap}`.
-            (default: :obj:`0.005`)
-        anneal_steps (int, optional): :math:`S_\lambda`, in epochs.
-            (default: :obj:`500`)
-        vae_anneal_cap (float, optional): :math:`\beta_\mathrm{cap}`.
-            (default: :obj:`0.3`)
-        vae_anneal_steps (int, optional): :math:`S_\beta`, in steps.
-            (default: :obj:`200`)
-        **kwargs: The arguments of :class:`~diffkg_pyg.DiffRec` for the
-            latent diffusion (:obj:`hidden_channels` default :obj:`(300, )`,
-            :obj:`diffusion_steps` default :obj:`5`, as the authors'
-            ``main.py``).
+        **kwargs: The other arguments of :class:`~diffkg_pyg.DiffRec`, for
+            the latent diffusion.
     """
     def __init__(self, num_items: int, cluster: Tensor,
                  latent_channels: int = 300, encoder_dropout: float = 0.1,
                  reparam: bool = True, lamda: float = 0.03,
                  anneal_cap: float = 0.005, anneal_steps: int = 500,
                  vae_anneal_cap: float = 0.3, vae_anneal_steps: int = 200,
+                 hidden_channels: Sequence[int] = (300, ),
+                 diffusion_steps: int = 5, fixed_first_beta: bool = False,
                  **kwargs) -> None:
         super().__init__()
         cluster = torch.as_tensor(cluster, dtype=torch.long).view(-1)
@@ -148,11 +185,9 @@ class LDiffRec(torch.nn.Module):
             torch.nn.Linear(size, 2 * d) for size, d in zip(sizes, latent)
         ])
         self.decoder = torch.nn.Linear(latent_channels, num_items)
-        # The authors' L-DiffRec defaults; their L-DiffRec does not fix the
-        # first beta (`beta_fixed` is off there, on in DiffRec).
-        kwargs = {'hidden_channels': (300, ), 'diffusion_steps': 5,
-                  'fixed_first_beta': False, **kwargs}
-        self.diffrec = DiffRec(latent_channels, **kwargs)
+        self.diffrec = DiffRec(latent_channels, hidden_channels,
+                               diffusion_steps=diffusion_steps,
+                               fixed_first_beta=fixed_first_beta, **kwargs)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -241,6 +276,7 @@ class LDiffRec(torch.nn.Module):
                 f'latent_channels={self.latent_channels})')
 
 
+@hyperparameters(*WEIGHT_RANGE, kwargs_of=LDiffRec)
 class LTDiffRec(LDiffRec):
     r"""LT-DiffRec from the `"Diffusion Recommender Model"
     <https://arxiv.org/abs/2304.04971>`_ paper: :class:`LDiffRec` whose
@@ -253,8 +289,6 @@ class LTDiffRec(LDiffRec):
     Args:
         num_items (int): :math:`I`.
         cluster (torch.Tensor): The cluster of every item.
-        w_min (float, optional): :math:`w_\min`. (default: :obj:`0.1`)
-        w_max (float, optional): :math:`w_\max`. (default: :obj:`1.0`)
         **kwargs: The arguments of :class:`LDiffRec`.
     """
     def __init__(self, num_items: int, cluster: Tensor, w_min: float = 0.1,

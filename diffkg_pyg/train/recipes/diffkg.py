@@ -7,32 +7,12 @@ from torch import Tensor
 
 from diffkg_pyg import distributed
 from diffkg_pyg.data.graph import KG, has_kg
-from diffkg_pyg.hyperparameters import (
-    HyperParameter,
-    Range,
-    Space,
-    from_signature,
-)
-from diffkg_pyg.nn.models.diffkg import MAIN_VIEWS, PRESETS, VIEWS, DiffKG
+from diffkg_pyg.hyperparameters import HyperParameter
+from diffkg_pyg.nn.models.diffkg import PRESETS, DiffKG
 from diffkg_pyg.train.context import TrainContext
 from diffkg_pyg.train.recipe import Recipe, Sizes
 
 __all__ = ['DiffKGRecipe']
-
-
-def _cl_pattern(value: int) -> str:
-    if value not in (0, 1):
-        raise ValueError(f'cl_pattern must be 0 or 1 (got {value!r})')
-    return MAIN_VIEWS[value]
-
-
-def _dims(value: str) -> int:
-    # The authors' --dims '[1000]': one hidden layer.
-    text = str(value).strip().strip('[]').split(',')
-    if len(text) != 1 or not text[0].strip().isdigit():
-        raise ValueError(f'dims must be one hidden size such as [1000] (got '
-                         f'{value!r}; the denoiser has one hidden layer)')
-    return int(text[0])
 
 
 class DiffKGRecipe(Recipe):
@@ -63,93 +43,11 @@ class DiffKGRecipe(Recipe):
     inference_skip = ('denoiser.', )
     tiny = dict(embedding_dim=8, denoiser_hidden_channels=16,
                 use_compile=False, batch_size=32, max_batches=2)
-    hyperparameters = from_signature(
-        DiffKG,
-        HyperParameter('embedding_dim', int, 'embedding size',
-                       aliases=('latdim', ), range='[1, inf)'),
-        HyperParameter('num_layers', int, 'user-item propagation layers',
-                       aliases=('gnn_layer', ), range='[0, inf)'),
-        HyperParameter('num_kg_layers', int, 'relation-aware attention hops',
-                       aliases=('layer_num_kg', ), range='[1, inf)'),
-        HyperParameter('kg_dropout', float,
-                       'dropout after every attention hop',
-                       aliases=('mess_dropout', 'mess_dropout_rate'),
-                       range='[0, 1)'),
-        HyperParameter('kg_residual', float,
-                       'residual weight of the KG encoder',
-                       aliases=('res_lambda', )),
-        HyperParameter('kg_sample_size', int, 'KG edges sampled per head '
-                       'for the original view (-1: all)',
-                       aliases=('triplet_num', ),
-                       range=Range('[1, inf)', also=(-1, )),
-                       space=Space(choices=(5, 10, 20, -1))),
-        HyperParameter('l2_weight', float, 'L2 weight on the full tables',
-                       aliases=('reg', ), range='[0, inf)',
-                       space=Space(1e-8, 1e-4, log=True)),
-        HyperParameter('ssl_weight', float, 'weight of the InfoNCE terms',
-                       aliases=('ssl_reg', ), range='[0, inf)',
-                       space=Space(choices=(0.0, 0.01, 0.1, 1.0))),
-        HyperParameter('temperature', float, 'InfoNCE temperature',
-                       aliases=('temp', ), range='(0, inf)',
-                       space=Space(0.05, 1.0, log=True)),
-        HyperParameter('main_view', str,
-                       'the KG of the main view and of evaluation; the other '
-                       'feeds the second view', choices=MAIN_VIEWS,
-                       aliases=('cl_pattern', ), from_alias=_cl_pattern,
-                       alias_type=int),
-        HyperParameter('views', str, "the two training views: the paper's "
-                       '(denoised and original KG) or those the published '
-                       'code trained (the original KG twice)',
-                       choices=VIEWS),
-        HyperParameter('denoiser_hidden_channels', int,
-                       'hidden size of the denoiser', aliases=('dims', ),
-                       range='[1, inf)',
-                       from_alias=_dims, alias_type=str),
-        HyperParameter('time_channels', int,
-                       'size of the diffusion-step embedding',
-                       aliases=('d_emb_size', )),
-        HyperParameter('norm', bool, "L2-normalise the denoiser's input "
-                       'rows'),
-        HyperParameter('denoiser_dropout', float,
-                       'input dropout of the denoiser', range='[0, 1)'),
-        HyperParameter('diffusion_steps', int, 'diffusion steps',
-                       aliases=('steps', ), range='[1, inf)',
-                       space=Space(2, 50, log=True)),
-        HyperParameter('noise_scale', float, 'noise scale of the schedule',
-                       space=Space(1e-3, 0.5, log=True)),
-        HyperParameter('noise_min', float,
-                       'lower noise bound of the schedule'),
-        HyperParameter('noise_max', float,
-                       'upper noise bound of the schedule'),
-        HyperParameter('sampling_steps', int, 'noise steps before the '
-                       'rebuild (at most diffusion_steps)', range='[0, inf)'),
-        HyperParameter('ckgc_weight', float, 'weight of the CKGC loss',
-                       aliases=('e_loss', ), range='[0, 1]',
-                       space=Space(choices=(0.0, 0.01, 0.1, 0.5, 1.0))),
-        HyperParameter('rebuild_k', int, 'edges kept per head by the '
-                       'rebuild', range='[1, inf)',
-                       space=Space(1, 10, log=True)),
-        HyperParameter('keep_rate', float,
-                       'keep probability of every rebuilt edge',
-                       aliases=('keepRate', ), range='(0, 1]',
-                       space=Space(0.2, 1.0)),
-        HyperParameter('num_negatives', int, 'sampled non-edges per KG edge '
-                       "in the denoiser's support", range='[1, inf)'),
-        HyperParameter('noise_columns', int, "columns carrying the "
-                       "denoiser's input noise outside the support when N is "
-                       'larger (-1: all, exact; 0: chosen from the device, '
-                       'exact on a GPU with room, 16384 elsewhere; the '
-                       'choice is recorded as noise_columns_used)',
-                       range='[-1, inf)'),
-        HyperParameter('noise_gradient', bool, "give the denoiser's input "
-                       'columns outside the support the gradient of the '
-                       "noise they carried (the dense method's; off: the "
-                       "support's columns only, cheaper)"),
-        HyperParameter('use_compile', bool, "torch.compile the denoiser's "
-                       'hot path', aliases=('compile', ), compared=False),
-    ) + (HyperParameter('diffusion', bool, 'train the denoiser and rebuild '
-                        'the KG (off: the ablation, the sampled original KG '
-                        'in both views)', default=True), )
+    model_class = DiffKG
+    hyperparameters = DiffKG.hyperparameters + (
+        HyperParameter('diffusion', bool, 'train the denoiser and rebuild '
+                       'the KG (off: the ablation, the sampled original KG '
+                       'in both views)', default=True), )
 
     def prepare(self, data, context: TrainContext) -> None:
         if not has_kg(data):  # Its diffusion and views need KG edges.
@@ -159,9 +57,8 @@ class DiffKGRecipe(Recipe):
                              'tdiffrec, lightgcn or mf on it')
 
     def build_model(self, sizes: Sizes) -> DiffKG:
-        hparams = {k: v for k, v in self.hparams.items() if k != 'diffusion'}
         return DiffKG(sizes.num_users, sizes.num_items, sizes.num_entities,
-                      sizes.num_relations, **hparams)
+                      sizes.num_relations, **self.model_kwargs)
 
     def setup(self, model: DiffKG, context: TrainContext, data) -> None:
         self.train_edge_index = context.train_edge_index

@@ -1,26 +1,14 @@
 r"""The training recipes of :class:`~diffkg_pyg.DiffRec`,
 :class:`~diffkg_pyg.TDiffRec` and :class:`~diffkg_pyg.LDiffRec`."""
-import dataclasses
-from typing import Any, Callable, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List
 
 import torch
 from torch import Tensor
 
 from diffkg_pyg.csr import to_csr
 from diffkg_pyg.data.graph import USER_ITEM
-from diffkg_pyg.hyperparameters import (
-    HyperParameter,
-    Space,
-    from_signature,
-    parse_int_list,
-)
-from diffkg_pyg.nn.diffusion import SCHEDULES
-from diffkg_pyg.nn.models.diffrec import (
-    MEAN_TYPES,
-    DiffRec,
-    TDiffRec,
-    interaction_rows,
-)
+from diffkg_pyg.hyperparameters import HyperParameter, Space
+from diffkg_pyg.nn.models.diffrec import DiffRec, TDiffRec, interaction_rows
 from diffkg_pyg.nn.models.ldiffrec import LDiffRec, LTDiffRec, kmeans
 from diffkg_pyg.train.context import TrainContext
 from diffkg_pyg.train.recipe import Recipe, Sizes
@@ -140,42 +128,6 @@ LTDIFFREC_PRESETS = {
              'batch_size': 200},
 }
 
-_DIFFREC_PARAMETERS = (
-    HyperParameter('hidden_channels', tuple, "the denoiser's sizes (the "
-                   'decoder side; the encoder mirrors them)',
-                   aliases=('dims', ),
-                   space=Space(choices=((300, ), (1000, ), (200, 600)))),
-    HyperParameter('time_channels', int, 'size of the step embedding',
-                   aliases=('emb_size', )),
-    HyperParameter('norm', bool, "L2-normalise the denoiser's input"),
-    HyperParameter('dropout', float, "the denoiser's input dropout",
-                   range='[0, 1)'),
-    HyperParameter('mean_type', str, 'what the denoiser predicts',
-                   choices=MEAN_TYPES),
-    HyperParameter('diffusion_steps', int, 'diffusion steps',
-                   aliases=('steps', ), space=Space(2, 100, log=True)),
-    HyperParameter('noise_schedule', str, 'the noise schedule',
-                   choices=SCHEDULES),
-    HyperParameter('noise_scale', float, 'noise scale of the schedule',
-                   space=Space(1e-5, 0.1, log=True)),
-    # Choices (the authors' grid and the defaults) so that noise_min <=
-    # noise_max always:
-    HyperParameter('noise_min', float, 'lower noise bound of the schedule',
-                   space=Space(choices=(1e-4, 5e-4, 1e-3, 5e-3))),
-    HyperParameter('noise_max', float, 'upper noise bound of the schedule',
-                   space=Space(choices=(5e-3, 1e-2, 2e-2))),
-    HyperParameter('reweight', bool, 'weight the loss by step (SNR '
-                   'differences)'),
-    HyperParameter('sampling_steps', int, 'noise steps before inference'),
-    HyperParameter('sampling_noise', bool, 'sample in the reverse pass'),
-    HyperParameter('history_length', int, 'losses kept per step for '
-                   'importance sampling'),
-    HyperParameter('fixed_first_beta', bool, 'fix the first beta at 1e-5 '
-                   "(the authors' beta_fixed: on in DiffRec, off in "
-                   'L-DiffRec)', aliases=('beta_fixed', )),
-)
-
-
 class DiffRecRecipe(Recipe):
     r"""Trains :class:`~diffkg_pyg.DiffRec` as its authors' ``main.py``
     does: every epoch is one pass over all users in random order,
@@ -198,7 +150,6 @@ class DiffRecRecipe(Recipe):
     setting_spaces = {'lr': Space(1e-5, 1e-3, log=True)}
     tiny = dict(hidden_channels=(8, 12), diffusion_steps=4, batch_size=16,
                 max_batches=2)
-    hyperparameters = from_signature(DiffRec, *_DIFFREC_PARAMETERS)
 
     def build_model(self, sizes: Sizes) -> DiffRec:
         self.num_users = sizes.num_users
@@ -264,41 +215,31 @@ class TDiffRecRecipe(DiffRecRecipe):
                    '(Wang et al., SIGIR 2023)')
     model_class = TDiffRec
     presets = TDIFFREC_PRESETS
-    hyperparameters = from_signature(
-        TDiffRec,
-        HyperParameter('w_min', float, 'weight of the oldest interaction'),
-        HyperParameter('w_max', float, 'weight of the newest interaction'),
-    ) + from_signature(DiffRec, *_DIFFREC_PARAMETERS)
 
     def setup(self, model: TDiffRec, context: TrainContext, data) -> None:
         require_chronology(self.name, data)
         super().setup(model, context, data)
 
 
-def _latent_denoiser_parameters() -> Tuple[HyperParameter, ...]:
-    # The latent denoiser's arguments, with the authors' L-DiffRec names
-    # and defaults (mlp_dims [300], steps 5):
-    out = []
-    for parameter in from_signature(DiffRec, *_DIFFREC_PARAMETERS):
-        if parameter.name == 'hidden_channels':
-            parameter = dataclasses.replace(parameter, default=(300, ),
-                                            aliases=('mlp_dims', ))
-        elif parameter.name == 'diffusion_steps':
-            parameter = dataclasses.replace(parameter, default=5)
-        elif parameter.name == 'fixed_first_beta':
-            parameter = dataclasses.replace(parameter, default=False)
-        out.append(parameter)
-    return tuple(out)
-
-
-def _in_dims(value: str) -> int:
-    # The authors' --in_dims '[300]': one encoder layer.
-    sizes = parse_int_list(value)
-    if len(sizes) != 1:
-        raise ValueError(f'in_dims must be one latent size such as [300] '
-                         f'(got {value!r}; one encoder layer per cluster is '
-                         f'supported)')
-    return sizes[0]
+#: What L-DiffRec's recipe adds to its model's declarations: the
+#: clustering and the autoencoder's optimiser.
+_LDIFFREC_SETTINGS = (
+    HyperParameter('num_clusters', int, 'item clusters (k-means)', 2,
+                   aliases=('n_cate', )),
+    HyperParameter('embedding_epochs', int, 'epochs of the LightGCN '
+                   'whose item embeddings are clustered, for datasets '
+                   'without item_emb.npy', 100),
+    HyperParameter('autoencoder_lr', float, "the autoencoder's learning "
+                   'rate (default: the training lr)', None,
+                   aliases=('lr1', )),
+    HyperParameter('autoencoder_weight_decay', float, "the "
+                   "autoencoder's weight decay (default: the training "
+                   'weight decay)', None, aliases=('wd1', )),
+    HyperParameter('decoder_hidden_channels', tuple, 'hidden sizes of '
+                   "the decoder (the authors' out_dims; only their "
+                   'released one-layer decoder, [], is supported)', (),
+                   aliases=('out_dims', ), choices=((), )),
+)
 
 
 class LDiffRecRecipe(DiffRecRecipe):
@@ -326,39 +267,7 @@ class LDiffRecRecipe(DiffRecRecipe):
     tiny = dict(num_clusters=2, embedding_epochs=2, latent_channels=8,
                 hidden_channels=(8, ), diffusion_steps=4, batch_size=16,
                 max_batches=2)
-    hyperparameters = (
-        HyperParameter('num_clusters', int, 'item clusters (k-means)', 2,
-                       aliases=('n_cate', )),
-        HyperParameter('embedding_epochs', int, 'epochs of the LightGCN '
-                       'whose item embeddings are clustered, for datasets '
-                       'without item_emb.npy', 100),
-    ) + from_signature(
-        LDiffRec,
-        HyperParameter('latent_channels', int, 'latent size (all clusters)',
-                       aliases=('in_dims', ), from_alias=_in_dims,
-                       alias_type=str),
-        HyperParameter('encoder_dropout', float,
-                       "dropout on the encoders' input"),
-        HyperParameter('reparam', bool, 'sample the latent in training'),
-        HyperParameter('lamda', float, 'weight of the diffusion loss'),
-        HyperParameter('anneal_cap', float, 'floor of that weight'),
-        HyperParameter('anneal_steps', int,
-                       'epochs over which that weight decays'),
-        HyperParameter('vae_anneal_cap', float, 'cap of the KL weight'),
-        HyperParameter('vae_anneal_steps', int,
-                       'steps over which the KL weight grows'),
-    ) + (
-        HyperParameter('autoencoder_lr', float, "the autoencoder's learning "
-                       'rate (default: the training lr)', None,
-                       aliases=('lr1', )),
-        HyperParameter('autoencoder_weight_decay', float, "the "
-                       "autoencoder's weight decay (default: the training "
-                       'weight decay)', None, aliases=('wd1', )),
-        HyperParameter('decoder_hidden_channels', tuple, 'hidden sizes of '
-                       "the decoder (the authors' out_dims; only their "
-                       'released one-layer decoder, [], is supported)', (),
-                       aliases=('out_dims', ), choices=((), )),
-    ) + _latent_denoiser_parameters()
+    hyperparameters = _LDIFFREC_SETTINGS + LDiffRec.hyperparameters
 
     def prepare(self, data, context: TrainContext) -> None:
         item = data['item']
@@ -389,8 +298,7 @@ class LDiffRecRecipe(DiffRecRecipe):
     def build_model(self, sizes: Sizes) -> LDiffRec:
         self.num_users = sizes.num_users
         self.seed = 0
-        skip = {'num_clusters', 'embedding_epochs', 'autoencoder_lr',
-                'autoencoder_weight_decay', 'decoder_hidden_channels'}
+        skip = {p.name for p in _LDIFFREC_SETTINGS}
         return self.model_class(sizes.num_items, self.cluster,
                                 **{k: v for k, v in self.hparams.items()
                                    if k not in skip})
@@ -427,13 +335,7 @@ class LTDiffRecRecipe(LDiffRecRecipe):
                    'weights (Wang et al., SIGIR 2023)')
     model_class = LTDiffRec
     presets = LTDIFFREC_PRESETS
-    hyperparameters = LDiffRecRecipe.hyperparameters + from_signature(
-        LTDiffRec,
-        HyperParameter('w_min', float, 'weight of the oldest interaction',
-                       range='[0, inf)'),
-        HyperParameter('w_max', float, 'weight of the newest interaction',
-                       range='[0, inf)'),
-    )
+    hyperparameters = _LDIFFREC_SETTINGS + LTDiffRec.hyperparameters
 
     def setup(self, model: LTDiffRec, context: TrainContext, data) -> None:
         require_chronology(self.name, data)

@@ -6,8 +6,7 @@ from torch import Tensor
 
 from diffkg_pyg.csr import to_csr
 from diffkg_pyg.data.graph import kg_triplets
-from diffkg_pyg.hyperparameters import HyperParameter, Space, from_signature
-from diffkg_pyg.nn.conv.kgat_conv import AGGREGATORS
+from diffkg_pyg.hyperparameters import HyperParameter
 from diffkg_pyg.nn.models.kgat import KGAT, collaborative_kg
 from diffkg_pyg.train.context import TrainContext
 from diffkg_pyg.train.persistence import load_model
@@ -34,16 +33,6 @@ _RELEASED = dict(lr=1e-4, batch_size=1024, kg_batch_size=2048,
 KGAT_PRESETS: Dict[str, Dict[str, Any]] = {
     name: dict(_RELEASED) for name in ('amazon-book', 'last-fm', 'yelp2018')
 }
-
-
-def _one_rate(value: str) -> float:
-    # The port's --mess_dropout '[0.1, 0.1, 0.1]': one rate for every layer.
-    rates = {float(v) for v in str(value).strip().strip('[]').split(',')
-             if v.strip()}
-    if len(rates) != 1:
-        raise ValueError(f'mess_dropout must give one rate for every layer, '
-                         f'such as [0.1, 0.1, 0.1] (got {value!r})')
-    return rates.pop()
 
 
 def _rows_with_an_edge(edge_index: Tensor, num_rows: int, batch_size: int,
@@ -130,39 +119,15 @@ class KGATRecipe(Recipe):
                        'epochs': ('n_epoch', )}
     tiny = dict(embedding_dim=8, relation_dim=4, hidden_channels=(8, 4),
                 kg_batch_size=32, batch_size=32, max_batches=2)
-    hyperparameters = from_signature(
-        KGAT,
-        HyperParameter('embedding_dim', int, 'embedding size',
-                       aliases=('embed_dim', ), range='[1, inf)'),
-        HyperParameter('relation_dim', int, "TransR's relation size",
-                       range='[1, inf)'),
-        HyperParameter('hidden_channels', tuple, 'output sizes of the '
-                       'layers', aliases=('conv_dim_list', ),
-                       space=Space(choices=((64, ), (64, 32),
-                                            (64, 32, 16)))),
-        HyperParameter('dropout', float, 'message dropout after every layer',
-                       aliases=('mess_dropout', ), from_alias=_one_rate,
-                       alias_type=str, range='[0, 1)',
-                       space=Space(0.0, 0.5)),
-        HyperParameter('aggregator', str, 'how a node combines itself and '
-                       'its neighbours', aliases=('aggregation_type', ),
-                       choices=AGGREGATORS),
-    ) + (HyperParameter('l2_weight', float, 'L2 weight of the CF loss', 1e-5,
-                        aliases=('cf_l2loss_lambda', ), range='[0, inf)',
-                        space=Space(1e-7, 1e-3, log=True)),
-         HyperParameter('kg_l2_weight', float, 'L2 weight of the TransR '
-                        'loss', 1e-5, aliases=('kg_l2loss_lambda', ),
-                        range='[0, inf)'),
-         HyperParameter('kg_batch_size', int, 'triples per TransR step',
-                        2048, range='[1, inf)'),
-         HyperParameter('attention', bool, 'recompute the attention after '
-                        'every epoch (off: the normalised adjacency)', True),
-         HyperParameter('pretrain', str, 'a saved mf model whose embeddings '
-                        'users and items start from (empty: none)', '',
-                        compared=False))
-
-    _MODEL_ARGS = ('embedding_dim', 'relation_dim', 'hidden_channels',
-                   'dropout', 'aggregator')
+    model_class = KGAT
+    hyperparameters = KGAT.hyperparameters + (
+        HyperParameter('kg_batch_size', int, 'triples per TransR step',
+                       2048, range='[1, inf)'),
+        HyperParameter('attention', bool, 'recompute the attention after '
+                       'every epoch (off: the normalised adjacency)', True),
+        HyperParameter('pretrain', str, 'a saved mf model whose embeddings '
+                       'users and items start from (empty: none)', '',
+                       compared=False))
 
     def prepare(self, data, context: TrainContext) -> None:
         require_relations(data, 'kgat')
@@ -179,7 +144,7 @@ class KGATRecipe(Recipe):
     def build_model(self, sizes: Sizes) -> KGAT:
         self.num_items = sizes.num_items
         return KGAT(sizes.num_users, sizes.num_entities, sizes.num_relations,
-                    **{k: self.hparams[k] for k in self._MODEL_ARGS})
+                    **self.model_kwargs)
 
     def setup(self, model: KGAT, context: TrainContext, data) -> None:
         if self.hparams['pretrain']:

@@ -6,7 +6,7 @@ from torch import Tensor
 
 from diffkg_pyg.csr import to_csr
 from diffkg_pyg.data.graph import bipartite_adjacency, kg_triplets
-from diffkg_pyg.hyperparameters import HyperParameter, Space, from_signature
+from diffkg_pyg.hyperparameters import HyperParameter
 from diffkg_pyg.nn.models.kgcl import KGCL, item_slots
 from diffkg_pyg.train.context import TrainContext
 from diffkg_pyg.train.recipe import Recipe, Sizes, require_relations
@@ -16,11 +16,7 @@ from diffkg_pyg.train.sampling import (
     sample_row_entries,
 )
 
-__all__ = ['KGCLRecipe', 'KGCL_PRESETS', 'AUGMENTATIONS',
-           'keep_probabilities']
-
-#: How the user-item views are augmented (the code's ``uicontrast``).
-AUGMENTATIONS = ('random', 'weighted', 'weighted-mix')
+__all__ = ['KGCLRecipe', 'KGCL_PRESETS']
 
 #: The authors' settings per dataset (``code/world.py``; batch 2048).
 KGCL_PRESETS: Dict[str, Dict[str, Any]] = {
@@ -34,23 +30,6 @@ KGCL_PRESETS: Dict[str, Dict[str, Any]] = {
 }
 
 
-def keep_probabilities(stability: Tensor, ui_drop: float) -> Tensor:
-    r"""The consistency-guided keep probability of every item from its
-    KG-view agreement :obj:`stability` :obj:`[num_items]`: :math:`\exp`,
-    min-max scaled, floored at 0.3, rescaled to mean :math:`1 -
-    \mathrm{ui\_drop}`, capped at 0.95 (the authors'
-    ``get_ui_views_weighted``)."""
-    weight = torch.exp(stability)
-    weight = (weight - weight.min()) / (weight.max() - weight.min())
-    weight = torch.where(weight > 0.3, weight, torch.full_like(weight, 0.3))
-    weight = (1 - ui_drop) / torch.mean(weight) * weight
-    return torch.where(weight < 0.95, weight, torch.full_like(weight, 0.95))
-
-
-def _keep_rate(value: float) -> float:
-    return 1.0 - float(value)  # The code's --keepprob.
-
-
 class KGCLRecipe(Recipe):
     r"""Trains :class:`~diffkg_pyg.nn.models.KGCL` as the authors' code
     does. Every epoch:
@@ -60,21 +39,16 @@ class KGCLRecipe(Recipe):
        of its triplets drawn uniformly and a tail drawn from another head's
        triplets, not a triplet of its own (:meth:`KGCL.transe_loss
        <diffkg_pyg.nn.models.KGCL.transe_loss>`);
-    2. **views**: two KG views (every slot emptied with probability
-       :obj:`kg_drop`) and two user-item views: :obj:`'random'` keeps
-       :obj:`1 - ui_drop` of the interactions; :obj:`'weighted'` (the
-       consistency-guided augmentation) keeps the interactions of each item
-       with a probability from the agreement (cosine) of its embeddings
-       under the two KG views: :math:`\exp`, min-max scaled, floored at
-       0.3, rescaled to mean :math:`1 - \mathrm{ui\_drop}`, capped at 0.95;
-       :obj:`'weighted-mix'` (MIND) keeps 40 % of those and adds
-       :math:`1 - \mathrm{ui\_drop}` of all interactions at random;
+    2. **views**: two KG views (:meth:`KGCL.kg_view
+       <diffkg_pyg.nn.models.KGCL.kg_view>`) and two user-item views of
+       the train interactions (:meth:`KGCL.ui_views
+       <diffkg_pyg.nn.models.KGCL.ui_views>`);
     3. **joint**: one sample per train interaction (its user, a train item
        and a non-train item of that user drawn uniformly), shuffled, in
-       full batches of :obj:`batch_size`: BPR (summed) with its L2 term
-       plus :obj:`ssl_weight` times the users' and the items' InfoNCE
-       between the two views (:meth:`KGCL.info_nce
-       <diffkg_pyg.nn.models.KGCL.info_nce>`), one
+       full batches of :obj:`batch_size`, each a step of
+       :meth:`KGCL.loss <diffkg_pyg.nn.models.KGCL.loss>` (BPR and the
+       views' InfoNCE) on the main graph (:meth:`KGCL.drop_edges
+       <diffkg_pyg.nn.models.KGCL.drop_edges>`), one
        :class:`torch.optim.Adam` (shared with TransE)."""
     name = 'kgcl'
     description = ('KGCL: knowledge-graph contrastive learning (Yang et '
@@ -84,43 +58,8 @@ class KGCLRecipe(Recipe):
                        'eval_batch_size': ('testbatch', )}
     tiny = dict(embedding_dim=8, num_layers=2, kg_batch_size=8,
                 batch_size=32, max_batches=2)
-    hyperparameters = from_signature(
-        KGCL,
-        HyperParameter('embedding_dim', int, 'embedding size',
-                       aliases=('recdim', ), range='[1, inf)'),
-        HyperParameter('num_layers', int, 'LightGCN layers',
-                       aliases=('layer', ), range='[0, inf)',
-                       space=Space(1, 4)),
-        HyperParameter('kg_dropout', float, 'the dropouts of the knowledge '
-                       'aggregation', range='[0, 1)'),
-    ) + (
-        HyperParameter('num_slots', int, 'entities per item (the first '
-                       'ones)', 10, aliases=('entity_num_per_item', ),
-                       range='[1, inf)'),
-        HyperParameter('kg_drop', float, 'slot drop probability of the KG '
-                       'views', 0.5, aliases=('kg_p_drop', ),
-                       range='[0, 1]', space=Space(0.1, 0.9)),
-        HyperParameter('augmentation', str, 'how the user-item views are '
-                       'drawn', 'random', aliases=('uicontrast', ),
-                       choices=AUGMENTATIONS),
-        HyperParameter('ui_drop', float, 'the drop rate of the user-item '
-                       'views', 0.001, aliases=('ui_p_drop', ),
-                       range='[0, 1)', space=Space(0.0, 0.5)),
-        HyperParameter('graph_dropout', float, 'edge dropout of the main '
-                       "graph (the code's 1 - keepprob with --dropout 1)",
-                       0.0, aliases=('keepprob', ), from_alias=_keep_rate,
-                       alias_type=float, range='[0, 1)'),
-        HyperParameter('ssl_weight', float, 'weight of the InfoNCE terms',
-                       0.1, aliases=('ssl_reg', ), range='[0, inf)',
-                       space=Space(0.01, 1.0, log=True)),
-        HyperParameter('temperature', float, 'InfoNCE temperature', 0.2,
-                       aliases=('kgc_temp', ), range='(0, inf)',
-                       space=Space(0.05, 1.0, log=True)),
-        HyperParameter('l2_weight', float, 'L2 weight of the BPR loss',
-                       1e-4, aliases=('decay', ), range='[0, inf)',
-                       space=Space(1e-6, 1e-2, log=True)),
-        HyperParameter('kg_l2_weight', float, 'L2 weight of TransE', 1e-3,
-                       range='[0, inf)'),
+    model_class = KGCL
+    hyperparameters = KGCL.hyperparameters + (
         HyperParameter('kg_batch_size', int, 'heads per TransE step', 4096,
                        range='[1, inf)'),
     )
@@ -139,10 +78,7 @@ class KGCLRecipe(Recipe):
         self.num_users, self.num_items = sizes.num_users, sizes.num_items
         self.num_base_relations = max(sizes.num_relations // 2, 1)
         return KGCL(sizes.num_users, sizes.num_items, sizes.num_entities,
-                    self.num_base_relations,
-                    **{k: self.hparams[k] for k in ('embedding_dim',
-                                                    'num_layers',
-                                                    'kg_dropout')})
+                    self.num_base_relations, **self.model_kwargs)
 
     def setup_inference(self, model: KGCL, train_edge_index: Tensor) -> None:
         device = train_edge_index.device
@@ -154,56 +90,12 @@ class KGCLRecipe(Recipe):
                                        self.num_items)
         self._adj_coo = None
 
-    # -- augmentation --------------------------------------------------------
-    def kg_view(self, model: KGCL, generator: torch.Generator) -> Tuple:
-        entity, relation = self.slots
-        drop = torch.rand(entity.shape, generator=generator,
-                          device=entity.device) <= self.hparams['kg_drop']
-        return (entity.masked_fill(drop, model.num_entities),
-                relation.masked_fill(drop, self.num_base_relations))
-
-    def ui_view(self, keep: Tensor) -> Tensor:
-        return bipartite_adjacency(self.train_edge_index[:, keep],
-                                   self.num_users, self.num_items)
-
-    def ui_views(self, model: KGCL, kg_views, generator: torch.Generator):
-        edge_index, p = self.train_edge_index, self.hparams['ui_drop']
-        num = edge_index.size(1)
-        device = edge_index.device
-        mode = self.hparams['augmentation']
-        if mode == 'random':
-            return [self.ui_view(torch.randperm(
-                num, generator=generator, device=device)[:int(num * (1 - p))])
-                for _ in range(2)]
-        with torch.no_grad():
-            stability = torch.nn.functional.cosine_similarity(
-                model.item_embedding(*kg_views[0]),
-                model.item_embedding(*kg_views[1]))
-        weight = keep_probabilities(stability, p)
-        views = []
-        for _ in range(2):
-            keep = torch.bernoulli(weight, generator=generator).bool()[
-                edge_index[1]]
-            if mode == 'weighted-mix':
-                keep &= torch.rand(num, generator=generator,
-                                   device=device) > 0.6
-                keep[torch.randperm(num, generator=generator, device=device)[
-                    :int(num * (1 - p))]] = True
-            views.append(self.ui_view(keep))
-        return views
-
-    def main_graph(self, generator: torch.Generator) -> Tensor:
-        rate = self.hparams['graph_dropout']
-        if rate == 0:
+    def main_graph(self, model: KGCL, generator: torch.Generator) -> Tensor:
+        if model.graph_dropout == 0:
             return self.adj
         if self._adj_coo is None:  # Built once: the graph is fixed.
             self._adj_coo = self.adj.to_sparse_coo().coalesce()
-        adj = self._adj_coo
-        keep = torch.rand(adj.values().shape, generator=generator,
-                          device=adj.device) >= rate
-        return torch.sparse_coo_tensor(adj.indices()[:, keep],
-                                       adj.values()[keep] / (1 - rate),
-                                       adj.shape).coalesce()
+        return model.drop_edges(self._adj_coo, generator)
 
     # -- training -------------------------------------------------------------
     def train_transe(self, model: KGCL, context: TrainContext) -> None:
@@ -240,8 +132,9 @@ class KGCLRecipe(Recipe):
                     epoch: int) -> Dict[str, Any]:
         gen = context.generator
         self.train_transe(model, context)
-        kg_views = [self.kg_view(model, gen) for _ in range(2)]
-        ui_views = self.ui_views(model, kg_views, gen)
+        kg_views = [model.kg_view(*self.slots, gen) for _ in range(2)]
+        views = list(zip(model.ui_views(self.train_edge_index, kg_views,
+                                        gen), kg_views))
         user_all = self.train_edge_index[0]
         ptr, items = to_csr(self.train_edge_index, self.num_users)
         perm = torch.randperm(user_all.numel(), generator=gen,
@@ -258,21 +151,13 @@ class KGCLRecipe(Recipe):
             part = context.shard(torch.arange(user.numel(),
                                               device=user.device))
             user, pos, neg = user[part], pos[part], neg[part]
-            user_out, item_out = model(self.main_graph(gen), *self.slots)
             # The sums over the batch are this process's mean times the
             # batch size (exact under torchrun; batches are full).
-            loss, bpr = model.bpr_loss(user_out, item_out, user, pos, neg,
-                                       self.hparams['l2_weight'],
-                                       batch_size=size)
-            (u1, i1), (u2, i2) = (model(ui_views[k], *kg_views[k])
-                                  for k in range(2))
-            tau = self.hparams['temperature']
-            ssl = (model.info_nce(u1[user], u2[user], u2, tau) +
-                   model.info_nce(i1[pos], i2[pos], i2, tau)) * \
-                (size / max(user.numel(), 1))
-            context.step(context.optimizers,
-                         loss + self.hparams['ssl_weight'] * ssl, bpr=bpr,
-                         ssl=ssl.detach())
+            loss, bpr, ssl = model.loss(
+                self.main_graph(model, gen), self.slots, views, user, pos,
+                neg, self.hparams['l2_weight'], self.hparams['ssl_weight'],
+                self.hparams['temperature'], batch_size=size)
+            context.step(context.optimizers, loss, bpr=bpr, ssl=ssl)
         return {}
 
     def embeddings(self, model: KGCL) -> Tuple[Tensor, Tensor]:

@@ -64,11 +64,9 @@ class KGINRecipe(Recipe):
             data).num_relations)
 
     def build_model(self, sizes: Sizes) -> KGIN:
-        hparams = {k: v for k, v in self.hparams.items()
-                   if k not in ('l2_weight', 'independence_weight')}
         self.num_items = sizes.num_items
         return KGIN(sizes.num_users, sizes.num_entities, sizes.num_relations,
-                    **hparams)
+                    **self.model_kwargs)
 
     def setup_inference(self, model: KGIN, train_edge_index: Tensor) -> None:
         self.train_edge_index = train_edge_index

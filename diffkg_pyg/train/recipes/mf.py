@@ -22,8 +22,7 @@ class MFRecipe(Recipe):
     model_class = MF
 
     def build_model(self, sizes: Sizes) -> MF:
-        return MF(sizes.num_users, sizes.num_items,
-                  self.hparams['embedding_dim'])
+        return MF(sizes.num_users, sizes.num_items, **self.model_kwargs)
 
     def train_epoch(self, model: MF, context: TrainContext,
                     epoch: int) -> Dict[str, Any]:

@@ -290,17 +290,20 @@ def test_derived_graphs_are_cached_per_tensor(data):
 
 
 @pytest.mark.parametrize('kwargs,match', [
-    (dict(keep_rate=0.0), r"'keep_rate' must be in \(0, 1\] \(got 0.0\)"),
-    (dict(keep_rate=1.5), "'keep_rate' must be in"),
-    (dict(rebuild_k=0), "'rebuild_k' must be >= 1"),
-    (dict(diffusion_steps=0), "'diffusion_steps' must be >= 1"),
+    (dict(keep_rate=0.0),
+     r"DiffKG: keep_rate must be in \(0, 1\] \(got 0.0\)"),
+    (dict(keep_rate=1.5), 'DiffKG: keep_rate must be in'),
+    (dict(rebuild_k=0), 'DiffKG: rebuild_k must be >= 1'),
+    (dict(diffusion_steps=0), 'DiffKG: diffusion_steps must be >= 1'),
     (dict(sampling_steps=6),
-     r"'sampling_steps' must be in \[0, diffusion_steps\]"),
-    (dict(main_view=0), "'main_view' must be 'denoised' or 'original'"),
-    (dict(kg_sample_size=0), "'kg_sample_size' must be -1"),
-    (dict(temperature=0.0), "'temperature' must be > 0"),
-    (dict(ckgc_weight=1.5), r"'ckgc_weight' must be in \[0, 1\]"),
-    (dict(num_entities=5), "'num_entities' must be >= num_items"),
+     r'DiffKG: sampling_steps must be in \[0, diffusion_steps\]'),
+    (dict(main_view=0), 'DiffKG: main_view must be a str'),
+    (dict(main_view='x'),
+     "DiffKG: main_view must be one of 'denoised', 'original'"),
+    (dict(kg_sample_size=0), 'DiffKG: kg_sample_size must be >= 1 or -1'),
+    (dict(temperature=0.0), 'DiffKG: temperature must be > 0'),
+    (dict(ckgc_weight=1.5), r'DiffKG: ckgc_weight must be in \[0, 1\]'),
+    (dict(num_entities=5), 'DiffKG: num_entities must be >= num_items'),
 ])
 def test_bad_hyperparameters(kwargs, match):
     sizes = dict(num_users=3, num_items=6, num_entities=8, num_relations=2)

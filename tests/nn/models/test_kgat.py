@@ -185,7 +185,7 @@ def test_kgat_arguments():
                            'hidden_channels=(4, 2))')
     assert model.transfer.shape == (4, 4, 64)
     for kwargs, match in ((dict(hidden_channels=()), 'hidden_channels'),
-                          (dict(dropout=1.0), "'dropout' must lie"),
-                          (dict(embedding_dim=0), "'embedding_dim'")):
+                          (dict(dropout=1.0), 'KGAT: dropout must be in'),
+                          (dict(embedding_dim=0), 'KGAT: embedding_dim')):
         with pytest.raises(ValueError, match=match):
             KGAT(3, 5, 2, **kwargs)

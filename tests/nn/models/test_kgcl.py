@@ -9,8 +9,7 @@ import torch.nn.functional as F
 
 from diffkg_pyg.data.graph import bipartite_adjacency
 from diffkg_pyg.nn.models import KGCL
-from diffkg_pyg.nn.models.kgcl import item_slots
-from diffkg_pyg.train.recipes.kgcl import keep_probabilities
+from diffkg_pyg.nn.models.kgcl import item_slots, keep_probabilities
 from tests.helpers import assert_same_gradients
 from tests.nn.conv.test_kgcl_conv import literal_forward_relation
 
@@ -147,11 +146,47 @@ def test_slots_forward_and_losses_match_the_authors(seed, num_slots):
                                     expected_user.flip(0)[users],
                                     expected_user, 0.2)
     h, r, t = triplets
-    transe = model.transe_loss(h, r, t, t.flip(0))
+    transe = model.transe_loss(h, r, t, t.flip(0))  # kg_l2_weight 1e-3
     expected_transe = literal_transe(model, h, r, t, t.flip(0))
     for ours, theirs in ((loss, expected), (ssl, expected_ssl),
                          (transe, expected_transe)):
         assert_same_gradients(ours, theirs, list(model.parameters()))
+
+
+@pytest.mark.parametrize('size', [None, 40.0])
+def test_the_joint_loss_is_the_authors_sum(size):
+    # BPR on the main graph plus ssl_weight times the users' and items'
+    # InfoNCE between two views (the authors' Procedure.py), in float64.
+    num_users, num_items, num_entities, num_relations, triplets, pairs = \
+        small(0)
+    torch.manual_seed(0)
+    model = KGCL(num_users, num_items, num_entities, num_relations,
+                 embedding_dim=6, num_layers=2, kg_drop=0.5).double().eval()
+    slots = item_slots(triplets, num_items, 4, num_entities, num_relations)
+    gen = torch.Generator().manual_seed(1)
+    adj = bipartite_adjacency(pairs, num_users, num_items).double()
+    kgs = [model.kg_view(*slots, gen) for _ in range(2)]
+    assert not torch.equal(kgs[0][0], kgs[1][0])
+    views = [(adj, kgs[0]), (bipartite_adjacency(pairs[:, 1:], num_users,
+                                                 num_items).double(), kgs[1])]
+    user, pos, neg = pairs[0], pairs[1], (pairs[1] + 2) % num_items
+    loss, bpr, ssl = model.loss(adj, slots, views, user, pos, neg,
+                                l2_weight=0.1, ssl_weight=0.3,
+                                temperature=0.4, batch_size=size)
+    u, i = model(adj, *slots)
+    (u1, i1), (u2, i2) = (model(g, *kg) for g, kg in views)
+    scale = 1.0 if size is None else size / user.numel()
+    expected_bpr = literal_bpr_loss(model, u[user], i[pos], i[neg], user,
+                                    pos, neg, 0.0) * scale
+    expected_ssl = (literal_info_nce(u1[user], u2[user], u2, 0.4) +
+                    literal_info_nce(i1[pos], i2[pos], i2, 0.4)) * scale
+    assert torch.allclose(bpr, expected_bpr, atol=1e-12)
+    assert torch.allclose(ssl, expected_ssl, atol=1e-12)
+    l2 = (literal_bpr_loss(model, u[user], i[pos], i[neg], user, pos, neg,
+                           1.0) - literal_bpr_loss(
+        model, u[user], i[pos], i[neg], user, pos, neg, 0.0))
+    assert torch.allclose(loss, expected_bpr + 0.1 * l2 + 0.3 * expected_ssl,
+                          atol=1e-12)
 
 
 def test_kgcl_arguments():
@@ -160,8 +195,11 @@ def test_kgcl_arguments():
     assert model.relation_emb.shape == (3, 8)
     assert repr(model) == ('KGCL(3, 4, 5, 2, embedding_dim=8, '
                            'num_layers=3)')
-    with pytest.raises(ValueError, match="'kg_dropout' must lie"):
-        KGCL(3, 4, 5, 2, kg_dropout=1.0)
+    for kwargs, message in ((dict(kg_dropout=1.0), 'kg_dropout must be in'),
+                            (dict(augmentation='x'), 'augmentation must be'),
+                            (dict(num_layers=-1), 'num_layers must be')):
+        with pytest.raises(ValueError, match=f'KGCL: {message}'):
+            KGCL(3, 4, 5, 2, **kwargs)
 
 
 def literal_weights(item_stabilities, ui_p_drop):
