@@ -232,6 +232,29 @@ def test_ldiffrec_clusters_trains_saves_and_resumes(diffrec_folder, tmp_path,
     assert torch.allclose(loaded.scores(users), expected, atol=1e-6)
 
 
+def test_ldiffrec_clusters_as_a_data_step(diffrec_folder):
+    # item_clusters beforehand gives the clusters the recipe computes itself
+    # with the same seed; a wrong data['item'].cluster is refused.
+    from diffkg_pyg.train.recipes import item_clusters
+
+    def recipe_cluster(data):
+        recipe = get_recipe('ldiffrec')(num_clusters=2, latent_channels=6,
+                                        hidden_channels=(8, ),
+                                        embedding_epochs=2)
+        Trainer(recipe, data, batch_size=5, seed=4, log=lambda line: None)
+        return recipe.cluster
+
+    data = load_dataset(str(diffrec_folder), log=False)
+    itself = recipe_cluster(data)
+    data['item'].cluster = item_clusters(data, 2, seed=4,
+                                         embedding_epochs=2)
+    assert torch.equal(data['item'].cluster, itself)
+    assert torch.equal(recipe_cluster(data), itself)
+    data['item'].cluster = torch.zeros_like(itself)  # One cluster of two.
+    with pytest.raises(ValueError, match='one of the 2 clusters'):
+        recipe_cluster(data)
+
+
 def test_bad_item_embeddings_are_named(diffrec_folder):
     np.save(diffrec_folder / 'item_emb.npy', np.zeros((2, 3)))
     with pytest.raises(DataFormatError, match=r'item_emb.npy: expected '

@@ -8,6 +8,7 @@ from diffkg_pyg.train.recipes.diffrec import (
     LDiffRecRecipe,
     LTDiffRecRecipe,
     TDiffRecRecipe,
+    item_clusters,
 )
 from diffkg_pyg.train.recipes.kgat import KGAT_PRESETS, KGATRecipe
 from diffkg_pyg.train.recipes.kgcl import KGCL_PRESETS, KGCLRecipe
@@ -18,6 +19,6 @@ from diffkg_pyg.train.recipes.mf import MFRecipe
 __all__ = ['DiffKGRecipe', 'LightGCNRecipe', 'DiffRecRecipe',
            'TDiffRecRecipe', 'LDiffRecRecipe', 'DIFFREC_PRESETS',
            'LDIFFREC_PRESETS', 'TDIFFREC_PRESETS', 'LTDiffRecRecipe',
-           'LTDIFFREC_PRESETS', 'MFRecipe', 'KGINRecipe', 'KGIN_PRESETS',
-           'kgin_edges', 'KGATRecipe', 'KGAT_PRESETS', 'KGCLRecipe',
-           'KGCL_PRESETS']
+           'LTDIFFREC_PRESETS', 'item_clusters', 'MFRecipe', 'KGINRecipe',
+           'KGIN_PRESETS', 'kgin_edges', 'KGATRecipe', 'KGAT_PRESETS',
+           'KGCLRecipe', 'KGCL_PRESETS']

@@ -16,8 +16,8 @@ from diffkg_pyg.train.recipes.lightgcn import LightGCNRecipe
 from diffkg_pyg.train.trainer import Trainer
 
 __all__ = ['DiffRecRecipe', 'TDiffRecRecipe', 'LDiffRecRecipe',
-           'LTDiffRecRecipe', 'DIFFREC_PRESETS', 'TDIFFREC_PRESETS',
-           'LDIFFREC_PRESETS', 'LTDIFFREC_PRESETS']
+           'LTDiffRecRecipe', 'item_clusters', 'DIFFREC_PRESETS',
+           'TDIFFREC_PRESETS', 'LDIFFREC_PRESETS', 'LTDIFFREC_PRESETS']
 
 #: The authors' settings per dataset (their ``inference.py`` and the names
 #: of their released checkpoints), with the training settings of their
@@ -242,16 +242,38 @@ _LDIFFREC_SETTINGS = (
 )
 
 
+def item_clusters(data, num_clusters: int, seed: int,
+                  embedding_epochs: int = 100) -> Tensor:
+    r"""L-DiffRec's clustering of the items, a data step before training:
+    k-means (:func:`~diffkg_pyg.nn.models.ldiffrec.kmeans`, seeded by
+    :obj:`seed`) on the dataset's item embeddings (``data['item'].x``:
+    ``item_emb.npy`` in DiffRec's layout, the authors' pretrained LightGCN
+    embeddings) or, where it has none, on the item embeddings of a LightGCN
+    trained on the train interactions (:obj:`embedding_epochs` epochs,
+    early stopping on validation). Returns the cluster of every item
+    :obj:`[num_items]`; set it as ``data['item'].cluster`` and
+    :class:`LDiffRecRecipe` uses it, else the recipe computes it so.
+    """
+    item = data['item']
+    if 'x' in item:
+        embeddings = item.x
+    else:
+        recipe = LightGCNRecipe()
+        trainer = Trainer(recipe, data, seed=seed, log=lambda line: None)
+        trainer.fit(embedding_epochs, patience=10)
+        trainer.model.eval()
+        with torch.no_grad():
+            out = trainer.model.get_embedding(recipe.adj)
+        embeddings = out[recipe.num_users:].detach()
+    generator = torch.Generator().manual_seed(seed)
+    return kmeans(embeddings.cpu(), num_clusters, generator)
+
+
 class LDiffRecRecipe(DiffRecRecipe):
     r"""Trains :class:`~diffkg_pyg.LDiffRec` as its authors' ``main.py``
-    does: the items are clustered by k-means
-    (:func:`~diffkg_pyg.nn.models.ldiffrec.kmeans`, seeded by the run's
-    seed) on the dataset's item
-    embeddings (``data['item'].x``: ``item_emb.npy`` in DiffRec's layout,
-    the authors' pretrained LightGCN embeddings) or, where it has none, on
-    the item embeddings of a LightGCN this recipe trains first on the train
-    interactions (:obj:`embedding_epochs` epochs, early stopping on
-    validation); then every epoch is one pass over all users in random
+    does: the items are clustered (``data['item'].cluster``, set by the
+    data step :func:`item_clusters`, or else computed by it here with the
+    run's seed); then every epoch is one pass over all users in random
     order, with one :class:`torch.optim.AdamW` for the autoencoder
     (:obj:`autoencoder_lr`, :obj:`autoencoder_weight_decay`) and one for
     the denoiser (the training learning rate and weight decay).
@@ -270,24 +292,19 @@ class LDiffRecRecipe(DiffRecRecipe):
     hyperparameters = _LDIFFREC_SETTINGS + LDiffRec.hyperparameters
 
     def prepare(self, data, context: TrainContext) -> None:
-        item = data['item']
-        if 'x' in item:
-            embeddings = item.x
+        item, k = data['item'], self.hparams['num_clusters']
+        if 'cluster' in item:  # Clustered as a data step beforehand.
+            cluster = torch.as_tensor(item.cluster, dtype=torch.long)
+            if cluster.shape != (item.num_nodes, ) or \
+                    torch.unique(cluster).tolist() != list(range(k)):
+                raise ValueError(f"data['item'].cluster must give each of "
+                                 f'the {item.num_nodes} items one of the '
+                                 f'{k} clusters (num_clusters), every '
+                                 f'cluster used (see item_clusters)')
+            self.cluster = cluster.cpu()
         else:
-            embeddings = self._lightgcn_embeddings(data, context.seed)
-        generator = torch.Generator().manual_seed(context.seed)
-        self.cluster = kmeans(embeddings.cpu(), self.hparams['num_clusters'],
-                              generator)
-
-    def _lightgcn_embeddings(self, data, seed: int) -> Tensor:
-        recipe = LightGCNRecipe()
-        trainer = Trainer(recipe, data, seed=seed,
-                          log=lambda line: None)
-        trainer.fit(self.hparams['embedding_epochs'], patience=10)
-        trainer.model.eval()
-        with torch.no_grad():
-            out = trainer.model.get_embedding(recipe.adj)
-        return out[recipe.num_users:].detach()
+            self.cluster = item_clusters(data, k, context.seed,
+                                         self.hparams['embedding_epochs'])
 
     def state_dict(self) -> Dict[str, Any]:
         return {'cluster': self.cluster}
