@@ -234,7 +234,7 @@ def test_ldiffrec_clusters_trains_saves_and_resumes(diffrec_folder, tmp_path,
 
 def test_ldiffrec_clusters_as_a_data_step(diffrec_folder):
     # item_clusters beforehand gives the clusters the recipe computes itself
-    # with the same seed; a wrong data['item'].cluster is refused.
+    # with the same seed; a wrong data['item'].ldiffrec_cluster is refused.
     from diffkg_pyg.train.recipes import item_clusters
 
     def recipe_cluster(data):
@@ -246,11 +246,11 @@ def test_ldiffrec_clusters_as_a_data_step(diffrec_folder):
 
     data = load_dataset(str(diffrec_folder), log=False)
     itself = recipe_cluster(data)
-    data['item'].cluster = item_clusters(data, 2, seed=4,
+    data['item'].ldiffrec_cluster = item_clusters(data, 2, seed=4,
                                          embedding_epochs=2)
-    assert torch.equal(data['item'].cluster, itself)
+    assert torch.equal(data['item'].ldiffrec_cluster, itself)
     assert torch.equal(recipe_cluster(data), itself)
-    data['item'].cluster = torch.zeros_like(itself)  # One cluster of two.
+    data['item'].ldiffrec_cluster = torch.zeros_like(itself)  # 1 of 2.
     with pytest.raises(ValueError, match='one of the 2 clusters'):
         recipe_cluster(data)
 

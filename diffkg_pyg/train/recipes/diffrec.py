@@ -251,7 +251,7 @@ def item_clusters(data, num_clusters: int, seed: int,
     embeddings) or, where it has none, on the item embeddings of a LightGCN
     trained on the train interactions (:obj:`embedding_epochs` epochs,
     early stopping on validation). Returns the cluster of every item
-    :obj:`[num_items]`; set it as ``data['item'].cluster`` and
+    :obj:`[num_items]`; set it as ``data['item'].ldiffrec_cluster`` and
     :class:`LDiffRecRecipe` uses it, else the recipe computes it so.
     """
     item = data['item']
@@ -271,9 +271,9 @@ def item_clusters(data, num_clusters: int, seed: int,
 
 class LDiffRecRecipe(DiffRecRecipe):
     r"""Trains :class:`~diffkg_pyg.LDiffRec` as its authors' ``main.py``
-    does: the items are clustered (``data['item'].cluster``, set by the
-    data step :func:`item_clusters`, or else computed by it here with the
-    run's seed); then every epoch is one pass over all users in random
+    does: the items are clustered (``data['item'].ldiffrec_cluster``, set
+    by the data step :func:`item_clusters`, or else computed by it here
+    with the run's seed); then every epoch is one pass over all users in random
     order, with one :class:`torch.optim.AdamW` for the autoencoder
     (:obj:`autoencoder_lr`, :obj:`autoencoder_weight_decay`) and one for
     the denoiser (the training learning rate and weight decay).
@@ -293,12 +293,14 @@ class LDiffRecRecipe(DiffRecRecipe):
 
     def prepare(self, data, context: TrainContext) -> None:
         item, k = data['item'], self.hparams['num_clusters']
-        if 'cluster' in item:  # Clustered as a data step beforehand.
-            cluster = torch.as_tensor(item.cluster, dtype=torch.long)
+        if 'ldiffrec_cluster' in item:  # Clustered by a data step before.
+            cluster = torch.as_tensor(item.ldiffrec_cluster,
+                                      dtype=torch.long)
             if cluster.shape != (item.num_nodes, ) or \
                     torch.unique(cluster).tolist() != list(range(k)):
-                raise ValueError(f"data['item'].cluster must give each of "
-                                 f'the {item.num_nodes} items one of the '
+                raise ValueError(f"data['item'].ldiffrec_cluster must give "
+                                 f'each of the {item.num_nodes} items one '
+                                 f'of the '
                                  f'{k} clusters (num_clusters), every '
                                  f'cluster used (see item_clusters)')
             self.cluster = cluster.cpu()
