@@ -320,7 +320,8 @@ def hyperparameters(*declared: HyperParameter,
     model's loss methods (:obj:`losses`: a loss weight), and its default
     is taken from there (:func:`from_signature`). The class decorator sets
     the class attribute :obj:`hyperparameters` (what a recipe, the command
-    line, config files, presets and ``diffkg-pyg tune`` read), checks
+    line, config files, presets and ``diffkg-pyg tune`` read; and
+    :obj:`hyperparameters_kwargs_of`, the :obj:`kwargs_of` below), checks
     every declared constructor argument when the model is built (a
     :class:`ValueError` naming the class, the argument and its valid
     values) and writes each declaration's entry (its :obj:`doc` or
@@ -343,23 +344,27 @@ def hyperparameters(*declared: HyperParameter,
     """
     def decorate(cls: type) -> type:
         init = cls.__init__
+        signature = inspect.signature(init)
         methods = [(name, cls.__dict__[name]) for name in losses
                    if name in cls.__dict__]
-        arguments = [(init, inspect.signature(init).parameters)] + [
+        arguments = [(init, signature.parameters)] + [
             (_function(m), inspect.signature(_function(m)).parameters)
             for _, m in methods]
-        owner = {}
+        owner, by_owner = {}, {}
         for parameter in declared:
             for function, names in arguments:
                 if parameter.name in names:
                     owner[parameter.name] = function
+                    by_owner.setdefault(function, []).append(parameter)
                     break
             else:
                 where = ' or '.join(f'{cls.__name__}.{name}' for name in
                                     ['__init__', *dict(methods)])
                 raise TypeError(f'{parameter.name!r} is not an argument of '
                                 f'{where}')
-        own = tuple(from_signature(owner[p.name], p)[0] for p in declared)
+        filled = {p.name: p for function, group in by_owner.items()
+                  for p in from_signature(function, *group)}
+        own = tuple(filled[p.name] for p in declared)
         for parameter in own:
             parameter.check(parameter.default,
                             f'{cls.__name__}: the default of ')
@@ -371,7 +376,6 @@ def hyperparameters(*declared: HyperParameter,
                            for p in kwargs_of.hyperparameters)
             parameters = tuple(p for p in own if p.name not in {
                 q.name for q in passed}) + passed
-        signature = inspect.signature(init)
 
         @functools.wraps(init)
         def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -1,6 +1,5 @@
 r"""The recipe of a model with no schedule of its own: a model file plus one
 line of :data:`~diffkg_pyg.train.MODELS` is a registered model."""
-import inspect
 from typing import Any, Dict, Tuple, Type
 
 import torch
@@ -41,8 +40,7 @@ class BPRRecipe(Recipe):
 
     def train_epoch(self, model: torch.nn.Module, context: TrainContext,
                     epoch: int) -> Dict[str, Any]:
-        names = inspect.signature(model.loss).parameters
-        weights = {k: v for k, v in self.hparams.items() if k in names}
+        weights = self.arguments_of(model.loss)
         for user, pos, neg in context.bpr_batches(f'epoch {epoch}'):
             user_emb, item_emb = model(self.train_edge_index)
             out = model.loss(user_emb, item_emb, user, pos, neg, **weights)
@@ -59,6 +57,11 @@ def recipe_for(model_class: type, name: str) -> Type[BPRRecipe]:
     :obj:`name`: its hyper-parameters are the model's, its description the
     first line of the model's docstring, its configuration for tests the
     model's :obj:`tiny` (if any) with batches of 32."""
+    if not callable(getattr(model_class, 'loss', None)):
+        raise TypeError(f'{model_class.__name__} (registered as {name!r}) '
+                        f'has no loss(user_emb, item_emb, user, pos_item, '
+                        f'neg_item, ...): a model class in MODELS needs one '
+                        f'(see BPRRecipe), else register its Recipe')
     doc = (model_class.__doc__ or name).strip().split('\n')[0]
     return type(f'{model_class.__name__}Recipe', (BPRRecipe, ), dict(
         name=name, description=doc, model_class=model_class,

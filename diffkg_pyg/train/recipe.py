@@ -144,13 +144,18 @@ class Recipe:
             {k: v for k, v in values.items() if k not in settings},
             hyperparameters, where=f'{self.name}: ' if self.name else '')
 
+    def arguments_of(self, function: Callable) -> Dict[str, Any]:
+        r"""The values of the hyper-parameters that are arguments of
+        :obj:`function` (e.g. a model's loss method: its weights)."""
+        names = inspect.signature(function).parameters
+        return {k: v for k, v in self.hparams.items() if k in names}
+
     @property
     def model_kwargs(self) -> Dict[str, Any]:
         r"""The values of the hyper-parameters that are arguments of
         :obj:`model_class`'s constructor (not its loss weights, not the
         recipe's own settings): what :meth:`build_model` passes on."""
-        names = inspect.signature(self.model_class.__init__).parameters
-        return {k: v for k, v in self.hparams.items() if k in names}
+        return self.arguments_of(self.model_class.__init__)
 
     @classmethod
     def training_settings(cls) -> Tuple[HyperParameter, ...]:

@@ -15,7 +15,7 @@ from diffkg_pyg.train import (
     register,
     save_model,
 )
-from diffkg_pyg.train.bpr_recipe import BPRRecipe
+from diffkg_pyg.train.bpr_recipe import BPRRecipe, recipe_for
 from diffkg_pyg.train.registry import _LOADED
 from tests.train.test_every_model import full_data
 
@@ -94,6 +94,15 @@ def test_a_model_class_in_the_registry_trains_saves_and_loads(toy, tmp_path):
 def test_a_bad_value_is_refused_by_the_model_declaration(toy):
     with pytest.raises(ValueError, match='embedding_dim must be >= 1'):
         toy(embedding_dim=0)
+
+
+def test_a_model_class_without_a_loss_is_named():
+    class NoLoss(torch.nn.Module):
+        pass
+
+    with pytest.raises(TypeError, match=r"NoLoss \(registered as 'x'\) "
+                       'has no loss'):
+        recipe_for(NoLoss, 'x')
 
 
 def test_register_takes_recipes_only():

@@ -300,9 +300,8 @@ class LDiffRecRecipe(DiffRecRecipe):
                     torch.unique(cluster).tolist() != list(range(k)):
                 raise ValueError(f"data['item'].ldiffrec_cluster must give "
                                  f'each of the {item.num_nodes} items one '
-                                 f'of the '
-                                 f'{k} clusters (num_clusters), every '
-                                 f'cluster used (see item_clusters)')
+                                 f'of the {k} clusters (num_clusters), '
+                                 f'every cluster used (see item_clusters)')
             self.cluster = cluster.cpu()
         else:
             self.cluster = item_clusters(data, k, context.seed,
