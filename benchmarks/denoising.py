@@ -31,9 +31,10 @@ def run(seed, epochs, use_compile, **hyperparameters):
     recipe = get_recipe('diffkg')(use_compile=use_compile, **hyperparameters)
     trainer = Trainer(recipe, data, seed=seed, log=lambda line: None)
     untrained = kept_fractions(data, trainer.model.rebuild_kg(
-        *trainer.model.kg, generator=torch.Generator().manual_seed(seed))[0])
+        *trainer.context.graph.kg,
+        generator=torch.Generator().manual_seed(seed))[0])
     result = trainer.fit(epochs, patience=epochs)
-    trained = kept_fractions(data, trainer.model.denoised_kg[0])
+    trained = kept_fractions(data, trainer.recipe.loop.denoised_kg[0])
     return {'seed': seed, 'noise_ratio': float(data[KG].noise_ratio),
             'untrained': untrained, 'trained': trained,
             'best_epoch': result.best_epoch,

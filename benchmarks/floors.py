@@ -119,8 +119,9 @@ def info_nce(num_nodes: int, batch: int, dim: int,
 
 def recommendation_floor(trainer, repeats: int) -> Dict[str, float]:
     r"""DiffKG's recommendation step (see the module's text)."""
-    model, recipe = trainer.model, trainer.recipe
-    adj, d, batch = recipe.adj, model.embedding_dim, trainer.context.batch_size
+    model = trainer.model
+    adj, d, batch = trainer.context.graph.adjacency(True), \
+        model.embedding_dim, trainer.context.batch_size
     device = adj.device
     record = _timed({
         'spmm_s': (spmm(adj, 2 * d), 2 * model.num_layers),
@@ -136,22 +137,21 @@ def diffusion_floor(trainer, repeats: int) -> Dict[str, float]:
     model, context = trainer.model, trainer.context
     denoiser = model.denoiser
     device = model.user_emb.device
-    batch = min(context.batch_size, model.kg_heads.numel())
+    batch = min(context.batch_size, context.graph.kg_heads.numel())
     n, h, d = model.num_entities, denoiser.hidden_channels, \
         model.embedding_dim
     columns = model.choose_noise_columns(device)
     k = n if columns is None or columns >= n else columns
     # The rows one real step moves (its gradients' distinct rows).
     generator = torch.Generator(device=device).manual_seed(0)
-    heads = model.kg_heads[:batch]
+    heads = trainer.context.graph.kg_heads[:batch]
     model.zero_grad(set_to_none=True)
-    loss, _ = model.denoising_loss(trainer.recipe.train_edge_index, heads,
-                                   generator)
+    loss, _ = trainer.recipe.loop.denoising_loss(heads, generator)
     loss.backward()
     rows = sum(p.size(0) if not p.grad.is_sparse else
                int(torch.unique(p.grad.coalesce().indices()[0]).numel())
                for p in denoiser.sparse_parameters() if p.grad is not None)
-    support = sample_support(model.kg_ptr, model.kg_col, heads, n,
+    support = sample_support(*context.graph.kg_csr, heads, n,
                              model.num_negatives, generator)
     model.zero_grad(set_to_none=True)
 
@@ -183,7 +183,7 @@ def rebuild_floor(trainer, repeats: int) -> Dict[str, float]:
     model, context = trainer.model, trainer.context
     denoiser, diffusion = model.denoiser, model.diffusion
     device = model.user_emb.device
-    edge_index = model.kg[0]
+    edge_index = context.graph.kg[0]
     n, h = model.num_entities, denoiser.hidden_channels
     head = edge_index[0]
     heads, degree = torch.unique_consecutive(head, return_counts=True)

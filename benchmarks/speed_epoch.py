@@ -52,7 +52,7 @@ def epoch_case(args) -> dict:
     recipe.train_diffusion(model, trainer.context, 1)
     diffusion_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    model.rebuild(generator=trainer.context.generator)
+    recipe.loop.rebuild(generator=trainer.context.generator)
     rebuild_seconds = time.perf_counter() - start
     num_train = data[USER_ITEM].edge_index.size(1)
     steps = math.ceil(num_train / trainer.context.batch_size)

@@ -73,8 +73,8 @@ def build(args):
                       max_batches=args.warmup + args.steps,
                       device=torch.device(args.device))
     if args.phase == 'recommendation':
-        trainer.model.rebuild(batch_size=trainer.context.batch_size,
-                              generator=trainer.context.generator)
+        trainer.recipe.loop.rebuild(batch_size=trainer.context.batch_size,
+                                    generator=trainer.context.generator)
     return trainer
 
 
@@ -93,8 +93,8 @@ def timed_pass(trainer, phase='recommendation'):
     if phase == 'rebuild':
         synchronize(context.device)
         start = time.perf_counter()
-        model.rebuild(batch_size=context.batch_size,
-                      generator=context.generator)
+        recipe.loop.rebuild(batch_size=context.batch_size,
+                            generator=context.generator)
         synchronize(context.device)
         return [time.perf_counter() - start]
     times, step = [], context.accounting.step
@@ -116,7 +116,7 @@ def timed_pass(trainer, phase='recommendation'):
             recipe.train_diffusion(model, context, 1)
             # Full batches only (the pass ends with a smaller one), unless
             # there is no full one.
-            del times[max(model.kg_heads.numel() // context.batch_size,
+            del times[max(context.graph.kg_heads.numel() // context.batch_size,
                           1):]
         elif hasattr(recipe, 'train_recommendation'):
             recipe.train_recommendation(model, context, 1)
@@ -132,10 +132,10 @@ def step_difference(trainer):
     absolute difference between the package's and the reference step's
     loss, and between their gradients of every parameter."""
     model, context = trainer.model, trainer.context
-    edge_index = trainer.recipe.train_edge_index
+    loop = trainer.recipe.loop
     user, pos, neg = next(iter(context.bpr_batches()))
-    adj = model.adjacency(edge_index)
-    kgs = model.views(*model._kg_views())
+    adj = context.graph.adjacency(True)
+    kgs = model.views(loop.sampled_kg, loop.denoised_kg)
     params = [p for p in model.parameters() if p.requires_grad]
     model.train()
     out = []

@@ -16,7 +16,8 @@ from torch_geometric.data import HeteroData
 from torch_geometric.nn import LightGCN
 
 from diffkg_pyg import DiffKG, load_model
-from diffkg_pyg.data import from_pyg
+from diffkg_pyg.data import RunGraph, from_pyg
+from diffkg_pyg.nn.models import DiffKGLoop
 from diffkg_pyg.train import Sizes, get_recipe, save_model
 
 
@@ -83,7 +84,6 @@ def main() -> None:
                                                        'entity'))
     train = data['user', 'interacts', 'item'].edge_index
     test = data['user', 'interacts', 'item'].test_edge_index
-    kg = data['entity', 'relation', 'entity']
     num_users, num_items = data['user'].num_nodes, data['item'].num_nodes
     users = torch.unique(test[0])
 
@@ -91,21 +91,21 @@ def main() -> None:
     hparams = dict(embedding_dim=32, denoiser_hidden_channels=64,
                    use_compile=False)
     model = DiffKG.from_data(data, **hparams)
+    loop = DiffKGLoop(model, RunGraph.from_data(data))  # Samples the KG.
     optimizer = model.configure_optimizers(lr=1e-2)
-    model.init_kg(kg.edge_index, kg.edge_type)
     for _ in range(args.epochs):
         model.train()
-        for heads in model.shuffled_kg_heads().split(256):  # 1: denoiser
+        for heads in loop.shuffled_kg_heads().split(256):  # 1: denoiser
             optimizer.zero_grad()
-            model.denoising_loss(train, heads)[0].backward()
+            loop.denoising_loss(heads)[0].backward()
             optimizer.step()
-        model.rebuild()  # 2: the denoised KG
+        loop.rebuild()  # 2: the denoised KG
         for user, pos, neg in bpr_batches(train, num_items):  # 3: BPR
             optimizer.zero_grad()
-            loss, _ = model.recommendation_loss(train, user, pos, neg)
+            loss, _ = loop.recommendation_loss(user, pos, neg)
             loss.backward()
             optimizer.step()
-    items, _ = model.recommend(train, users, k=20)
+    items, _ = loop.recommend(users, k=20)
     print(f'DiffKG   test recall@20 {recall_at_20(items, test, users):.4f}')
 
     # PyG's LightGCN, the same way (its own example's loop).
@@ -131,9 +131,11 @@ def main() -> None:
     print(f'LightGCN test recall@20 '
           f'{recall_at_20(light_items, test, users):.4f}')
 
-    # The hand-trained DiffKG saved, loaded and recommending the same.
-    save_model(args.output, get_recipe('diffkg')(**hparams), model,
-               Sizes.from_data(data), train)
+    # The hand-trained DiffKG saved (its KGs are the recipe's state),
+    # loaded and recommending the same.
+    recipe = get_recipe('diffkg')(**hparams)
+    recipe.loop = loop
+    save_model(args.output, recipe, model, Sizes.from_data(data), train)
     loaded = load_model(args.output)
     same = torch.equal(loaded.recommend(users, k=20)[0], items)
     print(f'saved to {args.output}; loaded, it recommends the same items: '

@@ -134,18 +134,18 @@ def _rebuild_drifts_on_rank_1(rank):
     # Rank 1's rebuild keeps other edges (as non-deterministic kernels
     # could make it): after the epoch every rank holds rank 0's KG.
     trainer = make_trainer('diffkg', max_batches=1)
-    model = trainer.model
-    rebuild = model.rebuild
+    loop = trainer.recipe.loop
+    rebuild = loop.rebuild
 
     def drifting(**kwargs):
         kg = rebuild(**kwargs)
         if rank == 1:
-            model.denoised_kg = (kg[0][:, 1:], kg[1][1:])
-        return model.denoised_kg
+            loop.denoised_kg = (kg[0][:, 1:], kg[1][1:])
+        return loop.denoised_kg
 
-    model.rebuild = drifting
+    loop.rebuild = drifting
     trainer.train_epoch(1)
-    return model.denoised_kg
+    return loop.denoised_kg
 
 
 #: The models whose split steps are checked against one process.

@@ -39,6 +39,7 @@ from diffkg_pyg.data.io import (
 )
 from diffkg_pyg.data.load import load_dataset
 from diffkg_pyg.data.prepare import TEST_SPLITS, Preparation
+from diffkg_pyg.data.run_graph import RunGraph
 from diffkg_pyg.data.split import validation_mask
 from diffkg_pyg.data.synthetic import synthetic_dataset
 from diffkg_pyg.data.tabular import (
@@ -71,6 +72,7 @@ __all__ = [
     'kg_triplets',
     'set_knowledge_graph',
     'bipartite_adjacency',
+    'RunGraph',
     'statistics',
     'format_statistics',
     'synthetic_dataset',

@@ -6,7 +6,7 @@ import json
 import os.path as osp
 import pickle
 import random
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ from diffkg_pyg.utils import first_line, iter_tensors
 
 __all__ = [
     'save_atomic',
+    'lift_graph_state',
     'load_checkpoint',
     'rng_state',
     'set_rng_state',
@@ -105,6 +106,24 @@ def check_state_tensors(state: Any, bound: Optional[int],
                     f'{low if low < 0 else high}, outside 0..{bound} (the '
                     f'nodes of the graph it was saved with); the file is '
                     f'corrupted or not of these sizes')
+
+
+def lift_graph_state(model_state: Any, recipe_state: Any
+                     ) -> Tuple[Any, Any]:
+    r"""A model's and its recipe's saved states as this version reads
+    them: files written before DiffKG became stateless kept its sampled
+    and denoised KGs in the model's extra state (:obj:`_extra_state`);
+    they are the recipe's state now (the same tensors, moved)."""
+    extra = model_state.get('_extra_state') \
+        if isinstance(model_state, dict) else None
+    if not isinstance(extra, dict) or 'sampled_kg' not in extra or \
+            not isinstance(recipe_state or {}, dict):
+        return model_state, recipe_state
+    extra = dict(extra)
+    kgs = {key: extra.pop(key) for key in ('sampled_kg', 'denoised_kg')
+           if key in extra}
+    return {**model_state, '_extra_state': extra}, \
+        {**kgs, **(recipe_state or {})}
 
 
 def rng_state(generator: Optional[torch.Generator] = None) -> Dict:

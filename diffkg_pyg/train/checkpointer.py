@@ -9,6 +9,7 @@ import torch
 
 from diffkg_pyg import distributed
 from diffkg_pyg.train.checkpoint import (
+    lift_graph_state,
     load_checkpoint,
     rng_state,
     save_atomic,
@@ -175,6 +176,12 @@ class Checkpointer:
             raise ValueError(f'{path}: the checkpoint has no '
                              f'{", ".join(missing)} (damaged or edited); '
                              f'resume from another checkpoint')
+        saved['model'], saved['recipe'] = lift_graph_state(saved['model'],
+                                                           saved['recipe'])
+        best = saved['fit_state'].get('best_state')
+        if isinstance(best, dict) and 'model' in best:
+            best['model'], best['recipe'] = lift_graph_state(
+                best['model'], best.get('recipe'))
         if self.sizes is not None:
             check_model_state(saved['model'], saved['recipe'], self.sizes,
                               path)

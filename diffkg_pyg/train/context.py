@@ -1,13 +1,14 @@
 r"""What a :class:`~diffkg_pyg.train.Recipe` sees of a training run: the
-device, the run's random generator and settings, the train pairs, the batch
-helpers and the optimiser step; nothing of the loop, the evaluation or the
-checkpoints."""
+device, the run's random generator and settings, the run's graph, the
+batch helpers and the optimiser step; nothing of the loop, the evaluation
+or the checkpoints."""
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from diffkg_pyg.data.run_graph import RunGraph
 from diffkg_pyg.train.accounting import StepAccounting
 from diffkg_pyg.train.sampling import sample_negative_items
 
@@ -27,9 +28,8 @@ class TrainContext:
         device (torch.device): Where the model and the graph live.
         generator (torch.Generator): The run's generator (on
             :obj:`device`, seeded with :obj:`seed`).
-        train_edge_index (torch.Tensor): The train pairs
-            :obj:`[2, num_train]` (user, item) on :obj:`device`.
-        num_items (int): The number of items.
+        graph (RunGraph): The run's graph (train pairs, knowledge graph and
+            what models derive from them), on :obj:`device`.
         seed (int): The run's seed.
         lr (float): The learning rate of the training settings.
         weight_decay (float): The weight decay of the training settings.
@@ -42,14 +42,16 @@ class TrainContext:
             (when the output is a terminal). (default: :obj:`True`)
     """
     def __init__(self, device: torch.device, generator: torch.Generator,
-                 train_edge_index: Tensor, num_items: int, seed: int,
+                 graph: RunGraph, seed: int,
                  lr: float, weight_decay: float, batch_size: int,
                  max_batches: Optional[int] = None, world_size: int = 1,
                  show_progress: bool = True) -> None:
         self.device = device
         self.generator = generator
-        self.train_edge_index = train_edge_index
-        self.num_items = num_items
+        self.graph = graph
+        #: The train pairs :obj:`[2, num_train]` (user, item).
+        self.train_edge_index = graph.train_edge_index
+        self.num_items = graph.num_items
         self.seed = seed
         self.lr = lr
         self.weight_decay = weight_decay

@@ -22,6 +22,7 @@ from diffkg_pyg.nn.functional import (
 from diffkg_pyg.train.checkpoint import (
     check_sizes,
     check_state_tensors,
+    lift_graph_state,
     load_checkpoint,
     save_atomic,
 )
@@ -218,6 +219,8 @@ def load_model(path: str, map_location: Optional[torch.device] = None,
         raise ValueError(f'{path}: the saved model has no '
                          f'{", ".join(missing_keys)} (truncated or edited '
                          f'file); save it again')
+    saved['state_dict'], saved['recipe'] = lift_graph_state(
+        saved['state_dict'], saved['recipe'])
     name = saved['model_name']
     if recipes is None or name not in recipes:
         try:

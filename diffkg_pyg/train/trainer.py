@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from diffkg_pyg import distributed
 from diffkg_pyg.data.graph import USER_ITEM
+from diffkg_pyg.data.run_graph import RunGraph
 from diffkg_pyg.data.tabular import raw_ids
 from diffkg_pyg.data.validate import validate
 from diffkg_pyg.evaluation import (
@@ -247,7 +248,7 @@ class Trainer:
         #: What the recipe sees of the run.
         self.context = TrainContext(
             self.device, torch.Generator(self.device).manual_seed(seed),
-            train.to(self.device), self.sizes.num_items, seed, lr,
+            RunGraph.from_data(data, self.device), seed, lr,
             weight_decay, batch_size, max_batches, self.world_size,
             show_progress=self.rank == 0)
         recipe.prepare(data, self.context)

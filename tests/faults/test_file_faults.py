@@ -61,9 +61,7 @@ def _edits():
         del saved['train_edge_index']
 
     def bad_kg_state(saved):  # DiffKG's sampled KG, an entity far out.
-        for key, value in saved['state_dict'].items():
-            if key.endswith('_extra_state') and value:
-                value['sampled_kg'][0][0, 0] = 10**9
+        saved['recipe']['sampled_kg'][0][0, 0] = 10**9
 
     return dict(user_beyond_count=set_user, negative_item=negative_item,
                 float_pairs=float_pairs, three_rows=three_rows,

@@ -160,11 +160,12 @@ def test_diffkg_trains_on_the_denoised_kg(main_view):
 
     model.kg_encoder.forward = spy
     trainer.train_epoch(1)
-    denoised = model.denoised_kg[0]
-    assert not torch.equal(denoised, model.sampled_kg[0])
+    loop = trainer.recipe.loop
+    denoised = loop.denoised_kg[0]
+    assert not torch.equal(denoised, loop.sampled_kg[0])
     # Both views are encoded in every step, the denoised KG among them:
     assert sum(e is denoised for e in encoded) == 2
-    assert sum(e is model.sampled_kg[0] for e in encoded) == 2
+    assert sum(e is loop.sampled_kg[0] for e in encoded) == 2
     # Evaluation encodes with the main view:
     encoded.clear()
     trainer.evaluate(trainer.valid_evaluator)
@@ -185,7 +186,7 @@ def test_diffkg_without_diffusion_uses_the_original_kg():
     trainer = make_trainer('diffkg', model=dict(diffusion=False))
     before = [p.detach().clone() for p in trainer.model.denoiser.parameters()]
     record = trainer.train_epoch(1)
-    assert trainer.model.denoised_kg is trainer.model.sampled_kg
+    assert trainer.recipe.loop.denoised_kg is trainer.recipe.loop.sampled_kg
     assert 'diff' not in record and 'denoiser_loss' not in record
     assert all(torch.equal(p, q) for p, q in
                zip(trainer.model.denoiser.parameters(), before))
@@ -224,7 +225,8 @@ def test_published_code_views(kg_dropout):
 
     model.kg_encoder.forward = spy
     trainer.train_epoch(1)
-    denoised, sampled = model.denoised_kg[0], model.sampled_kg[0]
+    loop = recipe.loop
+    denoised, sampled = loop.denoised_kg[0], loop.sampled_kg[0]
     assert not torch.equal(denoised, sampled)
     # Both training views of every step encode the sampled original KG:
     assert len(encoded) == 4 and all(e is sampled for e in encoded)
@@ -234,8 +236,9 @@ def test_published_code_views(kg_dropout):
     assert len(encoded) == 1 and encoded[0] is denoised
     # The two views differ by their dropout masks only:
     model.train()
-    views = model.views(model.sampled_kg, model.denoised_kg)
-    (user1, item1), (user2, item2) = model._embed(recipe.adj, views)
+    views = model.views(loop.sampled_kg, loop.denoised_kg)
+    (user1, item1), (user2, item2) = model._embed(
+        trainer.context.graph.adjacency(True), views)
     equal = torch.equal(user1, user2) and torch.equal(item1, item2)
     assert equal == (kg_dropout == 0.0)
 

@@ -1,5 +1,5 @@
 from diffkg_pyg.nn.models.diffkg import PRESETS, DiffKG
-from diffkg_pyg.nn.models.diffkg_state import DiffKGState
+from diffkg_pyg.nn.models.diffkg_loop import DiffKGLoop
 from diffkg_pyg.nn.models.diffrec import DiffRec, TDiffRec
 from diffkg_pyg.nn.models.kgat import KGAT
 from diffkg_pyg.nn.models.kgcl import KGCL
@@ -7,6 +7,6 @@ from diffkg_pyg.nn.models.kgin import KGIN
 from diffkg_pyg.nn.models.ldiffrec import LDiffRec, LTDiffRec
 from diffkg_pyg.nn.models.mf import MF
 
-__all__ = ['DiffKG', 'DiffKGState', 'PRESETS', 'DiffRec', 'TDiffRec',
+__all__ = ['DiffKG', 'DiffKGLoop', 'PRESETS', 'DiffRec', 'TDiffRec',
            'LDiffRec', 'LTDiffRec', 'MF', 'KGIN', 'KGAT',
            'KGCL']

@@ -1,4 +1,4 @@
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -7,7 +7,7 @@ from torch.nn import Parameter
 from torch_geometric.data import HeteroData
 from torch_geometric.utils import scatter
 
-from diffkg_pyg.data.graph import KG, bipartite_adjacency
+from diffkg_pyg.data.graph import KG
 from diffkg_pyg.data.validate import validate
 from diffkg_pyg.hyperparameters import hyperparameters
 from diffkg_pyg.nn.conv.kg_attention import KGEncoder
@@ -27,9 +27,11 @@ from diffkg_pyg.nn.models.diffkg_hyperparameters import (
     PRESETS,
     VIEWS,
 )
-from diffkg_pyg.nn.models.diffkg_state import DiffKGState, EdgeSet
+from diffkg_pyg.optim import OptimizerGroup, SparseRowAdam
 
-__all__ = ['DiffKG', 'PRESETS', 'MAIN_VIEWS', 'VIEWS']
+__all__ = ['DiffKG', 'PRESETS', 'MAIN_VIEWS', 'VIEWS', 'EdgeSet']
+
+EdgeSet = Tuple[Tensor, Tensor]
 
 
 def _check(condition: bool, name: str, value, allowed: str) -> None:
@@ -38,7 +40,7 @@ def _check(condition: bool, name: str, value, allowed: str) -> None:
 
 
 @hyperparameters(*HYPERPARAMETERS)
-class DiffKG(DiffKGState):
+class DiffKG(torch.nn.Module):
     r"""The DiffKG model from the `"DiffKG: Knowledge Graph Diffusion Model
     for Recommendation" <https://arxiv.org/abs/2312.16890>`_ paper (WSDM
     2024), as specified in the package's method notes.
@@ -87,9 +89,13 @@ class DiffKG(DiffKGState):
     (when it is the main view). :obj:`views='published-code'` reproduces
     that; the diffusion, CKGC and rebuild run unchanged.
 
-    The graphs are inputs: the normalised user-item adjacency
-    (:meth:`build_adjacency`, built once by the caller) and the KG as
-    :obj:`(edge_index, edge_type)`.
+    The model holds no graph: the normalised user-item adjacency with
+    self-loops (:meth:`RunGraph.adjacency(True)
+    <diffkg_pyg.data.RunGraph.adjacency>`) and the KGs, as
+    :obj:`(edge_index, edge_type)`, are inputs of every method. A run's
+    sampled and denoised KGs are kept beside it, by
+    :class:`~diffkg_pyg.nn.models.DiffKGLoop` (a PyG loop) or by the
+    trainer's recipe.
 
     Args:
         num_users (int): :math:`U`.
@@ -201,14 +207,35 @@ class DiffKG(DiffKGState):
         return [self.user_emb, self.entity_emb, self.relation_emb,
                 *self.kg_encoder.parameters()]
 
-    def build_adjacency(self, edge_index: Tensor) -> Tensor:
-        r"""The normalised user-item adjacency with self-loops
-        (users first, then items) as a sparse CSR tensor, from the train
-        pairs :obj:`edge_index` :obj:`[2, num_pairs]`. Build it once and pass
-        it to :meth:`get_embedding`, :meth:`loss` and :meth:`recommend` (it
-        must be symmetric, as built here: the backward pass relies on it)."""
-        return bipartite_adjacency(edge_index, self.num_users,
-                                   self.num_items, add_self_loops=True)
+    def configure_optimizers(self, lr: float = 1e-3,
+                             weight_decay: float = 0.0) -> OptimizerGroup:
+        r"""The optimisers the method trains with, as one object with
+        :meth:`zero_grad` and :meth:`step`: :class:`torch.optim.Adam` on
+        :meth:`recommender_parameters` (with :obj:`weight_decay`), Adam on
+        the denoiser's dense parameters and
+        :class:`~diffkg_pyg.optim.SparseRowAdam` on its entity tables
+        (their gradients are sparse rows; plain Adam refuses them)."""
+        return OptimizerGroup([
+            torch.optim.Adam(self.recommender_parameters(), lr=lr,
+                             weight_decay=weight_decay),
+            torch.optim.Adam(self.denoiser.dense_parameters(), lr=lr),
+            SparseRowAdam(self.denoiser.sparse_parameters(), lr=lr)])
+
+    def views(self, sampled_kg: EdgeSet,
+              denoised_kg: EdgeSet) -> Tuple[EdgeSet, EdgeSet]:
+        r"""The KGs of the main and of the second training view: by
+        :obj:`main_view` with :obj:`views='paper'`, the sampled original KG
+        twice with :obj:`views='published-code'`."""
+        if self.views_of == 'published-code':
+            return sampled_kg, sampled_kg
+        if self.main_view == 'denoised':
+            return denoised_kg, sampled_kg
+        return sampled_kg, denoised_kg
+
+    def eval_kg(self, sampled_kg: EdgeSet, denoised_kg: EdgeSet) -> EdgeSet:
+        r"""The KG that evaluation and recommendation encode with: the
+        :obj:`main_view` one (whatever :obj:`views` is)."""
+        return denoised_kg if self.main_view == 'denoised' else sampled_kg
 
     def sample_kg(self, edge_index: Tensor, edge_type: Tensor,
                   generator: Optional[torch.Generator] = None) -> EdgeSet:
@@ -228,7 +255,9 @@ class DiffKG(DiffKGState):
         shapes :obj:`[num_users, d]` and :obj:`[num_items, d]`.
 
         Args:
-            adj (torch.Tensor): The adjacency of :meth:`build_adjacency`.
+            adj (torch.Tensor): The normalised adjacency with self-loops
+                (:meth:`RunGraph.adjacency(True)
+                <diffkg_pyg.data.RunGraph.adjacency>`).
             kg_edge_index (torch.Tensor): KG pairs :obj:`[2, num_edges]`.
             kg_edge_type (torch.Tensor): Their relations :obj:`[num_edges]`.
         """
@@ -263,7 +292,7 @@ class DiffKG(DiffKGState):
         r"""The recommendation objective on a batch of triples.
 
         Args:
-            adj (torch.Tensor): The adjacency of :meth:`build_adjacency`.
+            adj (torch.Tensor): See :meth:`get_embedding`.
             main_kg (tuple): :obj:`(edge_index, edge_type)` of the main view
                 (see :meth:`views`).
             second_kg (tuple): The KG of the second view.
@@ -361,6 +390,23 @@ class DiffKG(DiffKGState):
                           edge_type, self.num_entities, self.rebuild_k,
                           self.keep_rate, self.sampling_steps, batch_size,
                           generator)
+
+    def get_extra_state(self) -> Dict[str, Any]:
+        # The noise columns once chosen (noise_columns=0 chooses them from
+        # the device): a resumed run keeps the choice.
+        columns = self.noise_columns
+        return {} if columns == 0 else {
+            'noise_columns': -1 if columns is None else columns}
+
+    def set_extra_state(self, state: Dict[str, Any]) -> None:
+        if 'noise_columns' in state:
+            columns = state['noise_columns']
+            if isinstance(columns, bool) or not isinstance(columns, int) \
+                    or columns == 0 or columns < -1:
+                raise ValueError(f'the saved noise_columns {columns!r} is '
+                                 f'not -1 or a positive count (the file '
+                                 f'was edited)')
+            self.noise_columns = None if columns == -1 else columns
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.num_users}, '

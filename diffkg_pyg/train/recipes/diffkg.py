@@ -6,9 +6,11 @@ import torch
 from torch import Tensor
 
 from diffkg_pyg import distributed
-from diffkg_pyg.data.graph import KG, has_kg
+from diffkg_pyg.data.graph import has_kg
+from diffkg_pyg.data.run_graph import RunGraph
 from diffkg_pyg.hyperparameters import HyperParameter
 from diffkg_pyg.nn.models.diffkg import PRESETS, DiffKG
+from diffkg_pyg.nn.models.diffkg_loop import DiffKGLoop
 from diffkg_pyg.train.context import TrainContext
 from diffkg_pyg.train.recipe import Recipe, Sizes
 
@@ -32,9 +34,11 @@ class DiffKGRecipe(Recipe):
 
     With :obj:`diffusion=False` (the ablation) there is no denoiser and no
     rebuild; the sampled original KG feeds both views. The KG is sampled
-    once (:meth:`DiffKG.sample_kg`); the denoised KG is the recipe's state
-    (checkpointed, and kept with the best epoch). Evaluation and saved
-    models encode with the main view's KG.
+    once (:meth:`DiffKG.sample_kg`); the two KGs, held by a
+    :class:`~diffkg_pyg.nn.models.DiffKGLoop` beside the stateless model,
+    are the recipe's state (checkpointed, kept with the best epoch and
+    saved with the model). Evaluation and saved models encode with the
+    main view's KG.
     """
     name = 'diffkg'
     description = ('DiffKG: knowledge-graph diffusion for recommendation '
@@ -61,11 +65,7 @@ class DiffKGRecipe(Recipe):
                       sizes.num_relations, **self.model_kwargs)
 
     def setup(self, model: DiffKG, context: TrainContext, data) -> None:
-        self.train_edge_index = context.train_edge_index
-        self.setup_inference(model, self.train_edge_index)
-        model.init_kg(data[KG].edge_index.to(context.device),
-                      data[KG].edge_type.to(context.device),
-                      generator=context.generator)
+        self.loop = DiffKGLoop(model, context.graph, context.generator)
         model.choose_noise_columns(context.device)
 
     def configure_optimizers(self, model: DiffKG, context: TrainContext
@@ -77,11 +77,10 @@ class DiffKGRecipe(Recipe):
     def train_diffusion(self, model: DiffKG, context: TrainContext,
                         epoch: int) -> None:
         r"""Phase 1: one pass of denoiser steps."""
-        heads = model.shuffled_kg_heads(context.generator)
+        heads = self.loop.shuffled_kg_heads(context.generator)
         for batch in context.progress(context.batches(heads),
                                       f'epoch {epoch} diffusion'):
-            loss, terms = model.denoising_loss(self.train_edge_index, batch,
-                                               context.generator)
+            loss, terms = self.loop.denoising_loss(batch, context.generator)
             context.step(self.denoiser_optimizers, loss, 'denoiser_loss',
                          **terms)
 
@@ -90,9 +89,8 @@ class DiffKGRecipe(Recipe):
         r"""Phase 3: one pass of recommendation steps."""
         for user, pos, neg in context.bpr_batches(
                 f'epoch {epoch} recommendation'):
-            loss, terms = model.recommendation_loss(
-                self.train_edge_index, user, pos, neg,
-                context.shard_batch_size)
+            loss, terms = self.loop.recommendation_loss(
+                user, pos, neg, context.shard_batch_size)
             context.step([self.optimizer], loss, **terms)
 
     def train_epoch(self, model: DiffKG, context: TrainContext,
@@ -102,30 +100,41 @@ class DiffKGRecipe(Recipe):
             self.train_diffusion(model, context, epoch)
         diffusion_end = time.perf_counter()
         if self.hparams['diffusion']:
-            model.rebuild(batch_size=context.batch_size,
-                          generator=context.generator)
+            self.loop.rebuild(batch_size=context.batch_size,
+                              generator=context.generator)
             # Under torchrun, rank 0's denoiser and rebuilt KG on every
             # rank: kernels that are not deterministic (CUDA's scatter)
             # cannot make the ranks' KGs drift apart.
             distributed.broadcast_module(model.denoiser)
-            model.denoised_kg = distributed.broadcast_tensors(
-                model.denoised_kg)
+            self.loop.denoised_kg = distributed.broadcast_tensors(
+                self.loop.denoised_kg)
         rebuild_end = time.perf_counter()
         self.train_recommendation(model, context, epoch)
-        return {'kg_edges_kept': int(model.denoised_kg[0].size(1)),
+        return {'kg_edges_kept': int(self.loop.denoised_kg[0].size(1)),
                 'diffusion_seconds': diffusion_end - start,
                 'rebuild_seconds': rebuild_end - diffusion_end,
                 'recommendation_seconds': time.perf_counter() - rebuild_end}
 
     def embeddings(self, model: DiffKG) -> Tuple[Tensor, Tensor]:
-        kg = model.eval_kg(model.sampled_kg, model.denoised_kg)
-        return model.get_embedding(self.adj, *kg)
+        return self.loop.embeddings()
+
+    def state_dict(self) -> Dict[str, Any]:
+        return self.loop.state_dict()
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        if hasattr(self, 'loop'):
+            self.loop.load_state_dict(state)
+        else:  # A saved model's, before its model is built.
+            self._saved_kgs = state
 
     def summary(self, model: DiffKG) -> Dict[str, Any]:
         columns = model.choose_noise_columns()
-        return {'kg_edges_kept': int(model.denoised_kg[0].size(1)),
+        return {'kg_edges_kept': int(self.loop.denoised_kg[0].size(1)),
                 'noise_columns_used': -1 if columns is None else columns}
 
     def setup_inference(self, model: DiffKG,
                         train_edge_index: Tensor) -> None:
-        self.adj = model.adjacency(train_edge_index)
+        state = self._saved_kgs
+        graph = RunGraph(train_edge_index, model.num_users, model.num_items)
+        self.loop = DiffKGLoop(model, graph, kgs=tuple(
+            tuple(state[key]) for key in ('sampled_kg', 'denoised_kg')))

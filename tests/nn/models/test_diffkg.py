@@ -5,11 +5,12 @@ import torch
 
 from diffkg_pyg import PRESETS, DiffKG
 from diffkg_pyg.csr import to_csr
-from diffkg_pyg.data import KG, USER_ITEM, synthetic_dataset
+from diffkg_pyg.data import KG, USER_ITEM, RunGraph, synthetic_dataset
 from diffkg_pyg.nn import SparseDenoiser
 from diffkg_pyg.nn.denoiser import CompiledOrEager
 from diffkg_pyg.nn.functional import info_nce
 from diffkg_pyg.nn.kg_diffusion import sample_support
+from diffkg_pyg.nn.models import DiffKGLoop
 from diffkg_pyg.optim import SparseRowAdam
 from diffkg_pyg.testing import literal_contrast_loss
 from tests.nn.test_kg_diffusion import random_kg
@@ -54,7 +55,7 @@ def test_from_data_and_repr(data):
 def test_get_embedding_is_sum_of_layers(data, num_layers):
     model = make_model(data, num_layers=num_layers).eval()
     train = data[USER_ITEM].edge_index
-    adj = model.build_adjacency(train)
+    adj = RunGraph.from_data(data).adjacency(True)
     user, item = model.get_embedding(adj, *kg_of(data))
     assert user.shape == (30, 8) and item.shape == (40, 8)
 
@@ -107,7 +108,7 @@ def test_views(data, main_view):
 def test_loss_terms(data, temp, ssl_weight):
     model = make_model(data, temperature=temp, ssl_weight=ssl_weight,
                        l2_weight=1e-3).eval()
-    adj = model.build_adjacency(data[USER_ITEM].edge_index)
+    adj = RunGraph.from_data(data).adjacency(True)
     main = kg_of(data)
     second = model.sample_kg(*main, torch.Generator().manual_seed(1))
     user, pos, neg = (torch.tensor([0, 1, 1]), torch.tensor([2, 3, 4]),
@@ -184,74 +185,15 @@ def test_rebuild_kg_keeps_existing_edges(data):
     assert 0 < out_key.numel() <= edge_index.size(1)
 
 
-def test_recommend(data):
-    model = make_model(data)
-    train = data[USER_ITEM].edge_index
-    model.init_kg(*kg_of(data), generator=torch.Generator().manual_seed(0))
-    users = torch.tensor([3, 0, 3])
-    item, score = model.recommend(train, users, k=5)
-    assert model.training  # Scored in evaluation mode, left as it was,
-    again = model.recommend(train, users, k=5)  # so no dropout varies it.
-    assert torch.equal(item, again[0]) and torch.equal(score, again[1])
-    assert item.shape == score.shape == (3, 5)
-    assert torch.equal(item[0], item[2])
-    assert bool((score[:, :-1] >= score[:, 1:]).all())
-    seen = set(map(tuple, train.t().tolist()))
-    assert not any((int(u), int(i)) in seen
-                   for u, row in zip(users, item) for i in row)
-    # Without the exclusion, the train items may come back and the scores
-    # are the plain dot products of the main view's embeddings:
-    model.eval()
-    user_emb, item_emb = model.get_embedding(
-        model.build_adjacency(train),
-        *model.eval_kg(model.sampled_kg, model.denoised_kg))
-    item, score = model.recommend(train, users, k=40, exclude_train=False)
-    assert torch.allclose(score, (user_emb[users] @ item_emb.t()).sort(
-        dim=-1, descending=True).values, atol=1e-6)
-
-
-def test_recommend_needs_a_kg(data):
-    model = make_model(data)
-    with pytest.raises(ValueError, match='call model.init_kg'):
-        model.recommend(data[USER_ITEM].edge_index, torch.tensor([0]))
-
-
-@pytest.mark.parametrize('users,k,match', [
-    ([0, 30], 5, r"'user_index' must lie in \[0, 29\]"),
-    ([-1], 5, r"'user_index' must lie in \[0, 29\]"),
-    ([0], 0, r"'k' must be in \[1, num_items\]"),
-    ([0], 41, r"'k' must be in \[1, num_items\]"),
-])
-def test_recommend_bad_arguments(data, users, k, match):
-    model = make_model(data)
-    model.init_kg(*kg_of(data))
-    with pytest.raises(ValueError, match=match):
-        model.recommend(data[USER_ITEM].edge_index, torch.tensor(users),
-                        k=k)
-
-
-def test_kg_state_is_in_the_state_dict_and_moves_with_the_model(data):
-    model = make_model(data)
-    model.init_kg(*kg_of(data), generator=torch.Generator().manual_seed(0))
-    model.rebuild(generator=torch.Generator().manual_seed(1))
-    state = model.state_dict()
-    other = make_model(data)
-    other.load_state_dict(state)
-    for mine, theirs in zip(model.sampled_kg + model.denoised_kg,
-                            other.sampled_kg + other.denoised_kg):
-        assert torch.equal(mine, theirs)
-    other = other.to(torch.float64)  # _apply reaches the graph state:
-    assert other.sampled_kg[0].dtype == torch.long  # ids stay ids.
-
-
 def test_noise_columns_chosen_once_from_the_device_and_kept(data,
                                                             monkeypatch):
     import diffkg_pyg.nn.models.diffkg as module
     model = make_model(data)
     assert model.noise_columns == 0  # The default: not chosen yet.
-    model.init_kg(*kg_of(data), generator=torch.Generator().manual_seed(0))
-    heads = model.shuffled_kg_heads(torch.Generator().manual_seed(0))[:4]
-    model.denoising_loss(data[USER_ITEM].edge_index, heads)
+    loop = DiffKGLoop(model, RunGraph.from_data(data),
+                      torch.Generator().manual_seed(0))
+    heads = loop.shuffled_kg_heads(torch.Generator().manual_seed(0))[:4]
+    loop.denoising_loss(heads)
     assert model.noise_columns == 16384  # On the CPU, at the first step.
     assert model.state_dict()['_extra_state']['noise_columns'] == 16384
 
@@ -260,7 +202,6 @@ def test_noise_columns_chosen_once_from_the_device_and_kept(data,
     monkeypatch.setattr(module, 'choose_noise_columns',
                         lambda *args: chosen.append(args) or None)
     exact = make_model(data)
-    exact.init_kg(*kg_of(data))
     assert exact.choose_noise_columns(torch.device('cpu')) is None
     assert chosen == [(exact.num_entities, 16, torch.device('cpu'))]
     assert exact.choose_noise_columns() is None and len(chosen) == 1
@@ -276,17 +217,6 @@ def test_noise_columns_chosen_once_from_the_device_and_kept(data,
     state['_extra_state']['noise_columns'] = 0
     with pytest.raises(ValueError, match='saved noise_columns 0 is not'):
         make_model(data).load_state_dict(state)
-
-
-def test_derived_graphs_are_cached_per_tensor(data):
-    model = make_model(data)
-    train = data[USER_ITEM].edge_index
-    assert model.adjacency(train) is model.adjacency(train)
-    copy = train.clone()
-    assert model.adjacency(copy) is not model.adjacency(train)
-    before = model.adjacency(train)
-    train[1, 0] = train[1, 0]  # An in-place write: a new version.
-    assert model.adjacency(train) is not before
 
 
 @pytest.mark.parametrize('kwargs,match', [

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from diffkg_pyg import DiffKG
-from diffkg_pyg.data import KG, USER_ITEM, synthetic_dataset
+from diffkg_pyg.data import USER_ITEM, RunGraph, synthetic_dataset
+from diffkg_pyg.nn.models import DiffKGLoop
 from diffkg_pyg.nn.models.diffkg import MAIN_VIEWS, VIEWS
 from diffkg_pyg.testing import reference_recommendation_loss
 
@@ -30,15 +31,15 @@ def check_step(data, **kwargs):
               **kwargs}
     model = DiffKG.from_data(data, **kwargs)
     generator = torch.Generator().manual_seed(0)
-    model.init_kg(data[KG].edge_index, data[KG].edge_type,
-                  generator=generator)
-    model.rebuild(batch_size=16, generator=generator)
+    graph = RunGraph.from_data(data)
+    loop = DiffKGLoop(model, graph, generator)
+    loop.rebuild(batch_size=16, generator=generator)
     train = data[USER_ITEM].edge_index
     user, pos = train[:, torch.randperm(train.size(1), generator=generator)
                       [:32]]
     neg = torch.randint(50, (32, ), generator=generator)
-    adj = model.adjacency(train)
-    kgs = model.views(*model._kg_views())
+    adj = graph.adjacency(True)
+    kgs = model.views(loop.sampled_kg, loop.denoised_kg)
     model.train()
     results = []
     for step in (model.loss, lambda *a: reference_recommendation_loss(
