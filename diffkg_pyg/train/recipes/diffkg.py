@@ -38,7 +38,9 @@ class DiffKGRecipe(Recipe):
     :class:`~diffkg_pyg.nn.models.DiffKGLoop` beside the stateless model,
     are the recipe's state (checkpointed, kept with the best epoch and
     saved with the model). Evaluation and saved models encode with the
-    main view's KG.
+    main view's KG. A model trained by hand saves with its loop set on a
+    recipe (:obj:`recipe.loop = loop`, then
+    :func:`~diffkg_pyg.train.save_model`).
     """
     name = 'diffkg'
     description = ('DiffKG: knowledge-graph diffusion for recommendation '
