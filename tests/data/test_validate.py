@@ -11,7 +11,13 @@ import warnings
 import pytest
 import torch
 
-from diffkg_pyg.data import ITEM_USER, KG, USER_ITEM, synthetic_dataset
+from diffkg_pyg.data import (
+    ITEM_USER,
+    KG,
+    USER_ITEM,
+    RunGraph,
+    synthetic_dataset,
+)
 from diffkg_pyg.data import validate as validate_data
 from diffkg_pyg.nn.models import DiffKG
 from diffkg_pyg.train import MODELS, Trainer, get_recipe
@@ -164,15 +170,15 @@ def test_the_trainer_refuses_before_any_kernel(name):
             Trainer(recipe, data)
 
 
-def test_build_adjacency_refuses_out_of_range_ids():
+def test_the_adjacency_refuses_out_of_range_ids():
     data = small()
-    model = DiffKG.from_data(data, use_compile=False)
+    sizes = data['user'].num_nodes, data['item'].num_nodes
     bad = data[USER_ITEM].edge_index.clone()
     bad[1, 0] = 250
     with pytest.raises(ValueError, match=r'row 1 holds item ids in'):
-        model.build_adjacency(bad)
+        RunGraph(bad, *sizes).adjacency(True)
     with pytest.raises(ValueError, match='int64'):
-        model.build_adjacency(bad.int())
+        RunGraph(bad.int(), *sizes).adjacency(True)
 
 
 def test_from_data_refuses_a_graph_without_kg():
