@@ -136,7 +136,7 @@ class KGCLRecipe(Recipe):
         views = list(zip(model.ui_views(self.train_edge_index, kg_views,
                                         gen), kg_views))
         user_all = self.train_edge_index[0]
-        ptr, items = to_csr(self.train_edge_index, self.num_users)
+        ptr, items = context.graph.train_csr  # Built once per run.
         perm = torch.randperm(user_all.numel(), generator=gen,
                               device=user_all.device)
         size = context.batch_size
